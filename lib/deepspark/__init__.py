@@ -1,0 +1,1 @@
+"""deepspark: distributed data-quality, analytics and deep-learning pipeline on Spark + Delta."""

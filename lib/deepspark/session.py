@@ -1,0 +1,88 @@
+"""The one place a SparkSession is built.
+
+Local mode by default (``local[*]`` bound to 127.0.0.1, scratch folders under a temporary or
+configured folder, UI off unless asked for). Under spark-submit the master, deploy mode and
+resources come from spark-submit and are left alone. Either way the settings every stage
+relies on are applied here: UTC session time zone, microsecond parquet timestamps (readable by
+delta-rs and delta-spark alike), adaptive execution, Arrow transfers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from deepspark.config import Config
+
+log = logging.getLogger(__name__)
+
+# Settings that make tables and results the same on a laptop and on a cluster.
+PORTABLE_SETTINGS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.sources.partitionOverwriteMode": "static",
+    # No _SUCCESS markers inside Delta table folders.
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    "spark.hadoop.parquet.summary.metadata.level": "NONE",
+}
+
+
+def launched_by_spark_submit() -> bool:
+    """True when this Python process was started by spark-submit (the JVM is already up)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
+    """The resolved Spark settings for ``config``; the master only when not under spark-submit."""
+    spark = config.spark
+    settings = dict(PORTABLE_SETTINGS)
+    settings["spark.app.name"] = spark.app_name
+    settings["spark.sql.shuffle.partitions"] = str(spark.shuffle_partitions)
+    settings["spark.ui.enabled"] = str(spark.ui_enabled).lower()
+    if not launched_by_spark_submit():
+        settings.update(
+            {
+                "spark.master": spark.master or "local[*]",
+                "spark.driver.bindAddress": spark.bind_address,
+                "spark.driver.host": spark.bind_address,
+                "spark.driver.memory": spark.driver_memory,
+                "spark.local.dir": str(scratch / "local"),
+                "spark.sql.warehouse.dir": str(scratch / "warehouse"),
+                "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch / 'derby'}",
+            }
+        )
+    settings.update(spark.conf)
+    return settings
+
+
+def get_spark(config: Config) -> SparkSession:
+    """Return the active SparkSession, or build it from ``config``."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    scratch = Path(config.spark.scratch_dir or tempfile.mkdtemp(prefix="deepspark-spark-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    settings = spark_settings(config, scratch)
+    if not launched_by_spark_submit():
+        # The JVM binds its RPC endpoints by this variable before any setting is read.
+        os.environ.setdefault("SPARK_LOCAL_IP", config.spark.bind_address)
+    builder = SparkSession.builder
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(config.spark.log_level)
+    log.info(
+        "spark session: master=%s version=%s scratch=%s",
+        session.sparkContext.master,
+        session.version,
+        scratch,
+    )
+    log.info("resolved config (secrets redacted): %s", json.dumps(config.redacted(), default=str))
+    return session

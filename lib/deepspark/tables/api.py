@@ -1,0 +1,207 @@
+"""The one way to reach Delta tables: ``Tables``, which hides which Delta engine is in use.
+
+Tables are named ``layer.name`` (``bronze.customers``, ``silver.orders``, ``gold.features``)
+and live at ``<data_root>/tables/<layer>/<name>``. Two engines share the Delta protocol on disk:
+
+* ``spark``: delta-spark, when ``io.delta`` classes are on the JVM classpath (clusters);
+* ``rs``: delta-rs (``deltalake``) keeps the transaction log while Spark's own parquet reader
+  and writer move the data in parallel (offline, local; no Delta jars needed).
+
+``tables.engine`` in conf picks one (``auto`` by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pyspark.sql import DataFrame, SparkSession
+
+from deepspark.config import Config
+
+log = logging.getLogger(__name__)
+
+WriteMode = Literal["append", "overwrite"]
+TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+DELTA_SPARK_CLASS = "io.delta.tables.DeltaTable"
+
+
+class TableError(RuntimeError):
+    """A Delta table operation that cannot go ahead; the message says why and where."""
+
+
+class TableNotFoundError(TableError):
+    pass
+
+
+class SchemaMismatchError(TableError):
+    pass
+
+
+class ConcurrentWriteError(TableError):
+    pass
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    version: int
+    rows_written: int
+    files_added: int = 0
+    files_removed: int = 0
+    metrics: dict[str, int] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+
+    def exists(self, path: str) -> bool: ...
+    def read(self, path: str, version: int | None, timestamp: datetime | None) -> DataFrame: ...
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: list[str] | None,
+        evolve_schema: bool,
+    ) -> WriteResult: ...
+    def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult: ...
+    def version(self, path: str) -> int: ...
+    def history(self, path: str) -> list[dict]: ...
+    def compact(self, path: str) -> WriteResult: ...
+    def vacuum(self, path: str, retention_hours: float) -> list[str]: ...
+
+
+def delta_spark_on_classpath(spark: SparkSession) -> bool:
+    """True when the JVM can load delta-spark's classes (``--packages io.delta:...``)."""
+    try:
+        jvm = spark.sparkContext._jvm
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(DELTA_SPARK_CLASS, False, loader)
+        return True
+    except Exception:  # py4j wraps ClassNotFoundException; Spark Connect has no JVM here
+        return False
+
+
+def choose_engine(requested: str, delta_spark_available: bool) -> str:
+    """Resolve ``tables.engine`` (auto|spark|rs) against what the cluster offers."""
+    if requested == "auto":
+        return "spark" if delta_spark_available else "rs"
+    if requested == "spark" and not delta_spark_available:
+        raise TableError(
+            "tables.engine is 'spark' but delta-spark's classes are not on the JVM classpath; "
+            "submit with --packages io.delta:delta-spark_2.13:<version> (see deploy/README.md) "
+            "or set tables.engine to 'auto' or 'rs'"
+        )
+    if requested not in ("spark", "rs"):
+        raise TableError(f"tables.engine: expected auto, spark or rs, got {requested!r}")
+    return requested
+
+
+class Tables:
+    """Read, write, merge and maintain the project's Delta tables by name."""
+
+    def __init__(self, spark: SparkSession, config: Config, engine: Engine | None = None):
+        self.spark = spark
+        self.root = Path(config.tables_root).resolve()
+        self.config = config.tables
+        self.engine = engine or self._make_engine(spark, config)
+        log.info("delta engine: %s (tables under %s)", self.engine.name, self.root)
+
+    @staticmethod
+    def _make_engine(spark: SparkSession, config: Config) -> Engine:
+        name = choose_engine(config.tables.engine, delta_spark_on_classpath(spark))
+        if name == "spark":
+            from deepspark.tables.spark_engine import DeltaSparkEngine
+
+            return DeltaSparkEngine(spark, config.tables)
+        from deepspark.tables.rs_engine import DeltaRsEngine
+
+        return DeltaRsEngine(spark, config.tables)
+
+    def path(self, name: str) -> str:
+        if not TABLE_NAME.match(name):
+            raise TableError(f"table name {name!r}: expected 'layer.name' in lower case, "
+                             "e.g. 'bronze.customers'")
+        layer, table = name.split(".")
+        return str(self.root / layer / table)
+
+    def exists(self, name: str) -> bool:
+        return self.engine.exists(self.path(name))
+
+    def read(
+        self, name: str, version: int | None = None, timestamp: datetime | None = None
+    ) -> DataFrame:
+        """The table at its latest version, or as of ``version`` / ``timestamp``."""
+        if version is not None and timestamp is not None:
+            raise TableError(f"{name}: give a version or a timestamp to travel to, not both")
+        self._require(name)
+        return self.engine.read(self.path(name), version, timestamp)
+
+    def write(
+        self,
+        df: DataFrame,
+        name: str,
+        mode: WriteMode = "append",
+        partition_by: list[str] | None = None,
+        evolve_schema: bool = False,
+    ) -> WriteResult:
+        """Append or overwrite atomically; a schema change needs ``evolve_schema=True``."""
+        if mode not in ("append", "overwrite"):
+            raise TableError(f"{name}: write mode must be 'append' or 'overwrite', got {mode!r}")
+        result = self.engine.write(df, self.path(name), mode, partition_by, evolve_schema)
+        return _named(result, name)
+
+    def merge(self, df: DataFrame, name: str, keys: list[str]) -> WriteResult:
+        """Upsert ``df`` on ``keys``: matching rows are replaced, new keys inserted."""
+        if not keys:
+            raise TableError(f"{name}: merge needs at least one key column")
+        missing = [k for k in keys if k not in df.columns]
+        if missing:
+            raise SchemaMismatchError(f"{name}: merge keys {missing} are not columns of the "
+                                      f"source ({', '.join(df.columns)})")
+        if not self.exists(name):
+            return self.write(df, name)
+        return _named(self.engine.merge(df, self.path(name), keys), name)
+
+    def version(self, name: str) -> int:
+        self._require(name)
+        return self.engine.version(self.path(name))
+
+    def history(self, name: str) -> list[dict]:
+        """Commits, newest first: version, timestamp, operation, parameters."""
+        self._require(name)
+        return self.engine.history(self.path(name))
+
+    def compact(self, name: str) -> WriteResult:
+        """Rewrite small files into fewer large ones (no data change)."""
+        self._require(name)
+        return _named(self.engine.compact(self.path(name)), name)
+
+    def vacuum(self, name: str, retention_hours: float | None = None) -> list[str]:
+        """Delete files no version within the retention period needs; returns them."""
+        self._require(name)
+        hours = self.config.vacuum_retention_hours if retention_hours is None else retention_hours
+        return self.engine.vacuum(self.path(name), hours)
+
+    def list(self) -> dict[str, int]:
+        """Every table under the root with its current version."""
+        found = {}
+        for log_dir in sorted(self.root.glob("*/*/_delta_log")):
+            name = f"{log_dir.parent.parent.name}.{log_dir.parent.name}"
+            if TABLE_NAME.match(name):
+                found[name] = self.engine.version(str(log_dir.parent))
+        return found
+
+    def _require(self, name: str) -> None:
+        if not self.exists(name):
+            raise TableNotFoundError(f"table {name} does not exist at {self.path(name)}")
+
+
+def _named(result: WriteResult, name: str) -> WriteResult:
+    return WriteResult(name, result.version, result.rows_written, result.files_added,
+                       result.files_removed, result.metrics)

@@ -1,0 +1,333 @@
+"""Delta tables without Delta jars: delta-rs keeps the log, Spark moves the data.
+
+A write goes in three steps, so a failure at any point leaves the table at its previous version:
+
+1. Spark writes parquet in parallel into ``<table>/_staging/<write id>/`` (Spark and Delta
+   readers skip folders starting with ``_``);
+2. each file is renamed into the table folder (``col=value/`` partition folders kept);
+3. one delta-rs transaction commits the Add (and, for overwrite, merge and compaction, Remove)
+   actions. Files from a write that never committed are not in the log: readers never see them,
+   and ``vacuum`` deletes them.
+
+Reads hand Spark the snapshot's own file list (never a folder listing), so files a version has
+logically removed are never read. The driver handles file lists and parquet footers, never rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, Schema
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from deepspark.config import TablesConfig
+from deepspark.tables.api import ConcurrentWriteError, TableError, WriteMode, WriteResult
+from deepspark.tables.schema import (
+    align_to_table,
+    check_storable,
+    delta_schema_json,
+    spark_schema_from_delta,
+)
+
+log = logging.getLogger(__name__)
+
+STAGING = "_staging"
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+# Reader features whose data this engine would misread by scanning files directly.
+UNREADABLE_FEATURES = {"deletionVectors", "columnMapping"}
+
+
+class DeltaRsEngine:
+    name = "rs"
+
+    def __init__(self, spark: SparkSession, config: TablesConfig):
+        self.spark = spark
+        self.config = config
+
+    # -- reading -------------------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        return DeltaTable.is_deltatable(path)
+
+    def read(self, path: str, version: int | None, timestamp: datetime | None) -> DataFrame:
+        table = self._open(path, version, timestamp)
+        return self._scan(table, path)
+
+    def _open(self, path: str, version: int | None = None, timestamp: datetime | None = None):
+        try:
+            table = DeltaTable(path, version=version)
+            if timestamp is not None:
+                aware = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
+                table.load_as_version(aware)
+        except TableNotFoundError as error:
+            raise TableError(f"no Delta table at {path}: {error}") from error
+        except DeltaError as error:
+            when = f"version {version}" if version is not None else f"timestamp {timestamp}"
+            raise TableError(f"{path}: cannot load {when}: {error}") from error
+        features = set(table.protocol().reader_features or [])
+        if features & UNREADABLE_FEATURES:
+            raise TableError(
+                f"{path} uses Delta reader features {sorted(features & UNREADABLE_FEATURES)} that "
+                "the offline engine cannot read; use tables.engine=spark with delta-spark"
+            )
+        return table
+
+    def _scan(self, table: DeltaTable, path: str, with_file: bool = False) -> DataFrame:
+        schema = spark_schema_from_delta(table.schema().to_json())
+        uris = [_as_uri(uri) for uri in table.file_uris()]
+        if not uris:
+            df = self.spark.createDataFrame([], schema)
+            return df.withColumn("_file", F.lit(None).cast("string")) if with_file else df
+        df = (
+            self.spark.read.schema(schema)
+            .option("basePath", _as_uri(path))
+            .parquet(*uris)
+        )
+        columns = [F.col(f"`{name}`") for name in schema.fieldNames()]
+        if with_file:
+            columns.append(F.input_file_name().alias("_file"))
+        return df.select(*columns)
+
+    def version(self, path: str) -> int:
+        return self._open(path).version()
+
+    def history(self, path: str) -> list[dict]:
+        return [
+            {
+                "version": entry.get("version"),
+                "timestamp": entry.get("timestamp"),
+                "operation": entry.get("operation"),
+                "parameters": entry.get("operationParameters", {}),
+                "engine": entry.get("engineInfo") or entry.get("clientVersion"),
+            }
+            for entry in self._open(path).history()
+        ]
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: list[str] | None,
+        evolve_schema: bool,
+    ) -> WriteResult:
+        check_storable(df.schema, path)
+        table = self._open(path) if self.exists(path) else None
+        new_fields = []
+        if table is not None:
+            current = table.metadata().partition_columns
+            if partition_by is not None and list(partition_by) != list(current):
+                raise TableError(f"{path}: partitioned by {current}, the write asks for "
+                                 f"{partition_by}; a table's partitioning cannot change")
+            partition_by = list(current)
+            table_schema = spark_schema_from_delta(table.schema().to_json())
+            df, new_fields = align_to_table(df, table_schema, evolve_schema, path)
+        partition_by = list(partition_by or [])
+        missing = [c for c in partition_by if c not in df.columns]
+        if missing:
+            raise TableError(f"{path}: partition columns {missing} are not in the data")
+
+        adds = self._stage(df, path, partition_by)
+        rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
+        if table is None:
+            create_table_with_add_actions(
+                path, _delta_schema(df.schema), adds, mode="error", partition_by=partition_by or None
+            )
+            return WriteResult(path, 0, rows, len(adds))
+        if new_fields:
+            # delta-rs commits Add actions without touching the schema, so widen it first.
+            table.alter.add_columns([_delta_field(f) for f in new_fields])
+            table = self._open(path)
+        removed = len(table.file_uris()) if mode == "overwrite" else 0
+        version = self._commit(table, adds, [], mode, path)
+        return WriteResult(path, version, rows, len(adds), removed)
+
+    def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult:
+        """Copy-on-write upsert: rewrite only the files holding matched keys, in one commit."""
+        table = self._open(path)
+        table_schema = spark_schema_from_delta(table.schema().to_json())
+        source, new_fields = align_to_table(df, table_schema, False, path)
+        duplicated = source.groupBy(*keys).count().filter("count > 1").limit(1).collect()
+        if duplicated:
+            key = {k: duplicated[0][k] for k in keys}
+            raise TableError(f"{path}: merge source has several rows for key {key}; "
+                             "deduplicate the source first")
+
+        target = self._scan(table, path, with_file=True)
+        source_keys = source.select(*keys)
+        touched = [
+            row["_file"]
+            for row in target.join(source_keys, keys, "left_semi").select("_file").distinct()
+            .collect()
+        ]
+        kept = (
+            target.filter(F.col("_file").isin(touched))
+            .join(source_keys, keys, "left_anti")
+            .drop("_file")
+        )
+        rows_updated = target.filter(F.col("_file").isin(touched)).join(
+            source_keys, keys, "left_semi").count() if touched else 0
+        rows_source = source.count()
+        partition_by = list(table.metadata().partition_columns)
+        adds = self._stage(kept.unionByName(source), path, partition_by)
+        removes = self._removes(table, path, set(touched))
+        version = self._commit(table, adds, removes, "append", path)
+        return WriteResult(path, version, rows_source, len(adds), len(removes),
+                           {"rows_updated": rows_updated,
+                            "rows_inserted": rows_source - rows_updated})
+
+    def compact(self, path: str) -> WriteResult:
+        table = self._open(path)
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        partition_by = list(table.metadata().partition_columns)
+        rows = sum(a["num_records"] or 0 for a in actions)
+        groups = {tuple(a.get(f"partition.{c}") for c in partition_by) for a in actions}
+        if len(actions) <= len(groups):
+            return WriteResult(path, table.version(), 0)
+        files_per_group = max(1, -(-rows // self.config.max_records_per_file // len(groups)))
+        df = self._scan(table, path)
+        df = (df.repartition(len(groups) * files_per_group, *partition_by) if partition_by
+              else df.repartition(files_per_group))
+        adds = [_no_data_change(a) for a in self._stage(df, path, partition_by)]
+        removes = self._removes(table, path, None, data_change=False)
+        version = self._commit(table, adds, removes, "append", path)
+        return WriteResult(path, version, 0, len(adds), len(removes))
+
+    def vacuum(self, path: str, retention_hours: float) -> list[str]:
+        table = self._open(path)
+        deleted = table.vacuum(
+            retention_hours=int(retention_hours),
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,
+        )
+        staging = Path(path) / STAGING
+        if staging.is_dir():
+            cutoff = time.time() - retention_hours * 3600
+            for leftover in staging.iterdir():
+                if leftover.stat().st_mtime <= cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    deleted.append(str(leftover.relative_to(path)))
+        return deleted
+
+    # -- the three write steps -------------------------------------------------------------
+
+    def _stage(self, df: DataFrame, path: str, partition_by: list[str]) -> list[AddAction]:
+        """Steps 1 and 2: Spark writes parquet; files move into the table; Add actions."""
+        write_id = uuid.uuid4().hex
+        staging = Path(path) / STAGING / write_id
+        writer = df.write.mode("errorifexists").option(
+            "maxRecordsPerFile", self.config.max_records_per_file
+        )
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(_as_uri(str(staging)))
+
+        adds = []
+        for file in sorted(staging.rglob("*.parquet")):
+            if pq.read_metadata(file).num_rows == 0:
+                continue  # Spark writes a file for every empty task; the log needs none of them
+            relative = file.relative_to(staging)
+            destination = Path(path) / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, destination)
+            adds.append(_add_action(destination, relative))
+        shutil.rmtree(staging, ignore_errors=True)
+        return adds
+
+    def _commit(self, table: DeltaTable, adds, removes, mode: str, path: str) -> int:
+        """Step 3: one atomic delta-rs commit; returns the version it made."""
+        schema = Schema.from_json(table.schema().to_json())
+        try:
+            table.create_write_transaction(
+                [*adds, *removes],
+                mode=mode,
+                schema=schema,
+                partition_by=list(table.metadata().partition_columns) or None,
+            )
+        except CommitFailedError as error:
+            raise ConcurrentWriteError(
+                f"{path}: another writer committed a conflicting change first ({error}); "
+                "the table is unchanged by this write, run it again"
+            ) from error
+        table.update_incremental()
+        return table.version()
+
+    def _removes(self, table: DeltaTable, path: str, only: set[str] | None,
+                 data_change: bool = True) -> list[RemoveAction]:
+        now = int(time.time() * 1000)
+        partition_by = list(table.metadata().partition_columns)
+        wanted = None if only is None else {_relative(uri, path) for uri in only}
+        removes = []
+        for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+            if wanted is not None and action["path"] not in wanted:
+                continue
+            values = {c: _partition_text(action.get(f"partition.{c}")) for c in partition_by}
+            removes.append(RemoveAction(action["path"], data_change, now,
+                                        action["size_bytes"], values))
+        return removes
+
+
+def _add_action(file: Path, relative: Path) -> AddAction:
+    partition_values = {}
+    for part in relative.parent.parts:
+        key, _, value = part.partition("=")
+        value = unquote(value)
+        partition_values[unquote(key)] = None if value == HIVE_NULL else value
+    stat = file.stat()
+    num_records = pq.read_metadata(file).num_rows  # the footer only
+    return AddAction(
+        path=relative.as_posix(),
+        size=stat.st_size,
+        partition_values=partition_values,
+        modification_time=int(stat.st_mtime * 1000),
+        data_change=True,
+        stats=json.dumps({"numRecords": num_records}),
+    )
+
+
+def _no_data_change(action: AddAction) -> AddAction:
+    return AddAction(action.path, action.size, action.partition_values,
+                     action.modification_time, False, action.stats)
+
+
+def _delta_schema(schema: StructType) -> Schema:
+    return Schema.from_json(delta_schema_json(schema))
+
+
+def _delta_field(field):
+    return _delta_schema(StructType([field])).fields[0]
+
+
+def _partition_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return str(value)
+
+
+def _as_uri(path: str) -> str:
+    # Hadoop takes the path as written: no percent-encoding (Path.as_uri would encode '=').
+    return path if "://" in path else "file://" + str(Path(path).resolve())
+
+
+def _relative(uri: str, table_path: str) -> str:
+    local = unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+    return Path(local).resolve().relative_to(Path(table_path).resolve()).as_posix()

@@ -1,0 +1,55 @@
+"""One SparkSession for the whole test run (local[2], UI off, scratch in a temp folder)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from deepspark.config import Config, load_config  # noqa: E402
+from deepspark.session import get_spark  # noqa: E402
+from deepspark.tables import Tables  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("deepspark")
+
+
+@pytest.fixture(scope="session")
+def base_config(session_dir) -> Config:
+    return load_config(
+        env="local",
+        overrides=[
+            "spark.master=local[2]",
+            f"spark.scratch_dir={session_dir / 'spark'}",
+            "spark.shuffle_partitions=2",
+            f"run.data_root={session_dir / 'data'}",
+            f"run.runs_dir={session_dir / 'runs'}",
+        ],
+        environ={},
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(base_config):
+    session = get_spark(base_config)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def config(base_config, tmp_path) -> Config:
+    """The session's config with its own data folder, so tests never share tables."""
+    return base_config.model_copy(
+        update={"run": base_config.run.model_copy(update={"data_root": tmp_path / "data",
+                                                          "runs_dir": tmp_path / "runs"})}
+    )
+
+
+@pytest.fixture
+def tables(spark, config) -> Tables:
+    return Tables(spark, config)
