@@ -1,0 +1,114 @@
+"""Config: base + overlay + --set, typed once; errors name the file, key and expected value."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from deepspark.config import DEFAULT_CONF_DIR, ConfigError, load_config
+
+
+@pytest.fixture
+def conf(tmp_path) -> Path:
+    folder = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, folder, ignore=shutil.ignore_patterns("secrets.yaml"))
+    return folder
+
+
+def test_the_shipped_conf_loads_for_every_environment():
+    local = load_config(env="local", environ={})
+    cluster = load_config(env="cluster", environ={})
+    assert local.spark.master == "local[*]"
+    assert cluster.spark.master is None
+    assert "io.delta.sql.DeltaSparkSessionExtension" in cluster.spark.conf.values()
+
+
+def test_overlay_and_overrides_apply_in_order(conf):
+    (conf / "local" / "tables.yaml").write_text("max_records_per_file: 500\n")
+    config = load_config(conf, "local", ["tables.max_records_per_file=7", "run.seed=3"], {})
+    assert config.tables.max_records_per_file == 7
+    assert config.run.seed == 3
+    assert config.tables.engine == "auto"  # untouched keys keep base values
+
+
+def test_unknown_key_names_the_file_and_the_known_keys(conf):
+    (conf / "local" / "tables.yaml").write_text("engin: rs\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(conf, "local", environ={})
+    message = str(error.value)
+    assert str(conf / "local" / "tables.yaml") in message
+    assert "unknown key 'tables.engin'" in message
+    assert "engine" in message
+
+
+def test_wrong_type_names_file_key_and_expected_value(conf):
+    (conf / "base" / "generate.yaml").write_text("customers: lots\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(conf, "local", environ={})
+    message = str(error.value)
+    assert f"{conf / 'base' / 'generate.yaml'}: key 'generate.customers' = 'lots'" in message
+    assert "valid integer" in message
+
+
+def test_wrong_value_from_an_override_names_the_override(conf):
+    with pytest.raises(ConfigError, match=r"--set tables.engine=duckdb: key 'tables.engine'.*"
+                                          r"'auto', 'spark' or 'rs'"):
+        load_config(conf, "local", ["tables.engine=duckdb"], {})
+
+
+def test_nested_unknown_key_in_a_named_entry_lists_the_entry_keys(conf):
+    (conf / "base" / "ingest.yaml").write_text(
+        "sources:\n  orders:\n    format: csv\n    path: x\n    delimitr: ';'\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'ingest.sources.orders.delimitr'; "
+                                          r"expected one of: format, options, path"):
+        load_config(conf, "local", environ={})
+
+
+def test_unknown_section_file_and_bad_override_syntax_are_rejected(conf):
+    (conf / "base" / "spakr.yaml").write_text("master: x\n")
+    with pytest.raises(ConfigError, match="unknown section file 'spakr.yaml'"):
+        load_config(conf, "local", environ={})
+    (conf / "base" / "spakr.yaml").unlink()
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        load_config(conf, "local", ["spark.master"], {})
+
+
+def test_missing_overlay_is_an_error(conf):
+    with pytest.raises(ConfigError, match="overlay folder for environment 'staging' is missing"):
+        load_config(conf, "staging", environ={})
+
+
+def test_secrets_come_from_env_or_ignored_file_and_are_redacted(conf):
+    config = load_config(conf, "local", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": "s3cr3t-from-env"})
+    assert config.secrets.pii_hmac_key.get_secret_value() == "s3cr3t-from-env"
+    dumped = json.dumps(config.redacted())
+    assert "s3cr3t-from-env" not in dumped and "**********" in dumped
+
+    (conf / "local" / "secrets.yaml").write_text("pii_hmac_key: s3cr3t-from-file\n")
+    from_file = load_config(conf, "local", environ={})
+    assert from_file.secrets.pii_hmac_key.get_secret_value() == "s3cr3t-from-file"
+    assert "s3cr3t" not in repr(from_file) and "s3cr3t" not in str(from_file.redacted())
+
+
+def test_secrets_in_tracked_config_or_overrides_are_refused(conf):
+    (conf / "base" / "run.yaml").write_text("secrets:\n  pii_hmac_key: oops\n")
+    with pytest.raises(ConfigError, match="secrets do not belong in tracked config"):
+        load_config(conf, "local", environ={})
+    (conf / "base" / "run.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match="secrets come only from DEEPSPARK_SECRET_"):
+        load_config(conf, "local", ["secrets.pii_hmac_key=x"], {})
+
+
+def test_unknown_secret_name_is_rejected(conf):
+    with pytest.raises(ConfigError, match="environment variable DEEPSPARK_SECRET_API_TOKEN"):
+        load_config(conf, "local", environ={"DEEPSPARK_SECRET_API_TOKEN": "x"})
+
+
+def test_digest_changes_with_config_but_not_with_secret_values(conf):
+    a = load_config(conf, "local", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": "one"})
+    b = load_config(conf, "local", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": "two"})
+    c = load_config(conf, "local", ["run.seed=9"], {"DEEPSPARK_SECRET_PII_HMAC_KEY": "one"})
+    assert a.digest() == b.digest() != c.digest()
