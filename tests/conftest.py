@@ -45,8 +45,11 @@ def spark(base_config):
 def config(base_config, tmp_path) -> Config:
     """The session's config with its own data folder, so tests never share tables."""
     return base_config.model_copy(
-        update={"run": base_config.run.model_copy(update={"data_root": tmp_path / "data",
-                                                          "runs_dir": tmp_path / "runs"})}
+        update={
+            "run": base_config.run.model_copy(
+                update={"data_root": tmp_path / "data", "runs_dir": tmp_path / "runs"}
+            )
+        }
     )
 
 

@@ -111,6 +111,8 @@ class DatasetCleaning(Section):
     # Latest record wins among rows with the same keys, by this column.
     order_by: str | None = None
     types: dict[str, str] = Field(default_factory=dict)
+    # Columns that must never reach silver (raw PII until the privacy rules land).
+    drop_columns: list[str] = Field(default_factory=list)
 
 
 class CleanConfig(Section):
@@ -195,9 +197,7 @@ class Config(Section):
         return self.run.data_root / self.generate.landing_dir
 
 
-SECTIONS = {
-    (field.alias or name) for name, field in Config.model_fields.items() if name != "secrets"
-}
+SECTIONS = {(field.alias or name) for name, field in Config.model_fields.items() if name != "secrets"}
 
 
 def load_config(
@@ -239,8 +239,10 @@ def load_config(
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({error})") from error
         parts = tuple(key.strip().split("."))
         if parts[0] == "secrets":
-            raise ConfigError(f"--set {item!r}: secrets come only from {SECRET_ENV_PREFIX}* "
-                              f"environment variables or conf/<env>/{SECRETS_FILE}")
+            raise ConfigError(
+                f"--set {item!r}: secrets come only from {SECRET_ENV_PREFIX}* "
+                f"environment variables or conf/<env>/{SECRETS_FILE}"
+            )
         nested: Any = value
         for part in reversed(parts):
             nested = {part: nested}
@@ -261,11 +263,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level, "
-                          f"found {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of keys to values at the top level, found {type(data).__name__}"
+        )
     if "secrets" in data or any("secret" in str(k).lower() for k in data):
-        raise ConfigError(f"{path}: secrets do not belong in tracked config; set "
-                          f"{SECRET_ENV_PREFIX}<NAME> or conf/local/{SECRETS_FILE}")
+        raise ConfigError(
+            f"{path}: secrets do not belong in tracked config; set "
+            f"{SECRET_ENV_PREFIX}<NAME> or conf/local/{SECRETS_FILE}"
+        )
     return data
 
 
@@ -282,7 +287,7 @@ def _read_secrets(conf_dir: Path, env: str | None, environ, origin) -> dict[str,
                 origin[("secrets", key)] = str(path)
     for name, value in environ.items():
         if name.startswith(SECRET_ENV_PREFIX):
-            key = name[len(SECRET_ENV_PREFIX):].lower()
+            key = name[len(SECRET_ENV_PREFIX) :].lower()
             secrets[key] = value
             origin[("secrets", key)] = f"environment variable {name}"
     return secrets
@@ -312,9 +317,7 @@ def _describe(error: ValidationError, origin: dict[tuple[str, ...], str]) -> str
     for problem in error.errors():
         loc = tuple(str(part) for part in problem["loc"])
         loc = tuple("validate" if part == "validate_" else part for part in loc)
-        source = next(
-            (origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), "defaults"
-        )
+        source = next((origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), "defaults")
         key = ".".join(loc)
         if problem["type"] == "extra_forbidden":
             model = _model_at(loc[:-1])

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from deepspark.config import DEFAULT_CONF_DIR, ConfigError, load_config
 
 
@@ -54,16 +53,23 @@ def test_wrong_type_names_file_key_and_expected_value(conf):
 
 
 def test_wrong_value_from_an_override_names_the_override(conf):
-    with pytest.raises(ConfigError, match=r"--set tables.engine=duckdb: key 'tables.engine'.*"
-                                          r"'auto', 'spark' or 'rs'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--set tables.engine=duckdb: key 'tables.engine'.*"
+        r"'auto', 'spark' or 'rs'",
+    ):
         load_config(conf, "local", ["tables.engine=duckdb"], {})
 
 
 def test_nested_unknown_key_in_a_named_entry_lists_the_entry_keys(conf):
     (conf / "base" / "ingest.yaml").write_text(
-        "sources:\n  orders:\n    format: csv\n    path: x\n    delimitr: ';'\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'ingest.sources.orders.delimitr'; "
-                                          r"expected one of: format, options, path"):
+        "sources:\n  orders:\n    format: csv\n    path: x\n    delimitr: ';'\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'ingest.sources.orders.delimitr'; "
+        r"expected one of: format, options, path",
+    ):
         load_config(conf, "local", environ={})
 
 

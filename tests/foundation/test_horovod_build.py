@@ -28,12 +28,21 @@ def _fit_and_gather_weights():
     rng = np.random.default_rng(hvd.rank())  # each rank sees different data
     x = rng.normal(size=(256, 4)).astype("float32")
     y = (x.sum(axis=1) > 0).astype("float32")
-    model = keras.Sequential([keras.layers.Dense(8, activation="relu", input_shape=(4,)),
-                              keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(0.01)),
-                  loss="binary_crossentropy")
-    model.fit(x, y, epochs=2, batch_size=32, verbose=0,
-              callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0)])
+    model = keras.Sequential(
+        [
+            keras.layers.Dense(8, activation="relu", input_shape=(4,)),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(0.01)), loss="binary_crossentropy")
+    model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=32,
+        verbose=0,
+        callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0)],
+    )
     return np.concatenate([w.ravel() for w in model.get_weights()])
 
 

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from deepspark.tables import SchemaMismatchError, TableError, TableNotFoundError
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from deepspark.tables import SchemaMismatchError, TableError, TableNotFoundError
-
-SCHEMA = StructType([
-    StructField("id", LongType()),
-    StructField("country", StringType()),
-    StructField("amount", DoubleType()),
-])
+SCHEMA = StructType(
+    [
+        StructField("id", LongType()),
+        StructField("country", StringType()),
+        StructField("amount", DoubleType()),
+    ]
+)
 
 
 def frame(spark, rows, schema=SCHEMA):
@@ -35,8 +36,7 @@ def test_write_then_read_round_trips_and_counts_versions(spark, tables):
 
     assert (first.version, first.rows_written) == (0, 2)
     assert (second.version, second.rows_written) == (1, 1)
-    assert rows_of(tables.read("bronze.orders")) == [(1, "FR", 1.5), (2, "DE", 2.0),
-                                                     (3, "FR", 3.0)]
+    assert rows_of(tables.read("bronze.orders")) == [(1, "FR", 1.5), (2, "DE", 2.0), (3, "FR", 3.0)]
     assert tables.read("bronze.orders").schema == SCHEMA
     assert tables.list() == {"bronze.orders": 1}
 
@@ -59,7 +59,7 @@ def test_delta_rs_reads_the_table_with_full_history_and_time_travel(spark, table
 def test_time_travel_by_version_and_timestamp(spark, tables):
     tables.write(frame(spark, [(1, "FR", 1.0)]), "silver.t")
     time.sleep(1.1)
-    between = datetime.now(timezone.utc)
+    between = datetime.now(UTC)
     time.sleep(1.1)
     tables.write(frame(spark, [(2, "DE", 2.0)]), "silver.t", mode="overwrite")
 
@@ -76,12 +76,16 @@ def test_partitioned_table_keeps_partition_values_and_types(spark, tables):
     path = Path(tables.path("gold.by_country"))
 
     assert sorted(p.name for p in path.glob("country=*")) == [
-        "country=DE", "country=FR", "country=__HIVE_DEFAULT_PARTITION__"]
+        "country=DE",
+        "country=FR",
+        "country=__HIVE_DEFAULT_PARTITION__",
+    ]
     back = tables.read("gold.by_country")
     assert back.schema == SCHEMA
     assert rows_of(back) == rows_of(df)
     assert sorted(DeltaTable(str(path)).partitions(), key=str) == sorted(
-        [{"country": "DE"}, {"country": "FR"}, {"country": None}], key=str)
+        [{"country": "DE"}, {"country": "FR"}, {"country": None}], key=str
+    )
     with pytest.raises(TableError, match="partitioning cannot change"):
         tables.write(df, "gold.by_country", partition_by=["id"])
 
@@ -113,8 +117,7 @@ def test_type_change_is_rejected_and_missing_columns_are_null(spark, tables):
 def test_unstorable_types_are_rejected_before_any_file_is_written(spark, tables):
     from pyspark.ml.feature import VectorAssembler
 
-    vectors = VectorAssembler(inputCols=["amount"], outputCol="v").transform(
-        frame(spark, [(1, "FR", 1.0)]))
+    vectors = VectorAssembler(inputCols=["amount"], outputCol="v").transform(frame(spark, [(1, "FR", 1.0)]))
     with pytest.raises(SchemaMismatchError, match="column 'v'.*vector_to_array"):
         tables.write(vectors, "gold.v")
     assert not Path(tables.path("gold.v")).exists()
@@ -130,11 +133,14 @@ def test_merge_updates_matches_inserts_new_keys_and_rewrites_only_touched_files(
     assert result.metrics == {"rows_updated": 1, "rows_inserted": 1}
     assert (result.files_removed, result.version) == (1, 2)
     assert rows_of(tables.read("silver.m")) == [
-        (1, "FR", 1.0), (2, "DE", 2.0), (3, "IT", 30.0), (4, "ES", 4.0)]
+        (1, "FR", 1.0),
+        (2, "DE", 2.0),
+        (3, "IT", 30.0),
+        (4, "ES", 4.0),
+    ]
     after = set(DeltaTable(tables.path("silver.m")).file_uris())
     assert len(untouched & after) == 1  # the file holding ids 1 and 2 was not rewritten
-    assert rows_of(tables.read("silver.m", version=1)) == [
-        (1, "FR", 1.0), (2, "DE", 2.0), (3, "IT", 3.0)]
+    assert rows_of(tables.read("silver.m", version=1)) == [(1, "FR", 1.0), (2, "DE", 2.0), (3, "IT", 3.0)]
 
 
 def test_merge_rejects_a_source_with_duplicate_keys(spark, tables):
@@ -180,7 +186,8 @@ def test_vacuum_deletes_only_files_no_version_needs(spark, tables):
 def test_a_failed_write_leaves_the_table_at_its_previous_version(spark, tables):
     tables.write(frame(spark, [(1, "FR", 1.0)]), "silver.f")
     failing = frame(spark, [(2, "DE", 2.0), (0, "XX", 0.0)]).withColumn(
-        "amount", F.when(F.col("id") == 0, F.raise_error("boom")).otherwise(F.col("amount")))
+        "amount", F.when(F.col("id") == 0, F.raise_error("boom")).otherwise(F.col("amount"))
+    )
 
     with pytest.raises(Exception, match="boom"):
         tables.write(failing, "silver.f")

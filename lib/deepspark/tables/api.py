@@ -125,17 +125,16 @@ class Tables:
 
     def path(self, name: str) -> str:
         if not TABLE_NAME.match(name):
-            raise TableError(f"table name {name!r}: expected 'layer.name' in lower case, "
-                             "e.g. 'bronze.customers'")
+            raise TableError(
+                f"table name {name!r}: expected 'layer.name' in lower case, e.g. 'bronze.customers'"
+            )
         layer, table = name.split(".")
         return str(self.root / layer / table)
 
     def exists(self, name: str) -> bool:
         return self.engine.exists(self.path(name))
 
-    def read(
-        self, name: str, version: int | None = None, timestamp: datetime | None = None
-    ) -> DataFrame:
+    def read(self, name: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame:
         """The table at its latest version, or as of ``version`` / ``timestamp``."""
         if version is not None and timestamp is not None:
             raise TableError(f"{name}: give a version or a timestamp to travel to, not both")
@@ -162,8 +161,9 @@ class Tables:
             raise TableError(f"{name}: merge needs at least one key column")
         missing = [k for k in keys if k not in df.columns]
         if missing:
-            raise SchemaMismatchError(f"{name}: merge keys {missing} are not columns of the "
-                                      f"source ({', '.join(df.columns)})")
+            raise SchemaMismatchError(
+                f"{name}: merge keys {missing} are not columns of the source ({', '.join(df.columns)})"
+            )
         if not self.exists(name):
             return self.write(df, name)
         return _named(self.engine.merge(df, self.path(name), keys), name)
@@ -203,5 +203,6 @@ class Tables:
 
 
 def _named(result: WriteResult, name: str) -> WriteResult:
-    return WriteResult(name, result.version, result.rows_written, result.files_added,
-                       result.files_removed, result.metrics)
+    return WriteResult(
+        name, result.version, result.rows_written, result.files_added, result.files_removed, result.metrics
+    )

@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -71,7 +71,7 @@ class DeltaRsEngine:
         try:
             table = DeltaTable(path, version=version)
             if timestamp is not None:
-                aware = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
+                aware = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
                 table.load_as_version(aware)
         except TableNotFoundError as error:
             raise TableError(f"no Delta table at {path}: {error}") from error
@@ -92,11 +92,7 @@ class DeltaRsEngine:
         if not uris:
             df = self.spark.createDataFrame([], schema)
             return df.withColumn("_file", F.lit(None).cast("string")) if with_file else df
-        df = (
-            self.spark.read.schema(schema)
-            .option("basePath", _as_uri(path))
-            .parquet(*uris)
-        )
+        df = self.spark.read.schema(schema).option("basePath", _as_uri(path)).parquet(*uris)
         columns = [F.col(f"`{name}`") for name in schema.fieldNames()]
         if with_file:
             columns.append(F.input_file_name().alias("_file"))
@@ -133,8 +129,10 @@ class DeltaRsEngine:
         if table is not None:
             current = table.metadata().partition_columns
             if partition_by is not None and list(partition_by) != list(current):
-                raise TableError(f"{path}: partitioned by {current}, the write asks for "
-                                 f"{partition_by}; a table's partitioning cannot change")
+                raise TableError(
+                    f"{path}: partitioned by {current}, the write asks for "
+                    f"{partition_by}; a table's partitioning cannot change"
+                )
             partition_by = list(current)
             table_schema = spark_schema_from_delta(table.schema().to_json())
             df, new_fields = align_to_table(df, table_schema, evolve_schema, path)
@@ -150,6 +148,8 @@ class DeltaRsEngine:
                 path, _delta_schema(df.schema), adds, mode="error", partition_by=partition_by or None
             )
             return WriteResult(path, 0, rows, len(adds))
+        if not adds and mode == "append" and not new_fields:
+            return WriteResult(path, table.version(), 0)  # nothing to add: no empty version
         if new_fields:
             # delta-rs commits Add actions without touching the schema, so widen it first.
             table.alter.add_columns([_delta_field(f) for f in new_fields])
@@ -166,31 +166,35 @@ class DeltaRsEngine:
         duplicated = source.groupBy(*keys).count().filter("count > 1").limit(1).collect()
         if duplicated:
             key = {k: duplicated[0][k] for k in keys}
-            raise TableError(f"{path}: merge source has several rows for key {key}; "
-                             "deduplicate the source first")
+            raise TableError(
+                f"{path}: merge source has several rows for key {key}; deduplicate the source first"
+            )
 
         target = self._scan(table, path, with_file=True)
         source_keys = source.select(*keys)
         touched = [
             row["_file"]
-            for row in target.join(source_keys, keys, "left_semi").select("_file").distinct()
-            .collect()
+            for row in target.join(source_keys, keys, "left_semi").select("_file").distinct().collect()
         ]
-        kept = (
-            target.filter(F.col("_file").isin(touched))
-            .join(source_keys, keys, "left_anti")
-            .drop("_file")
+        kept = target.filter(F.col("_file").isin(touched)).join(source_keys, keys, "left_anti").drop("_file")
+        rows_updated = (
+            target.filter(F.col("_file").isin(touched)).join(source_keys, keys, "left_semi").count()
+            if touched
+            else 0
         )
-        rows_updated = target.filter(F.col("_file").isin(touched)).join(
-            source_keys, keys, "left_semi").count() if touched else 0
         rows_source = source.count()
         partition_by = list(table.metadata().partition_columns)
         adds = self._stage(kept.unionByName(source), path, partition_by)
         removes = self._removes(table, path, set(touched))
         version = self._commit(table, adds, removes, "append", path)
-        return WriteResult(path, version, rows_source, len(adds), len(removes),
-                           {"rows_updated": rows_updated,
-                            "rows_inserted": rows_source - rows_updated})
+        return WriteResult(
+            path,
+            version,
+            rows_source,
+            len(adds),
+            len(removes),
+            {"rows_updated": rows_updated, "rows_inserted": rows_source - rows_updated},
+        )
 
     def compact(self, path: str) -> WriteResult:
         table = self._open(path)
@@ -202,8 +206,11 @@ class DeltaRsEngine:
             return WriteResult(path, table.version(), 0)
         files_per_group = max(1, -(-rows // self.config.max_records_per_file // len(groups)))
         df = self._scan(table, path)
-        df = (df.repartition(len(groups) * files_per_group, *partition_by) if partition_by
-              else df.repartition(files_per_group))
+        df = (
+            df.repartition(len(groups) * files_per_group, *partition_by)
+            if partition_by
+            else df.repartition(files_per_group)
+        )
         adds = [_no_data_change(a) for a in self._stage(df, path, partition_by)]
         removes = self._removes(table, path, None, data_change=False)
         version = self._commit(table, adds, removes, "append", path)
@@ -232,9 +239,7 @@ class DeltaRsEngine:
         """Steps 1 and 2: Spark writes parquet; files move into the table; Add actions."""
         write_id = uuid.uuid4().hex
         staging = Path(path) / STAGING / write_id
-        writer = df.write.mode("errorifexists").option(
-            "maxRecordsPerFile", self.config.max_records_per_file
-        )
+        writer = df.write.mode("errorifexists").option("maxRecordsPerFile", self.config.max_records_per_file)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(_as_uri(str(staging)))
@@ -269,8 +274,9 @@ class DeltaRsEngine:
         table.update_incremental()
         return table.version()
 
-    def _removes(self, table: DeltaTable, path: str, only: set[str] | None,
-                 data_change: bool = True) -> list[RemoveAction]:
+    def _removes(
+        self, table: DeltaTable, path: str, only: set[str] | None, data_change: bool = True
+    ) -> list[RemoveAction]:
         now = int(time.time() * 1000)
         partition_by = list(table.metadata().partition_columns)
         wanted = None if only is None else {_relative(uri, path) for uri in only}
@@ -279,8 +285,7 @@ class DeltaRsEngine:
             if wanted is not None and action["path"] not in wanted:
                 continue
             values = {c: _partition_text(action.get(f"partition.{c}")) for c in partition_by}
-            removes.append(RemoveAction(action["path"], data_change, now,
-                                        action["size_bytes"], values))
+            removes.append(RemoveAction(action["path"], data_change, now, action["size_bytes"], values))
         return removes
 
 
@@ -303,8 +308,9 @@ def _add_action(file: Path, relative: Path) -> AddAction:
 
 
 def _no_data_change(action: AddAction) -> AddAction:
-    return AddAction(action.path, action.size, action.partition_values,
-                     action.modification_time, False, action.stats)
+    return AddAction(
+        action.path, action.size, action.partition_values, action.modification_time, False, action.stats
+    )
 
 
 def _delta_schema(schema: StructType) -> Schema:

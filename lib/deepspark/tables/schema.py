@@ -38,8 +38,10 @@ def check_storable(schema: StructType, table: str) -> None:
 
 def _unstorable(data_type: DataType) -> str | None:
     if isinstance(data_type, UserDefinedType):
-        return (f"has type {data_type.simpleString()}, which Delta cannot store; convert it "
-                "first (for ML vectors: pyspark.ml.functions.vector_to_array)")
+        return (
+            f"has type {data_type.simpleString()}, which Delta cannot store; convert it "
+            "first (for ML vectors: pyspark.ml.functions.vector_to_array)"
+        )
     if isinstance(data_type, NullType):
         return "has no type (it is all nulls); cast it to the type it should have"
     for child in _children(data_type):
@@ -78,8 +80,9 @@ def align_to_table(
         and field.dataType != existing[name].dataType
     ]
     if wrong_types:
-        raise SchemaMismatchError(f"{table}: column types differ ({'; '.join(wrong_types)}); "
-                                  "cast the data or write to a new table")
+        raise SchemaMismatchError(
+            f"{table}: column types differ ({'; '.join(wrong_types)}); cast the data or write to a new table"
+        )
 
     new_fields = [f for name, f in incoming.items() if name not in existing]
     if new_fields and not evolve:

@@ -71,7 +71,8 @@ class DeltaSparkEngine:
         condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         try:
             (
-                self.DeltaTable.forPath(self.spark, path).alias("t")
+                self.DeltaTable.forPath(self.spark, path)
+                .alias("t")
                 .merge(df.alias("s"), condition)
                 .whenMatchedUpdateAll()
                 .whenNotMatchedInsertAll()
@@ -110,8 +111,14 @@ class DeltaSparkEngine:
         last = self.DeltaTable.forPath(self.spark, path).history(1).first()
         metrics = {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
         rows = metrics.get("numOutputRows", metrics.get("numTargetRowsInserted", 0))
-        return WriteResult(path, last["version"], rows, metrics.get("numFiles", 0),
-                           metrics.get("numRemovedFiles", 0), metrics)
+        return WriteResult(
+            path,
+            last["version"],
+            rows,
+            metrics.get("numFiles", 0),
+            metrics.get("numRemovedFiles", 0),
+            metrics,
+        )
 
 
 def _translate(error: AnalysisException, path: str) -> TableError:

@@ -1,0 +1,27 @@
+# The two commands a new machine needs (each installs what it lacks first):
+#   make run    the whole pipeline on the embedded sample data
+#   make test   the test suite
+VENV ?= .venv
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install run test test-fast lint bench
+
+install:
+	DEEPSPARK_VENV=$(VENV) deploy/env/install.sh
+
+run: install
+	$(VENV)/bin/deepspark run
+
+test: install
+	$(VENV)/bin/pytest
+
+test-fast: install
+	$(VENV)/bin/pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check lib tests jobs bench
+	$(VENV)/bin/ruff format --check lib tests jobs bench
+
+bench: install
+	$(VENV)/bin/python bench/tables_overhead.py

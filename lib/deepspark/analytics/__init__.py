@@ -1,0 +1,1 @@
+"""MLlib analytics over gold tables: segmentation, association rules, decision trees."""

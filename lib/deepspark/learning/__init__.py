@@ -1,0 +1,1 @@
+"""Deep learning: training data from gold tables, models, distributed training, inference."""

@@ -1,0 +1,1 @@
+"""Sample data for the demo domain: a seeded retail shop and real handwritten digits."""

@@ -1,0 +1,31 @@
+"""Stage generate: writes the sample retail domain and the digits as raw landing files.
+
+Input: none. Output: files under ``<data_root>/landing/`` (customers CSV, orders JSON lines,
+reviews CSV, digits parquet). Parameters: ``generate.*``. Skipped when landing data exists, so
+re-running the pipeline never re-lands the same records under new file names.
+"""
+
+from __future__ import annotations
+
+from deepspark.pipeline import Run, StageResult
+from deepspark.sample.digits import write_digits
+from deepspark.sample.retail import write_landing
+
+
+def generate(run: Run, customers: int | None = None, force: bool = False) -> StageResult:
+    landing = run.config.landing_root
+    if landing.is_dir() and any(landing.iterdir()) and not force:
+        return StageResult(notes=[f"landing data already present in {landing}; kept"])
+    config = run.config.generate
+    files = write_landing(run.spark, config, landing, run.config.run.seed, customers)
+    digits = write_digits(config.digits, landing / "digits")
+    count = customers or config.customers
+    return StageResult(
+        rows_out=count,
+        metrics={
+            "customers": count,
+            "orders": round(count * config.orders_per_customer),
+            "reviews": round(count * config.reviews_per_customer),
+            "landing": {**files.as_dict(), "digits": str(digits)},
+        },
+    )
