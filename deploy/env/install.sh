@@ -10,9 +10,10 @@
 #
 # Usage: deploy/env/install.sh            (venv in .venv, or $DEEPSPARK_VENV)
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-venv=${DEEPSPARK_VENV:-$root/.venv}
+venv=$(realpath -m "${DEEPSPARK_VENV:-$root/.venv}")
 cache=${DEEPSPARK_CACHE:-$HOME/.cache/deepspark}
 python=${PYTHON:-python3}
 lock=$root/deploy/env/requirements.lock
@@ -73,7 +74,7 @@ build_horovod_wheel() {
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
     rm -rf "$work"
   fi
-  echo "$dir"/horovod-*.whl
+  compgen -G "$dir/horovod-*.whl" || die "no Horovod wheel in $dir after the build"
 }
 
 main() {

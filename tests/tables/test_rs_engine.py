@@ -205,3 +205,52 @@ def test_reading_a_missing_table_names_it(tables):
 def test_bad_table_names_are_rejected(tables):
     with pytest.raises(TableError, match="expected 'layer.name'"):
         tables.path("../escape")
+
+
+KILLED_WRITER = """
+import sys, time
+from pyspark.sql import functions as F
+from deepspark.config import load_config
+from deepspark.session import get_spark
+from deepspark.tables import Tables
+
+config = load_config(overrides=[f"run.data_root={sys.argv[1]}", "spark.master=local[1]",
+                                f"spark.scratch_dir={sys.argv[2]}"], environ={})
+spark = get_spark(config)
+slow = F.udf(lambda x: (time.sleep(0.05), x)[1], "long")
+df = spark.range(0, 400, numPartitions=4).select(
+    slow("id").alias("id"), F.lit("late").alias("country"), F.lit(0.0).alias("amount"))
+Tables(spark, config).write(df, "silver.k")
+"""
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_write_leaves_the_previous_version(spark, tables, config, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tables.write(frame(spark, [(1, "FR", 1.0)]), "silver.k")
+    staging = Path(tables.path("silver.k")) / "_staging"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(config.run.data_root), str(tmp_path / "spark")],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not list(staging.rglob("*.parquet")) and time.time() < deadline:
+            assert writer.poll() is None, "the writer finished before it could be killed"
+            time.sleep(0.2)
+        assert list(staging.rglob("*.parquet")), "the write never started staging files"
+    finally:
+        os.killpg(writer.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
+        writer.wait()
+
+    assert tables.version("silver.k") == 0
+    assert rows_of(tables.read("silver.k"), "id") == [(1,)]
+    assert DeltaTable(tables.path("silver.k")).to_pyarrow_table().num_rows == 1
+
+    rerun = tables.write(frame(spark, [(2, "DE", 2.0)]), "silver.k")
+    assert rerun.version == 1 and rows_of(tables.read("silver.k"), "id") == [(1,), (2,)]
+    tables.vacuum("silver.k", retention_hours=0)
+    assert not list(staging.rglob("*.parquet"))  # the dead write's files are gone
