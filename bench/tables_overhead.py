@@ -15,13 +15,17 @@ import shutil
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
-
-from pyspark.sql import functions as F
 
 from deepspark.config import load_config
 from deepspark.session import get_spark
 from deepspark.tables import Tables
+from pyspark.sql import functions as F
+
+
+def total(df) -> None:
+    df.agg(F.sum("amount")).collect()
 
 
 def timed(fn) -> float:
@@ -47,27 +51,25 @@ def main() -> None:
         F.concat(F.lit("item-"), (F.col("id") % 97).cast("string")).alias("item"),
     )
 
-    timings: dict[str, list[float]] = {k: [] for k in
-                                       ("deepspark write", "spark parquet write",
-                                        "deepspark read", "spark parquet read")}
+    timings: dict[str, list[float]] = {
+        k: [] for k in ("deepspark write", "spark parquet write", "deepspark read", "spark parquet read")
+    }
     # Untimed warm-up of both paths: JIT, class loading and Python workers are not the subject.
     df.write.parquet(str(scratch / "warm"))
     tables.write(df, "bench.warm")
     tables.read("bench.warm").agg(F.sum("amount")).collect()
     for i in range(args.repeat):
-        raw = scratch / f"raw-{i}"
-        name = f"bench.t{i}"
-        timings["spark parquet write"].append(timed(lambda: df.write.parquet(str(raw))))
-        timings["deepspark write"].append(timed(lambda: tables.write(df, name)))
-        timings["spark parquet read"].append(
-            timed(lambda: spark.read.parquet(str(raw)).agg(F.sum("amount")).collect()))
-        timings["deepspark read"].append(
-            timed(lambda: tables.read(name).agg(F.sum("amount")).collect()))
+        raw, name = str(scratch / f"raw-{i}"), f"bench.t{i}"
+        timings["spark parquet write"].append(timed(partial(df.write.parquet, raw)))
+        timings["deepspark write"].append(timed(partial(tables.write, df, name)))
+        timings["spark parquet read"].append(timed(partial(total, spark.read.parquet(raw))))
+        timings["deepspark read"].append(timed(partial(total, tables.read(name))))
 
-    rows = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)}
-            for k, v in timings.items()}
-    print(f"# Delta layer overhead, {args.rows:,} rows, {args.repeat} runs, "
-          f"{platform.processor() or platform.machine()}, local[2]\n")
+    rows = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)} for k, v in timings.items()}
+    print(
+        f"# Delta layer overhead, {args.rows:,} rows, {args.repeat} runs, "
+        f"{platform.processor() or platform.machine()}, local[2]\n"
+    )
     print("| operation | min s | median s | max s |\n|---|---:|---:|---:|")
     for k, v in rows.items():
         print(f"| {k} | {v['min']:.2f} | {v['median']:.2f} | {v['max']:.2f} |")

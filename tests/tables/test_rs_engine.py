@@ -235,7 +235,10 @@ def test_a_driver_killed_mid_write_leaves_the_previous_version(spark, tables, co
     staging = Path(tables.path("silver.k")) / "_staging"
     writer = subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, str(config.run.data_root), str(tmp_path / "spark")],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while not list(staging.rglob("*.parquet")) and time.time() < deadline:
