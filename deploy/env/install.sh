@@ -33,12 +33,12 @@ check_prerequisites() {
   command -v "$python" >/dev/null || die "no '$python' found: Python 3.11 is required (set PYTHON=...)."
   "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
     die "Python 3.11 is required (the TensorFlow/Horovod wheels are pinned for it); '$python' is $("$python" -V 2>&1)."
-  command -v java >/dev/null ||
+  local java=${JAVA_HOME:+$JAVA_HOME/bin/}java java_major
+  command -v "$java" >/dev/null ||
     die "Java 17 is required by Spark and none was found: install it (Debian: apt-get install openjdk-17-jre-headless) or put it on PATH / set JAVA_HOME."
-  local java_major
-  java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  java_major=$("$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
   [ "$java_major" = 17 ] ||
-    die "Java 17 is required by Spark 4.0; 'java' on PATH is version ${java_major:-unknown}. Set JAVA_HOME/PATH to a Java 17."
+    die "Java 17 is required by Spark 4.0; '$java' is version ${java_major:-unknown}. Set JAVA_HOME or PATH to a Java 17."
   command -v g++ >/dev/null || command -v c++ >/dev/null ||
     die "a C++ compiler is required to build Horovod: install one (Debian: apt-get install g++)."
   command -v cmake >/dev/null || die "cmake is required to build Horovod: install it (Debian: apt-get install cmake)."
