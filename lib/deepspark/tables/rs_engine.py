@@ -162,7 +162,7 @@ class DeltaRsEngine:
         """Copy-on-write upsert: rewrite only the files holding matched keys, in one commit."""
         table = self._open(path)
         table_schema = spark_schema_from_delta(table.schema().to_json())
-        source, new_fields = align_to_table(df, table_schema, False, path)
+        source, _ = align_to_table(df, table_schema, False, path)  # merge never evolves
         duplicated = source.groupBy(*keys).count().filter("count > 1").limit(1).collect()
         if duplicated:
             key = {k: duplicated[0][k] for k in keys}
