@@ -1,8 +1,8 @@
 """Stage clean: bronze -> silver per dataset, rejected rows to ``quarantine.rows``.
 
 Input: ``bronze.<dataset>``. Output: ``silver.<dataset>`` (overwritten each run) and
-``quarantine.rows`` (appended). Parameters: ``clean.datasets`` (keys, order_by, types,
-drop_columns).
+``quarantine.rows`` (merged on stage, dataset and row hash, so a rerun adds nothing).
+Parameters: ``clean.datasets`` (keys, order_by, types, drop_columns).
 
 Steps: trim text; drop PII columns that must never reach silver; remove exact duplicates;
 cast to the declared types (a value that does not cast sends its row to quarantine with the

@@ -246,13 +246,14 @@ class DeltaRsEngine:
 
         adds = []
         for file in sorted(staging.rglob("*.parquet")):
-            if pq.read_metadata(file).num_rows == 0:
+            num_records = pq.read_metadata(file).num_rows  # the footer only
+            if num_records == 0:
                 continue  # Spark writes a file for every empty task; the log needs none of them
             relative = file.relative_to(staging)
             destination = Path(path) / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(file, destination)
-            adds.append(_add_action(destination, relative))
+            adds.append(_add_action(destination, relative, num_records))
         shutil.rmtree(staging, ignore_errors=True)
         return adds
 
@@ -289,14 +290,13 @@ class DeltaRsEngine:
         return removes
 
 
-def _add_action(file: Path, relative: Path) -> AddAction:
+def _add_action(file: Path, relative: Path, num_records: int) -> AddAction:
     partition_values = {}
     for part in relative.parent.parts:
         key, _, value = part.partition("=")
         value = unquote(value)
         partition_values[unquote(key)] = None if value == HIVE_NULL else value
     stat = file.stat()
-    num_records = pq.read_metadata(file).num_rows  # the footer only
     return AddAction(
         path=relative.as_posix(),
         size=stat.st_size,
