@@ -10,8 +10,12 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 install:
 	DEEPSPARK_VENV=$(VENV) deploy/env/install.sh
 
-run: install
+run: install conf/local/secrets.yaml
 	$(VENV)/bin/deepspark run
+
+# A per-machine key for the PII keyed hash, made once, never committed (see .gitignore).
+conf/local/secrets.yaml:
+	umask 077 && $(VENV)/bin/python -c "import secrets; print('pii_hmac_key:', secrets.token_hex(32))" > $@
 
 test: install
 	$(VENV)/bin/pytest

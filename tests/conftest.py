@@ -13,6 +13,8 @@ from deepspark.config import Config, load_config  # noqa: E402
 from deepspark.session import get_spark  # noqa: E402
 from deepspark.tables import Tables  # noqa: E402
 
+TEST_HMAC_KEY = "test-only-key-not-a-secret"
+
 
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory):
@@ -30,7 +32,7 @@ def base_config(session_dir) -> Config:
             f"run.data_root={session_dir / 'data'}",
             f"run.runs_dir={session_dir / 'runs'}",
         ],
-        environ={},
+        environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY},
     )
 
 

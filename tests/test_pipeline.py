@@ -89,7 +89,7 @@ def test_stage_selection():
 
 
 def _cli(tmp_path, *args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DEEPSPARK_SECRET_PII_HMAC_KEY": "cli-test-key"}
     return subprocess.run(
         [
             sys.executable,

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SECRETS_FILE = "secrets.yaml"
 SECRET_ENV_PREFIX = "DEEPSPARK_SECRET_"
@@ -80,6 +88,8 @@ class DirtConfig(Section):
     bad_date_rate: float = Field(0.01, ge=0, le=1)
     whitespace_case_rate: float = Field(0.05, ge=0, le=1)
     latin1_rate: float = Field(0.01, ge=0, le=1)
+    # Records cut short or with values of the wrong JSON type, as a crashed export leaves them.
+    malformed_rate: float = Field(0.005, ge=0, le=1)
 
 
 class GenerateConfig(Section):
@@ -95,9 +105,26 @@ class GenerateConfig(Section):
 
 
 class SourceConfig(Section):
-    format: Literal["csv", "json", "parquet"]
+    """One landing source. CSV and JSON are read against a declared contract, so a file whose
+    header or keys drift from it is caught instead of silently shifting columns."""
+
+    format: Literal["csv", "json", "parquet", "text", "image"]
     path: str
+    # csv: the header's columns, in order (every value is read as a string).
+    columns: list[str] = Field(default_factory=list)
+    # json: the record's Spark DDL schema, e.g. "id string, items array<string>".
+    ddl: str | None = None
+    # Values whose bytes are not valid UTF-8 are decoded with this charset (csv, json).
+    fallback_encoding: str = "ISO-8859-1"
     options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _contract_declared(self) -> SourceConfig:
+        if self.format == "csv" and not self.columns:
+            raise ValueError("a csv source needs 'columns': the header it must have, in order")
+        if self.format == "json" and not self.ddl:
+            raise ValueError("a json source needs 'ddl': the Spark DDL schema of one record")
+        return self
 
 
 class IngestConfig(Section):
@@ -106,26 +133,90 @@ class IngestConfig(Section):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
 
 
+class Range(Section):
+    """Inclusive bounds: numbers, or ISO dates / 'now' for date and timestamp columns."""
+
+    min: float | str | None = None
+    max: float | str | None = None
+
+
+class Outliers(Section):
+    method: Literal["iqr", "zscore"] = "iqr"
+    # iqr: k in [q1 - k*iqr, q3 + k*iqr]; zscore: |x - mean| <= k * stddev.
+    k: float = Field(1.5, gt=0)
+    action: Literal["cap", "quarantine"] = "cap"
+
+
+class Privacy(Section):
+    """How a PII column is protected before silver. The output column is named for the method
+    (``email_hmac``, ``phone_masked``, ``postcode_prefix``, ``age_band``) unless ``output`` says."""
+
+    method: Literal["hmac", "mask", "age_band", "prefix", "drop"]
+    keep: int = Field(4, ge=0)  # mask: trailing characters left readable
+    length: int = Field(2, ge=1)  # prefix: leading characters kept
+    output: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"method": value} if isinstance(value, str) else value
+
+
+class ColumnRule(Section):
+    """What clean does to one column, in this order: normalize, type, range, nulls, outliers,
+    references, privacy. Every row a rule rejects goes to quarantine with the rule's name."""
+
+    normalize: list[Literal["trim", "lower", "upper", "collapse_spaces", "nfc"]] = Field(
+        default_factory=lambda: ["trim"]
+    )
+    type: str | None = None  # a Spark SQL type; a value that does not convert is quarantined
+    formats: list[str] = Field(default_factory=list)  # date/timestamp patterns, tried in order
+    allowed: list[str] | None = None
+    range: Range | None = None
+    nulls: Literal["keep", "drop", "constant", "mean", "median", "mode"] = "keep"
+    fill: float | str | None = None  # the value for nulls: constant
+    outliers: Outliers | None = None
+    references: str | None = None  # "silver.<dataset>.<column>": the value must exist there
+    privacy: Privacy | None = None
+
+    @model_validator(mode="after")
+    def _fill_given(self) -> ColumnRule:
+        if (self.nulls == "constant") != (self.fill is not None):
+            raise ValueError("nulls: constant needs fill: <value>, and fill is only used with it")
+        if self.references and self.references.count(".") != 2:
+            raise ValueError("references: expected 'silver.<dataset>.<column>'")
+        return self
+
+
 class DatasetCleaning(Section):
     keys: list[str]
-    # Latest record wins among rows with the same keys, by this column.
+    # Latest record wins among rows with the same keys, by this column (also across runs).
     order_by: str | None = None
-    types: dict[str, str] = Field(default_factory=dict)
-    # Columns that must never reach silver (raw PII until the privacy rules land).
-    drop_columns: list[str] = Field(default_factory=list)
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
 
 
 class CleanConfig(Section):
-    """bronze -> silver, per dataset."""
+    """bronze -> silver, per dataset, in the order given (a dataset referenced comes first)."""
 
     datasets: dict[str, DatasetCleaning] = Field(default_factory=dict)
 
 
+class Expectation(Section):
+    """One Great Expectations expectation: its class name in snake case, its arguments, and
+    what a failure means for the run."""
+
+    expectation: str  # e.g. expect_column_values_to_not_be_null
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Literal["critical", "warning"] = "critical"
+
+
 class ValidateConfig(Section):
-    """Great Expectations gate over silver."""
+    """Great Expectations gate over silver: suites per dataset."""
 
     stop_on_critical: bool = True
-    min_rows: dict[str, int] = Field(default_factory=dict)
+    # Great Expectations project folder (Data Docs, stores), relative to run.data_root.
+    gx_dir: Path = Path("gx")
+    suites: dict[str, list[Expectation]] = Field(default_factory=dict)
 
 
 class FeaturesConfig(Section):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
                 "spark.local.dir": str(scratch / "local"),
                 "spark.sql.warehouse.dir": str(scratch / "warehouse"),
                 "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch / 'derby'}",
+                "spark.ui.showConsoleProgress": "false",
             }
         )
     settings.update(spark.conf)
@@ -73,6 +75,8 @@ def get_spark(config: Config) -> SparkSession:
     if not launched_by_spark_submit():
         # The JVM binds its RPC endpoints by this variable before any setting is read.
         os.environ.setdefault("SPARK_LOCAL_IP", config.spark.bind_address)
+        # Python workers run in this interpreter (its venv has pyarrow, pandas, ...).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -293,13 +293,48 @@ def write_landing(
     _partitioned(people.filter(latin1), customers).write.mode("overwrite").option("header", True).option(
         "encoding", "ISO-8859-1"
     ).csv(str(files.customers / "latin1"))
-    _partitioned(generate_orders(spark, orders, customers, config, seed), orders).write.mode(
-        "overwrite"
-    ).json(str(files.orders))
+    lines = as_json_lines(
+        generate_orders(spark, orders, customers, config, seed), Dice(seed + 3, "order_id"), config
+    )
+    _partitioned(lines, orders).write.mode("overwrite").text(str(files.orders))
+    broken = as_truncated_csv_lines(people.filter(~latin1), Dice(seed + 3, "customer_id"), config)
+    broken.coalesce(1).sortWithinPartitions("_order").drop("_order").write.mode("overwrite").text(
+        str(files.customers / "broken")
+    )
     _partitioned(generate_reviews(spark, reviews, customers, config, seed), reviews).write.mode(
         "overwrite"
     ).option("header", True).option("escape", '"').csv(str(files.reviews))
     return files
+
+
+def as_json_lines(orders: DataFrame, dice: Dice, config: GenerateConfig) -> DataFrame:
+    """Orders as JSON lines; a few cut short, a few with ``items`` as text instead of an array."""
+    line = F.to_json(F.struct(*orders.columns))
+    wrong_type = F.to_json(
+        F.struct(
+            *[F.concat_ws(";", "items").alias("items") if c == "items" else F.col(c) for c in orders.columns]
+        )
+    )
+    rate = config.dirt.malformed_rate
+    return orders.select(
+        F.when(dice.chance(rate, "truncated"), F.substring(line, 1, 25))
+        .when(dice.chance(rate, "wrong_type"), wrong_type)
+        .otherwise(line)
+        .alias("value")
+    )
+
+
+def as_truncated_csv_lines(people: DataFrame, dice: Dice, config: GenerateConfig) -> DataFrame:
+    """A CSV file (header first) of customer records cut after their fourth field: the tail of an
+    export that crashed mid-write. Only a ``malformed_rate`` share of customers appear in it."""
+    header = people.sparkSession.range(1).select(
+        F.lit(",".join(c for c in people.columns)).alias("value"), F.lit(0).cast("long").alias("_order")
+    )
+    cut = people.filter(dice.chance(config.dirt.malformed_rate, "cut")).select(
+        F.concat_ws(",", *people.columns[:4]).alias("value"),
+        F.col("customer_id").cast("long").alias("_order"),
+    )
+    return header.unionByName(cut)
 
 
 def _messy_text(dice: Dice, column: Column, rate: float, salt: str) -> Column:

@@ -1,139 +1,431 @@
-"""Stage clean: bronze -> silver per dataset, rejected rows to ``quarantine.rows``.
+"""Stage clean: new bronze rows -> silver, upserted on keys; rejected rows -> quarantine.
 
-Input: ``bronze.<dataset>``. Output: ``silver.<dataset>`` (overwritten each run) and
-``quarantine.rows`` (merged on stage, dataset and row hash, so a rerun adds nothing).
-Parameters: ``clean.datasets`` (keys, order_by, types, drop_columns).
+Input: ``bronze.<dataset>`` rows of batches not cleaned yet (``meta.cleaned_batches``), and
+``silver.<dataset>`` for the latest-wins comparison and for referential checks.
+Output: ``silver.<dataset>`` (MERGE on ``keys``), ``quarantine.rows``, ``meta.cleaned_batches``.
+Parameters: ``clean.datasets`` (keys, order_by and per-column rules; see conf/base/clean.yaml),
+``secrets.pii_hmac_key``.
 
-Steps: trim text; drop PII columns that must never reach silver; remove exact duplicates;
-cast to the declared types (a value that does not cast sends its row to quarantine with the
-reason); keep the latest row per key. Every row is accounted for:
-``rows_in = rows_out + rows_quarantined + rows_deduplicated``, checked on every run.
+Per dataset: rows bronze flagged (malformed, schema drift) are rejected first; text is
+normalized; exact duplicates go; each column is converted to its type (several date formats
+allowed) and checked (allowed values, range, nulls, outliers, references), the first failing
+rule naming the row's quarantine reason; surviving rows get nulls imputed and outliers capped,
+the latest row per key wins (also against silver), and PII columns are protected.
+Every row is accounted for, from counts taken independently of each other:
+``rows_in = rows_out + rows_quarantined + rows_deduplicated``; a mismatch fails the run.
 """
 
 from __future__ import annotations
 
-from functools import reduce
+import logging
+from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, Window
+from pyspark.ml.feature import Imputer
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
+from pyspark.sql.types import NumericType, StringType
 
-from deepspark.config import DatasetCleaning
+from deepspark.config import ColumnRule, DatasetCleaning
 from deepspark.pipeline import Run, StageFailed, StageResult
-from deepspark.stages.ingest import METADATA
+from deepspark.stages.ingest import METADATA, PROBLEMS
+from deepspark.stages.privacy import protect
+from deepspark.stages.quarantine import KEYS as QUARANTINE_KEYS
+from deepspark.stages.quarantine import QUARANTINE, to_quarantine
 
-QUARANTINE = "quarantine.rows"
+log = logging.getLogger(__name__)
+
+CLEANED = "meta.cleaned_batches"
+TYPED = "__typed_"  # prefix of the converted copy of a column, next to its text
+FATE = "_fate"  # silver | quarantine | duplicate_key | superseded
 
 
-def trim_text(df: DataFrame) -> DataFrame:
+@dataclass
+class Cleaned:
+    """What cleaning a batch decided, lazily: ``tagged`` holds every unique row with the rule
+    it broke (if any); ``fates`` one row per unique row with its ``_fate``; ``silver`` and
+    ``rejected`` the rows each table receives. Persist ``tagged`` before acting on the others."""
+
+    unique: DataFrame
+    tagged: DataFrame
+    fates: DataFrame
+    silver: DataFrame
+    rejected: DataFrame
+    content: list[str]
+
+    def release(self) -> None:
+        self.tagged.unpersist()
+
+
+def content_columns(df: DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in METADATA and c not in PROBLEMS]
+
+
+def normalize_text(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
+    """Apply each string column's ``normalize`` steps (undeclared columns: trim)."""
+    out = []
+    for field in df.schema:
+        column = F.col(f"`{field.name}`")
+        if isinstance(field.dataType, StringType) and field.name not in METADATA + PROBLEMS:
+            steps = columns[field.name].normalize if field.name in columns else ["trim"]
+            column = _normalized(column, steps)
+        out.append(column.alias(field.name))
+    return df.select(*out)
+
+
+def drop_exact_duplicates(df: DataFrame) -> DataFrame:
+    return df.dropDuplicates(content_columns(df) + PROBLEMS)
+
+
+def convert(name: str, rule: ColumnRule) -> Column:
+    """Column ``name`` in its declared type, or null where a value does not convert."""
+    kind = (rule.type or "").lower()
+    if kind in ("date", "timestamp") and rule.formats:
+        parsed = F.coalesce(*[F.try_to_timestamp(F.col(f"`{name}`"), F.lit(fmt)) for fmt in rule.formats])
+        return parsed.cast("date") if kind == "date" else parsed
+    return F.expr(f"try_cast(`{name}` AS {rule.type})") if rule.type else F.col(f"`{name}`")
+
+
+def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
+    """Add each declared column's converted copy and the first row-local rule the row breaks
+    (``_reason``, ``_rule``, ``_stage``); null when it breaks none."""
+    declared = {c: r for c, r in columns.items() if c in df.columns}
+    missing = [c for c, r in columns.items() if c not in df.columns and r.privacy is None]
+    if missing:
+        raise StageFailed(
+            f"clean: configured columns {missing} are not in the data ({', '.join(df.columns)})"
+        )
+    typed = df.select("*", *[convert(c, r).alias(TYPED + c) for c, r in declared.items()])
+    checks: list[tuple[Column, str, str]] = []
+    if "_ingest_issue" in df.columns:
+        checks.append((F.col("_ingest_issue").isNotNull(), "_ingest_issue", "_ingest_rule"))
+    for name, rule in declared.items():
+        raw, value = F.col(f"`{name}`"), F.col(f"`{TYPED}{name}`")
+        if rule.type:
+            formats = f" with formats {rule.formats}" if rule.formats else ""
+            checks.append(
+                (raw.isNotNull() & value.isNull(), "type_coercion", f"{name}: not a {rule.type}{formats}")
+            )
+            if rule.type.lower() in ("double", "float"):
+                not_finite = F.isnan(value) | value.isin(float("inf"), float("-inf"))
+                checks.append((not_finite, "not_finite", f"{name}: NaN or infinite"))
+        if rule.allowed is not None:
+            checks.append((~value.isin(*rule.allowed), "not_allowed", f"{name}: not one of {rule.allowed}"))
+        if rule.range is not None:
+            for bound, compare in ((rule.range.min, value.__lt__), (rule.range.max, value.__gt__)):
+                if bound is not None:
+                    label = "below" if compare == value.__lt__ else "above"
+                    checks.append((compare(_bound(bound, rule)), "out_of_range", f"{name}: {label} {bound}"))
+        if rule.nulls == "drop":
+            checks.append((value.isNull(), "null", f"{name}: null"))
+    reason = F.lit(None).cast("string")
+    detail = F.lit(None).cast("string")
+    stage = F.lit(None).cast("string")
+    for failed, code, text in reversed(checks):
+        from_ingest = code == "_ingest_issue"
+        failed = F.coalesce(failed, F.lit(False))
+        reason = F.when(failed, F.col(code) if from_ingest else F.lit(code)).otherwise(reason)
+        detail = F.when(failed, F.col(text) if from_ingest else F.lit(text)).otherwise(detail)
+        stage = F.when(failed, F.lit("ingest" if from_ingest else "clean")).otherwise(stage)
+    return typed.select("*", reason.alias("_reason"), detail.alias("_rule"), stage.alias("_stage"))
+
+
+def outlier_bounds(df: DataFrame, columns: dict[str, ColumnRule]) -> dict[str, tuple[float, float]]:
+    """Bounds per column with an outlier rule, from rows no rule rejected (a few scalars)."""
+    bounds = {}
+    valid = df.filter(F.col("_reason").isNull())
+    for name, rule in columns.items():
+        if rule.outliers is None or name not in df.columns:
+            continue
+        value = F.col(f"`{TYPED}{name}`").cast("double")
+        if rule.outliers.method == "iqr":
+            q1, q3 = (
+                valid.select(value.alias("v")).approxQuantile("v", [0.25, 0.75], 0.001) or [None, None]
+            )[:2]
+            if q1 is None:
+                continue
+            spread = rule.outliers.k * (q3 - q1)
+            bounds[name] = (q1 - spread, q3 + spread)
+        else:
+            stats = valid.agg(F.mean(value).alias("m"), F.stddev(value).alias("s")).first()
+            if stats["m"] is not None and stats["s"] is not None:
+                bounds[name] = (
+                    stats["m"] - rule.outliers.k * stats["s"],
+                    stats["m"] + rule.outliers.k * stats["s"],
+                )
+    return bounds
+
+
+def tag_outliers(
+    df: DataFrame, columns: dict[str, ColumnRule], bounds: dict[str, tuple[float, float]]
+) -> DataFrame:
+    """Rows outside a quarantine-action outlier bound get reason ``outlier``."""
+    reason, detail, stage = F.col("_reason"), F.col("_rule"), F.col("_stage")
+    for name, (low, high) in bounds.items():
+        if columns[name].outliers.action != "quarantine":
+            continue
+        value = F.col(f"`{TYPED}{name}`")
+        out = reason.isNull() & ((value < low) | (value > high))
+        text = f"{name}: outside [{low:.6g}, {high:.6g}] ({columns[name].outliers.method})"
+        reason = F.when(out, F.lit("outlier")).otherwise(reason)
+        detail = F.when(out, F.lit(text)).otherwise(detail)
+        stage = F.when(out, F.lit("clean")).otherwise(stage)
+    return df.withColumns({"_reason": reason, "_rule": detail, "_stage": stage})
+
+
+def tag_orphans(df: DataFrame, columns: dict[str, ColumnRule], references: dict[str, DataFrame]) -> DataFrame:
+    """Rows whose value is absent from the referenced table get reason ``orphan``."""
+    for name, rule in columns.items():
+        if not rule.references or name not in df.columns:
+            continue
+        target = references.get(rule.references)
+        value = F.col(f"`{TYPED}{name}`")
+        if target is None:
+            hit = F.lit(False)
+        else:
+            column = rule.references.split(".")[-1]
+            known = (
+                target.select(F.col(column).alias(f"__ref_{name}"))
+                .distinct()
+                .withColumn(f"__hit_{name}", F.lit(True))
+            )
+            df = df.join(known, value == F.col(f"__ref_{name}"), "left").drop(f"__ref_{name}")
+            hit = F.col(f"__hit_{name}").isNotNull()
+        orphan = F.col("_reason").isNull() & value.isNotNull() & ~hit
+        df = df.withColumns(
+            {
+                "_reason": F.when(orphan, F.lit("orphan")).otherwise(F.col("_reason")),
+                "_rule": F.when(orphan, F.lit(f"{name}: not in {rule.references}")).otherwise(F.col("_rule")),
+                "_stage": F.when(orphan, F.lit("clean")).otherwise(F.col("_stage")),
+            }
+        ).drop(f"__hit_{name}")
+    return df
+
+
+def typed_rows(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
+    """Accepted rows with each declared column replaced by its converted copy."""
+    names = [c for c in df.columns if not c.startswith(TYPED) and c not in ("_reason", "_rule", "_stage")]
     return df.select(
         *[
-            F.trim(F.col(f"`{f.name}`")).alias(f.name)
-            if isinstance(f.dataType, StringType) and f.name not in METADATA
-            else F.col(f"`{f.name}`")
-            for f in df.schema
+            F.col(f"`{TYPED}{c}`").alias(c) if c in columns else F.col(f"`{c}`")
+            for c in names
+            if c not in PROBLEMS
         ]
     )
 
 
-def drop_exact_duplicates(df: DataFrame) -> DataFrame:
-    content = [c for c in df.columns if c not in METADATA]
-    return df.dropDuplicates(content)
+def cap_outliers(
+    df: DataFrame, columns: dict[str, ColumnRule], bounds: dict[str, tuple[float, float]]
+) -> DataFrame:
+    capped = {}
+    for name, (low, high) in bounds.items():
+        if columns[name].outliers.action == "cap":
+            kind = df.schema[name].dataType
+            value = F.col(f"`{name}`")
+            # greatest/least skip nulls, so a null would become the bound: leave nulls alone.
+            bounded = F.least(F.greatest(value, F.lit(low).cast(kind)), F.lit(high).cast(kind))
+            capped[name] = F.when(value.isNotNull(), bounded)
+    return df.withColumns(capped) if capped else df
 
 
-def cast_types(df: DataFrame, types: dict[str, str]) -> tuple[DataFrame, DataFrame]:
-    """Rows whose values all cast, and the others with a reason naming the first bad column."""
-    missing = [c for c in types if c not in df.columns]
-    if missing:
-        raise StageFailed(f"clean.datasets: columns {missing} are not in the data ({', '.join(df.columns)})")
-    failures = [
-        F.when(
-            F.col(c).isNotNull() & F.expr(f"try_cast(`{c}` AS {t})").isNull(), F.lit(f"type_coercion:{c}:{t}")
+def fill_nulls(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
+    """Constants as given; mean/median/mode of numeric columns through pyspark.ml's Imputer;
+    the mode of a text column by a group count (Imputer takes numbers only)."""
+    constants = {c: r.fill for c, r in columns.items() if r.nulls == "constant" and c in df.columns}
+    if constants:
+        df = df.withColumns(
+            {c: F.coalesce(F.col(c), F.lit(v).cast(df.schema[c].dataType)) for c, v in constants.items()}
         )
-        for c, t in types.items()
-    ]
-    reason = F.coalesce(*failures, F.lit(None).cast("string")) if failures else F.lit(None)
-    checked = df.withColumn("_reason", reason)
-    good = (
-        checked.filter(F.col("_reason").isNull())
-        .drop("_reason")
-        .select(
-            *[
-                F.expr(f"try_cast(`{c}` AS {types[c]})").alias(c) if c in types else F.col(f"`{c}`")
-                for c in df.columns
-            ]
-        )
+    for strategy in ("mean", "median", "mode"):
+        wanted = [c for c, r in columns.items() if r.nulls == strategy and c in df.columns]
+        numeric = [c for c in wanted if isinstance(df.schema[c].dataType, NumericType)]
+        if numeric:
+            outputs = [f"__imputed_{c}" for c in numeric]
+            model = Imputer(strategy=strategy, inputCols=numeric, outputCols=outputs).fit(df)
+            df = model.transform(df)
+            df = df.withColumns(
+                {c: F.col(o).cast(df.schema[c].dataType) for c, o in zip(numeric, outputs, strict=True)}
+            ).drop(*outputs)
+        for name in [c for c in wanted if c not in numeric]:
+            if strategy != "mode":
+                raise StageFailed(
+                    f"clean: nulls: {strategy} needs a numeric column, {name} is {df.schema[name].dataType}"
+                )
+            top = (
+                df.filter(F.col(name).isNotNull())
+                .groupBy(name)
+                .count()
+                .orderBy(F.desc("count"), name)
+                .first()
+            )
+            if top is not None:
+                df = df.withColumn(name, F.coalesce(F.col(name), F.lit(top[name])))
+    return df
+
+
+def mark_duplicates(
+    df: DataFrame, keys: list[str], order_by: str | None, current: DataFrame | None
+) -> DataFrame:
+    """``_fate`` = duplicate_key for all but the latest row per key, superseded when silver
+    already holds a later row for the key, else silver."""
+    order = [F.col(order_by).desc_nulls_last()] if order_by else []
+    window = Window.partitionBy(*keys).orderBy(*order, F.col("_row_hash"))
+    ranked = df.withColumn("__n", F.row_number().over(window))
+    superseded = F.lit(False)
+    if current is not None and order_by:
+        held = current.select(*keys, F.col(order_by).alias("__held"))
+        ranked = ranked.join(held, keys, "left")
+        superseded = F.coalesce(F.col(order_by) < F.col("__held"), F.lit(False))
+    fate = F.when(F.col("__n") > 1, "duplicate_key").when(superseded, "superseded").otherwise("silver")
+    return ranked.withColumn(FATE, fate).drop("__n", "__held")
+
+
+def clean_dataset(
+    bronze: DataFrame,
+    rules: DatasetCleaning,
+    hmac_key: bytes | None,
+    references: dict[str, DataFrame] | None = None,
+    current: DataFrame | None = None,
+) -> Cleaned:
+    """The pure part of the stage: new bronze rows in, every row's fate out. Like pyspark.ml's
+    estimators it caches the intermediate its statistics read twice; ``release()`` frees it."""
+    normalized = normalize_text(bronze, rules.columns)
+    unique = drop_exact_duplicates(normalized)
+    tagged = tag_orphans(tag_row_rules(unique, rules.columns), rules.columns, references or {}).persist()
+    bounds = outlier_bounds(tagged, rules.columns)
+    checked = tag_outliers(tagged, rules.columns, bounds)
+    rejected = checked.filter(F.col("_reason").isNotNull()).withColumn(FATE, F.lit("quarantine"))
+    accepted = fill_nulls(
+        cap_outliers(
+            typed_rows(checked.filter(F.col("_reason").isNull()), rules.columns), rules.columns, bounds
+        ),
+        rules.columns,
     )
-    bad = checked.filter(F.col("_reason").isNotNull())
-    return good, bad
-
-
-def keep_latest(df: DataFrame, keys: list[str], order_by: str | None) -> DataFrame:
-    if order_by is None:
-        return df.dropDuplicates(keys)
-    window = Window.partitionBy(*keys).orderBy(F.col(order_by).desc_nulls_last(), F.col("_row_hash"))
-    return df.withColumn("_n", F.row_number().over(window)).filter("_n = 1").drop("_n")
-
-
-def to_quarantine(bad: DataFrame, dataset: str, run_id: str) -> DataFrame:
-    content = [c for c in bad.columns if c not in METADATA and c != "_reason"]
-    return bad.select(
-        F.lit("clean").alias("stage"),
-        F.lit(dataset).alias("dataset"),
-        F.split(F.col("_reason"), ":").getItem(0).alias("reason"),
-        F.col("_reason").alias("rule"),
-        F.to_json(F.struct(*content)).alias("record"),
-        F.col("_batch_id").alias("batch_id"),
-        F.lit(run_id).alias("run_id"),
-        F.col("_row_hash").alias("row_hash"),
+    marked = mark_duplicates(accepted, rules.keys, rules.order_by, current)
+    silver = protect(
+        marked.filter(F.col(FATE) == "silver").drop(FATE, "_source_file", "_ingested_at"),
+        rules.columns,
+        hmac_key,
     )
-
-
-def clean_dataset(bronze: DataFrame, rules: DatasetCleaning) -> dict[str, DataFrame]:
-    """The pure part: bronze in, silver + quarantine + the frames counted for accounting."""
-    trimmed = trim_text(bronze).drop(*[c for c in rules.drop_columns if c in bronze.columns])
-    unique = drop_exact_duplicates(trimmed)
-    typed, bad = cast_types(unique, rules.types)
-    silver = keep_latest(typed, rules.keys, rules.order_by)
-    return {"unique": unique, "typed": typed, "silver": silver, "bad": bad}
+    fates = marked.select(FATE).unionByName(rejected.select(FATE))
+    return Cleaned(unique, tagged, fates, silver, rejected, content_columns(bronze))
 
 
 def clean(run: Run) -> StageResult:
     result = StageResult()
-    quarantined = []
+    key = run.config.secrets.pii_hmac_key
+    hmac_key = key.get_secret_value().encode() if key else None
     for dataset, rules in run.config.clean.datasets.items():
-        bronze = run.tables.read(f"bronze.{dataset}")
-        frames = clean_dataset(bronze, rules)
-        rows_in = bronze.count()
-        unique = frames["unique"].cache()
-        exact_dups = rows_in - unique.count()
-        written = run.tables.write(
-            frames["silver"].drop(*METADATA[1:3]), f"silver.{dataset}", mode="overwrite", evolve_schema=True
-        )
-        rows_bad = frames["bad"].count()
-        key_dups = frames["typed"].count() - written.rows_written
-        unique.unpersist()
-        if rows_bad:
-            quarantined.append(to_quarantine(frames["bad"], dataset, run.run_id))
-        balanced = rows_in == written.rows_written + rows_bad + exact_dups + key_dups
-        result.metrics[dataset] = {
-            "rows_in": rows_in,
-            "rows_out": written.rows_written,
-            "rows_quarantined": rows_bad,
-            "rows_deduplicated": exact_dups + key_dups,
-            "balanced": balanced,
-        }
-        if not balanced:
-            raise StageFailed(f"clean {dataset}: rows do not add up: {result.metrics[dataset]}")
-        result.rows_in += rows_in
-        result.rows_out += written.rows_written
-        result.rows_quarantined += rows_bad
-        result.rows_deduplicated += exact_dups + key_dups
-        result.tables[f"silver.{dataset}"] = written.version
-    if quarantined:
-        # Re-cleaning the same bronze rows must not quarantine them twice.
-        written = run.tables.merge(
-            reduce(DataFrame.unionByName, quarantined), QUARANTINE, ["stage", "dataset", "row_hash"]
-        )
-        result.tables[QUARANTINE] = written.version
+        counts = clean_one(run, dataset, rules, hmac_key, result.tables)
+        result.metrics[dataset] = counts
+        if not counts["balanced"]:
+            raise StageFailed(f"clean {dataset}: rows do not add up: {counts}")
+        result.rows_in += counts["rows_in"]
+        result.rows_out += counts["rows_out"]
+        result.rows_quarantined += counts["rows_quarantined"]
+        result.rows_deduplicated += counts["rows_deduplicated"]
     return result
+
+
+def clean_one(run: Run, dataset: str, rules: DatasetCleaning, hmac_key: bytes | None, versions: dict) -> dict:
+    """Clean the new batches of one dataset; returns its row accounting."""
+    bronze_name, silver_name = f"bronze.{dataset}", f"silver.{dataset}"
+    if not run.tables.exists(bronze_name):
+        raise StageFailed(f"clean {dataset}: {bronze_name} does not exist; run ingest first")
+    batches = _new_batches(run, bronze_name, dataset)
+    if not batches:
+        return {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "rows_deduplicated": 0, "balanced": True}
+    bronze = run.tables.read(bronze_name).filter(F.col("_batch_id").isin(batches)).persist()
+    references = {}
+    for rule in rules.columns.values():
+        if rule.references:
+            table = ".".join(rule.references.split(".")[:2])
+            if run.tables.exists(table):
+                references[rule.references] = run.tables.read(table)
+    current = run.tables.read(silver_name) if run.tables.exists(silver_name) else None
+    frames = clean_dataset(bronze, rules, hmac_key, references, current)
+
+    # Each count comes from a different frame, so a row lost or doubled on the way shows.
+    rows_in = bronze.count()
+    unique_rows = frames.unique.count()
+    fates = {r[FATE]: r["count"] for r in frames.fates.groupBy(FATE).count().collect()}
+    silver = frames.silver.persist()
+    written = (
+        run.tables.merge(silver, silver_name, rules.keys)
+        if current is not None
+        else run.tables.write(silver, silver_name, mode="overwrite", evolve_schema=True)
+    )
+    silver.unpersist()
+    versions[silver_name] = written.version
+    rows_quarantined, reasons = 0, {}
+    if fates.get("quarantine"):
+        rejected = to_quarantine(frames.rejected, frames.content, dataset, run.run_id).persist()
+        reasons = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
+        # Merged, so a batch cleaned again after a crash quarantines nothing twice.
+        quarantine = run.tables.merge(rejected, QUARANTINE, QUARANTINE_KEYS)
+        rejected.unpersist()
+        rows_quarantined = quarantine.rows_written
+        versions[QUARANTINE] = quarantine.version
+    frames.release()
+    bronze.unpersist()
+    entries = run.spark.createDataFrame(
+        [(dataset, b, run.run_id) for b in batches], "dataset string, batch_id string, run_id string"
+    )
+    versions[CLEANED] = run.tables.write(entries, CLEANED).version
+
+    deduplicated = (rows_in - unique_rows) + fates.get("duplicate_key", 0) + fates.get("superseded", 0)
+    return {
+        "rows_in": rows_in,
+        "rows_out": written.rows_written,
+        "rows_quarantined": rows_quarantined,
+        "rows_deduplicated": deduplicated,
+        "balanced": rows_in == written.rows_written + rows_quarantined + deduplicated,
+        "exact_duplicates": rows_in - unique_rows,
+        "key_duplicates": fates.get("duplicate_key", 0),
+        "superseded": fates.get("superseded", 0),
+        "quarantine_reasons": reasons,
+        "batches": batches,
+    }
+
+
+def _new_batches(run: Run, bronze_name: str, dataset: str) -> list[str]:
+    """Bronze batch ids not yet cleaned for ``dataset`` (a handful of ids, not data)."""
+    batches = {r[0] for r in run.tables.read(bronze_name).select("_batch_id").distinct().collect()}
+    if run.tables.exists(CLEANED):
+        done = run.tables.read(CLEANED)
+        batches -= {r[0] for r in done.filter(F.col("dataset") == dataset).select("batch_id").collect()}
+    return sorted(batches)
+
+
+def _normalized(column: Column, steps: list[str]) -> Column:
+    for step in steps:
+        if step == "trim":
+            column = F.trim(column)
+        elif step == "lower":
+            column = F.lower(column)
+        elif step == "upper":
+            column = F.upper(column)
+        elif step == "collapse_spaces":
+            column = F.regexp_replace(column, r"\s+", " ")
+        elif step == "nfc":
+            column = _nfc(column)
+    return column
+
+
+def _nfc(column: Column) -> Column:
+    # Spark has no built-in Unicode normalization; a vectorized pandas UDF is the cheapest way.
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("string")
+    def nfc(values):
+        import unicodedata
+
+        return values.map(lambda v: unicodedata.normalize("NFC", v) if isinstance(v, str) else v)
+
+    return nfc(column)
+
+
+def _bound(bound: float | str, rule: ColumnRule) -> Column:
+    kind = (rule.type or "double").lower()
+    if bound == "now":
+        return F.current_date() if kind == "date" else F.current_timestamp()
+    return F.lit(bound).cast(kind)

@@ -1,61 +1,289 @@
 """Stage ingest: raw landing files -> bronze Delta tables, one per configured source.
 
-Input: files under ``<data_root>/landing/<source path>``. Output: ``bronze.<source>``.
-Parameters: ``ingest.sources`` (format, path, reader options).
+Input: files under ``<data_root>/landing/<source path>``. Output: ``bronze.<source>`` and
+``meta.ingested_files`` (one row per file taken in: the ledger that makes ingest idempotent).
+Parameters: ``ingest.sources`` (format, path, the declared columns or DDL, reader options).
 
-Every value is kept as the source gave it (CSV columns as strings); each row gets its
-source file, batch id, ingest time and a row hash. Idempotent per file: a file already in
-bronze is not ingested again.
+Bronze keeps every record. A record Spark cannot parse, or one from a file whose header (CSV)
+or keys (JSON) drift from the declared contract, is kept with its raw text in ``_raw_record``
+and the problem in ``_ingest_issue`` / ``_ingest_rule``; the clean stage quarantines it.
+Values whose bytes are not valid UTF-8 are decoded with the source's fallback charset, value by
+value. Each row gets its source file, batch id (the run id), ingest time and a content hash.
+A file already in the ledger is never read again.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+import logging
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
 
 from deepspark.config import SourceConfig
 from deepspark.pipeline import Run, StageResult
 
+log = logging.getLogger(__name__)
+
 METADATA = ["_source_file", "_batch_id", "_ingested_at", "_row_hash"]
+PROBLEMS = ["_raw_record", "_ingest_issue", "_ingest_rule"]
+LEDGER = "meta.ingested_files"
+CORRUPT = "_corrupt_record"
+BOM = "\ufeff"
 
 
-def read_source(spark, source: SourceConfig, root) -> DataFrame:
-    reader = spark.read.format(source.format).option("recursiveFileLookup", "true")
-    if source.format == "csv":
-        reader = reader.option("inferSchema", "false").option("mode", "PERMISSIVE")
-    for key, value in source.options.items():
-        reader = reader.option(key, value)
-    return reader.load(str(root / source.path))
+@dataclass(frozen=True)
+class LandedFile:
+    path: str  # a fully qualified URI, as Spark's input_file_name() reports it
+    size: int
+    modified_ms: int
 
 
-def add_ingest_metadata(df: DataFrame, batch_id: str) -> DataFrame:
-    """Tag rows with where and when they came from, and a hash of their content."""
-    content = [c for c in df.columns if c not in METADATA]
+def list_landed_files(spark: SparkSession, folder: str) -> list[LandedFile]:
+    """Every data file under ``folder`` (recursively), skipping hidden and ``_``-prefixed names
+    as Spark does. Works on any Hadoop file system; an absent folder lists nothing."""
+    jvm = spark.sparkContext._jvm
+    root = jvm.org.apache.hadoop.fs.Path(folder)
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(root):
+        return []
+    found, files = [], fs.listFiles(root, True)
+    while files.hasNext():
+        status = files.next()
+        relative = str(status.getPath().toUri().getPath())[len(str(root.toUri().getPath())) :]
+        if any(part.startswith(("_", ".")) for part in relative.split("/") if part):
+            continue
+        found.append(LandedFile(str(status.getPath().toUri()), status.getLen(), status.getModificationTime()))
+    return sorted(found, key=lambda f: f.path)
+
+
+def read_first_line(spark: SparkSession, path: str) -> str | None:
+    """The first line of a file as Latin-1 text (bytes kept 1:1), or None when it is empty."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(hpath)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "ISO-8859-1"))
+    try:
+        return reader.readLine()
+    finally:
+        reader.close()
+
+
+def parse_header(line: str, separator: str = ",") -> list[str]:
+    """Column names from a CSV header line read as Latin-1: BOM, quotes and spaces removed."""
+    bom_as_latin1 = BOM.encode("utf-8").decode("latin-1")
+    line = line.removeprefix(bom_as_latin1).removeprefix(BOM)
+    return [name.strip().strip('"').strip() for name in line.split(separator)]
+
+
+def repair_encoding(value: Column, fallback: str) -> Column:
+    """A string read as Latin-1 (bytes kept 1:1), returned as UTF-8 when its bytes are valid
+    UTF-8 and as ``fallback``-decoded text otherwise: each value decides for itself."""
+    as_utf8 = F.encode(value, "ISO-8859-1").cast("string")
+    as_fallback = F.decode(F.encode(value, "ISO-8859-1"), fallback)
+    return F.when(F.is_valid_utf8(as_utf8), as_utf8).otherwise(as_fallback)
+
+
+def read_csv_files(
+    spark: SparkSession, files: list[str], header: list[str], source: SourceConfig
+) -> DataFrame:
+    """Read files sharing one header; malformed lines keep their raw text in ``_corrupt_record``."""
+    schema = ", ".join(f"`{c}` string" for c in header) + f", `{CORRUPT}` string"
+    options = {"header": "true", **source.options}
+    options.update(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT, encoding="ISO-8859-1")
+    df = spark.read.schema(schema).options(**options).csv(files)
     return df.select(
-        *content,
-        F.input_file_name().alias("_source_file"),
-        F.lit(batch_id).alias("_batch_id"),
-        F.current_timestamp().alias("_ingested_at"),
-        F.sha2(F.to_json(F.struct(*content)), 256).alias("_row_hash"),
+        *[repair_encoding(F.col(f"`{c}`"), source.fallback_encoding).alias(c) for c in df.columns]
     )
 
 
-def only_new_files(df: DataFrame, ingested: DataFrame | None) -> DataFrame:
-    if ingested is None:
-        return df
-    return df.join(ingested.select("_source_file").distinct(), "_source_file", "left_anti")
+def csv_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -> DataFrame | None:
+    """Group the files by header; files whose header is not the declared one are schema drift."""
+    declared = source.columns
+    separator = source.options.get("sep", source.options.get("delimiter", ","))
+    has_header = source.options.get("header", "true").lower() == "true"
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path in files:
+        first = read_first_line(spark, path)
+        if first is None:
+            continue  # an empty file holds no records
+        header = tuple(parse_header(first, separator)) if has_header else tuple(declared)
+        groups.setdefault(header, []).append(path)
+
+    frames = []
+    for header, paths in groups.items():
+        if list(header) == declared:
+            df = read_csv_files(spark, paths, declared, source)
+            frames.append(
+                df.select(
+                    *declared,
+                    F.col(CORRUPT).alias("_raw_record"),
+                    F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed")).alias("_ingest_issue"),
+                    F.when(
+                        F.col(CORRUPT).isNotNull(), F.lit("csv: wrong number of fields or broken quoting")
+                    ).alias("_ingest_rule"),
+                    F.input_file_name().alias("_source_file"),
+                )
+            )
+            continue
+        names = _unique_names(header)
+        missing = [c for c in declared if c not in names]
+        extra = [c for c in names if c not in declared]
+        rule = f"csv header {list(header)} is not the declared {declared}: missing {missing}, extra {extra}"
+        df = read_csv_files(spark, paths, names, source)
+        raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in names])))
+        frames.append(
+            df.select(
+                *[F.lit(None).cast("string").alias(c) for c in declared],
+                raw.alias("_raw_record"),
+                F.lit("schema_drift").alias("_ingest_issue"),
+                F.lit(rule).alias("_ingest_rule"),
+                F.input_file_name().alias("_source_file"),
+            )
+        )
+    return reduce(DataFrame.unionByName, frames) if frames else None
+
+
+def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -> DataFrame:
+    """Parse JSON lines against the declared DDL; unparseable lines, values of the wrong type
+    and records with undeclared keys keep their raw line."""
+    lines = spark.read.text(files).filter(F.trim("value") != "")
+    line = repair_encoding(F.col("value"), source.fallback_encoding)
+    schema = f"{source.ddl}, `{CORRUPT}` string"
+    parsed = lines.select(
+        line.alias("_line"),
+        F.from_json(line, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}).alias(
+            "_parsed"
+        ),
+        F.input_file_name().alias("_source_file"),
+    )
+    declared = [f for f in parsed.schema["_parsed"].dataType.fieldNames() if f != CORRUPT]
+    keys = F.json_object_keys("_line")
+    extra = F.filter(keys, lambda k: ~F.array_contains(F.array(*[F.lit(c) for c in declared]), k))
+    broken = F.col(f"_parsed.{CORRUPT}").isNotNull() | keys.isNull()
+    drifted = F.size(extra) > 0
+    issue = F.when(broken, F.lit("malformed")).when(drifted, F.lit("schema_drift"))
+    rule = F.when(broken, F.lit("json: not a record of the declared ddl (syntax or value types)")).when(
+        drifted, F.concat(F.lit("json keys not in the declared ddl: "), F.array_join(extra, ", "))
+    )
+    return parsed.select(
+        *[F.when(~broken & ~drifted, F.col(f"_parsed.`{c}`")).alias(c) for c in declared],
+        F.when(broken | drifted, F.col("_line")).alias("_raw_record"),
+        issue.alias("_ingest_issue"),
+        rule.alias("_ingest_rule"),
+        "_source_file",
+    )
+
+
+def files_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -> DataFrame | None:
+    """Read one source's new files into bronze's shape (before metadata)."""
+    if source.format == "csv":
+        return csv_to_bronze(spark, files, source)
+    if source.format == "json":
+        return json_to_bronze(spark, files, source)
+    if source.format == "image":
+        # Spark's image source: an undecodable file becomes a row with height -1, kept as malformed.
+        df = spark.read.format("image").options(**source.options).load(files)
+        bad = F.col("image.height") < 0
+        return df.select(
+            "image",
+            F.when(bad, F.col("image.origin")).alias("_raw_record"),
+            F.when(bad, F.lit("malformed")).alias("_ingest_issue"),
+            F.when(bad, F.lit("image: not a decodable image")).alias("_ingest_rule"),
+            F.col("image.origin").alias("_source_file"),
+        )
+    if source.format == "text":
+        df = spark.read.options(**{"wholetext": "true", **source.options}).text(files)
+    else:
+        df = spark.read.options(**source.options).format(source.format).load(files)
+    return df.select(
+        "*",
+        *[F.lit(None).cast(StringType()).alias(c) for c in PROBLEMS],
+        F.input_file_name().alias("_source_file"),
+    )
+
+
+def add_ingest_metadata(df: DataFrame, batch_id: str) -> DataFrame:
+    """Tag rows with their batch and ingest time, and a hash of their content."""
+    content = [c for c in df.columns if c not in METADATA and c not in ("_ingest_issue", "_ingest_rule")]
+    return df.select(
+        *[c for c in df.columns if c not in METADATA],
+        "_source_file",
+        F.lit(batch_id).alias("_batch_id"),
+        F.current_timestamp().alias("_ingested_at"),
+        F.sha2(F.to_json(F.struct(*[F.col(f"`{c}`") for c in content])), 256).alias("_row_hash"),
+    )
+
+
+def new_files(
+    landed: list[LandedFile], ledger: DataFrame | None, bronze: DataFrame | None, source: str
+) -> list[LandedFile]:
+    """The landed files not yet ingested for ``source``. The ledger is written after bronze, so
+    bronze itself is asked too: a run stopped between the two commits re-reads nothing."""
+    seen: set[str] = set()
+    if ledger is not None:
+        seen |= {r.path for r in ledger.filter(F.col("source") == source).select("path").collect()}
+    candidates = [f.path for f in landed if f.path not in seen]
+    if bronze is not None and candidates:
+        in_bronze = bronze.filter(F.col("_source_file").isin(candidates)).select("_source_file").distinct()
+        seen |= {r[0] for r in in_bronze.collect()}
+    return [f for f in landed if f.path not in seen]
 
 
 def ingest(run: Run) -> StageResult:
     result = StageResult()
+    ledger = run.tables.read(LEDGER) if run.tables.exists(LEDGER) else None
+    ledger_rows = []
     for name, source in run.config.ingest.sources.items():
         table = f"bronze.{name}"
-        raw = add_ingest_metadata(read_source(run.spark, source, run.config.landing_root), run.run_id)
-        existing = run.tables.read(table) if run.tables.exists(table) else None
-        fresh = only_new_files(raw, existing)
-        written = run.tables.write(fresh, table, evolve_schema=True)
-        result.rows_in += written.rows_written
-        result.rows_out += written.rows_written
-        result.tables[table] = written.version
-        result.metrics[f"{name}_rows"] = written.rows_written
+        folder = _uri(run.config.landing_root / source.path)
+        landed = list_landed_files(run.spark, folder)
+        bronze_now = run.tables.read(table) if run.tables.exists(table) else None
+        fresh = new_files(landed, ledger, bronze_now, name)
+        metrics = {"files_landed": len(landed), "files_new": len(fresh), "rows": 0, "issues": {}}
+        result.metrics[name] = metrics
+        if not landed:
+            result.notes.append(f"{name}: no files under {folder}")
+        if not fresh:
+            continue
+        frame = files_to_bronze(run.spark, [f.path for f in fresh], source)
+        rows_per_file: dict[str, int] = {}
+        if frame is not None:
+            bronze = add_ingest_metadata(frame, run.run_id).persist()
+            counts = bronze.groupBy("_source_file", "_ingest_issue").count().collect()
+            written = run.tables.write(bronze, table, evolve_schema=True)
+            bronze.unpersist()
+            for row in counts:
+                rows_per_file[row["_source_file"]] = rows_per_file.get(row["_source_file"], 0) + row["count"]
+                if row["_ingest_issue"]:
+                    issues = metrics["issues"]
+                    issues[row["_ingest_issue"]] = issues.get(row["_ingest_issue"], 0) + row["count"]
+            metrics["rows"] = written.rows_written
+            result.rows_in += written.rows_written
+            result.rows_out += written.rows_written
+            result.tables[table] = written.version
+        ledger_rows += [
+            (name, f.path, f.size, f.modified_ms, rows_per_file.get(f.path, 0), run.run_id) for f in fresh
+        ]
+    if ledger_rows:
+        entries = run.spark.createDataFrame(
+            ledger_rows,
+            "source string, path string, bytes long, modified_ms long, rows long, batch_id string",
+        )
+        result.tables[LEDGER] = run.tables.write(entries, LEDGER).version
     return result
+
+
+def _unique_names(header: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for i, name in enumerate(header):
+        name = name or f"_c{i}"
+        names.append(name if name not in names else f"{name}_{i}")
+    return names
+
+
+def _uri(path) -> str:
+    text = str(path)
+    return text if "://" in text else "file://" + str(path.resolve())

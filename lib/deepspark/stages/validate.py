@@ -1,51 +1,186 @@
-"""Stage validate: the quality gate over silver, run before anything reads it.
+"""Stage validate: the Great Expectations gate over silver, before anything reads it.
 
-Input: ``silver.<dataset>`` for each dataset in ``clean.datasets``. Output: the checks'
-results in the run summary. Parameters: ``validate.min_rows``, ``validate.stop_on_critical``.
+Input: ``silver.<dataset>`` for each suite in ``validate.suites``. Output: Data Docs and the
+GX stores under ``<data_root>/<validate.gx_dir>``, each suite's result as JSON in
+``<runs_dir>/<run id>/validation/``, and one row per expectation per run in
+``quality.expectation_results``. Parameters: ``validate.suites``, ``validate.stop_on_critical``.
 
-Checks, all computed by Spark in one aggregation per table: at least ``min_rows`` rows,
-keys never null, keys unique. A failed check stops the run when ``stop_on_critical``.
-(Great Expectations suites declared in conf/ replace this gate in the data-quality issue.)
+Suites are declared in conf/ and built into GX 1.x ``ExpectationSuite`` objects; GX runs them
+on the Spark DataFrame itself (its Spark execution engine computes metrics as Spark
+aggregations; nothing data-sized reaches the driver beyond GX's 20-value samples). A failed
+``critical`` expectation stops the run naming the expectation, column and observed value; a
+failed ``warning`` is recorded in the summary and report.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from pyspark.sql import DataFrame
+
+from deepspark.config import ConfigError, Expectation
 from deepspark.pipeline import Run, StageFailed, StageResult
 
+log = logging.getLogger(__name__)
 
-def check_table(df: DataFrame, keys: list[str], min_rows: int) -> list[dict]:
-    key = F.struct(*keys)
-    null_key = F.greatest(*[F.col(k).isNull() for k in keys]) if len(keys) > 1 else F.col(keys[0]).isNull()
-    stats = df.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(null_key.cast("long")).alias("null_keys"),
-        F.count_distinct(key).alias("distinct_keys"),
-    ).first()
-    rows, null_keys = stats["rows"], stats["null_keys"] or 0
-    duplicates = rows - null_keys - stats["distinct_keys"]
-    return [
-        {"check": "min_rows", "expected": min_rows, "observed": rows, "ok": rows >= min_rows},
-        {"check": "keys_not_null", "columns": keys, "observed": null_keys, "ok": null_keys == 0},
-        {"check": "keys_unique", "columns": keys, "observed": duplicates, "ok": duplicates == 0},
-    ]
+RESULTS = "quality.expectation_results"
+DATASOURCE = "silver"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One expectation's verdict on one table version."""
+
+    dataset: str
+    table_version: int
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    observed: str | None
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    element_count: int | None
+
+    def describe(self) -> str:
+        where = f"silver.{self.dataset}" + (f".{self.column}" if self.column else "")
+        seen = f"observed {self.observed}" if self.observed is not None else ""
+        if self.unexpected_count is not None:
+            seen = f"{self.unexpected_count} unexpected values ({self.unexpected_percent:.3g}%)"
+            if self.observed is not None:
+                seen += f", observed {self.observed}"
+        return f"{self.expectation} on {where}: {seen}"
+
+
+def build_suite(dataset: str, expectations: list[Expectation]):
+    """A GX ExpectationSuite from its conf/ declaration (GX needs an open context first); a
+    wrong name or argument is a ConfigError naming the key."""
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=dataset)
+    for index, declared in enumerate(expectations):
+        key = f"validate.suites.{dataset}[{index}]"
+        class_name = "".join(part.capitalize() for part in declared.expectation.split("_"))
+        cls = getattr(gx.expectations, class_name, None)
+        if cls is None or not declared.expectation.startswith("expect_"):
+            raise ConfigError(
+                f"conf/*/validate.yaml: key '{key}.expectation' = {declared.expectation!r}: expected the "
+                "snake_case name of a Great Expectations 1.x expectation, e.g. expect_column_values_to_not_be_null"
+            )
+        try:
+            suite.add_expectation(cls(**declared.kwargs, meta={"severity": declared.severity}))
+        except Exception as error:  # pydantic's ValidationError from GX, or a TypeError
+            raise ConfigError(
+                f"conf/*/validate.yaml: key '{key}.kwargs' = {declared.kwargs!r}: "
+                f"not valid for {declared.expectation}: {error}"
+            ) from None
+    return suite
+
+
+def open_context(root: Path):
+    """The GX file project under ``root`` (created on first use), quiet: no progress bars or
+    usage statistics."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.variables.save()
+    return context
+
+
+def run_suite(context, dataset: str, suite, frame: DataFrame, run_id: str):
+    """Validate one DataFrame with one suite through a checkpoint that updates Data Docs."""
+    import great_expectations as gx
+
+    source = context.data_sources.add_or_update_spark(name=DATASOURCE)
+    asset = next((a for a in source.assets if a.name == dataset), None) or source.add_dataframe_asset(dataset)
+    batch = next((b for b in asset.batch_definitions if b.name == "all"), None)
+    batch = batch or asset.add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=dataset, data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"silver_{dataset}",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=gx.RunIdentifier(run_name=run_id))
+    return next(iter(result.run_results.values()))
+
+
+def outcomes_of(validation, dataset: str, version: int) -> list[Outcome]:
+    outcomes = []
+    for item in validation.results:
+        config, found = item.expectation_config, item.result or {}
+        observed = found.get("observed_value")
+        outcomes.append(
+            Outcome(
+                dataset=dataset,
+                table_version=version,
+                expectation=config.type,
+                column=config.kwargs.get("column"),
+                severity=(config.meta or {}).get("severity", "critical"),
+                success=bool(item.success),
+                observed=None if observed is None else json.dumps(observed, default=str),
+                unexpected_count=found.get("unexpected_count"),
+                unexpected_percent=found.get("unexpected_percent"),
+                element_count=found.get("element_count"),
+            )
+        )
+    return outcomes
 
 
 def validate(run: Run) -> StageResult:
+    settings = run.config.validate_
+    context = open_context(run.config.run.data_root / settings.gx_dir)
+    suites = {d: build_suite(d, e) for d, e in settings.suites.items()}
+    out_dir = run.run_dir / "validation"
+    out_dir.mkdir(parents=True, exist_ok=True)
     result = StageResult()
-    failed = []
-    for dataset, rules in run.config.clean.datasets.items():
+    outcomes: list[Outcome] = []
+    for dataset, suite in suites.items():
         table = f"silver.{dataset}"
-        checks = check_table(
-            run.tables.read(table), rules.keys, run.config.validate_.min_rows.get(dataset, 1)
+        version = run.tables.version(table)
+        frame = run.tables.read(table, version=version).persist()
+        validation = run_suite(context, dataset, suite, frame, run.run_id)
+        frame.unpersist()
+        (out_dir / f"{dataset}.json").write_text(json.dumps(validation.to_json_dict(), indent=2, default=str))
+        found = outcomes_of(validation, dataset, version)
+        outcomes += found
+        result.tables[table] = version
+        result.metrics[dataset] = {
+            "version": version,
+            "expectations": len(found),
+            "failed": [o.describe() for o in found if not o.success],
+        }
+
+    rows = [(run.run_id, *asdict(o).values()) for o in outcomes]
+    if rows:
+        schema = (
+            "run_id string, dataset string, table_version long, expectation string, column string, "
+            "severity string, success boolean, observed string, unexpected_count long, "
+            "unexpected_percent double, element_count long"
         )
-        result.metrics[table] = checks
-        result.tables[table] = run.tables.version(table)
-        failed += [f"{table}: {c['check']} observed {c['observed']}" for c in checks if not c["ok"]]
-    result.notes = failed
-    if failed and run.config.validate_.stop_on_critical:
-        raise StageFailed("critical validation failures: " + "; ".join(failed))
-    result.status = "ok" if not failed else "warning"
+        result.tables[RESULTS] = run.tables.write(run.spark.createDataFrame(rows, schema), RESULTS).version
+    docs = context.get_docs_sites_urls()
+    result.metrics["data_docs"] = docs[0]["site_url"] if docs else None
+
+    critical = [o.describe() for o in outcomes if not o.success and o.severity == "critical"]
+    warnings = [o.describe() for o in outcomes if not o.success and o.severity == "warning"]
+    result.notes = [f"critical: {c}" for c in critical] + [f"warning: {w}" for w in warnings]
+    if critical and settings.stop_on_critical:
+        raise StageFailed("critical expectations failed: " + "; ".join(critical))
+    result.status = "warning" if critical or warnings else "ok"
     return result
