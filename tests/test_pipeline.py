@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from deepspark.config import Expectation
 from deepspark.pipeline import STAGE_NAMES, Run, StageFailed, run_pipeline, select_stages
 from deepspark.sample.retail import generate_customers
 from pyspark.sql import functions as F
@@ -54,22 +56,36 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     assert tables.read("quarantine.rows").count() == quarantined
 
 
-def test_no_raw_pii_reaches_silver_or_gold(spark, small, tables):
-    run_pipeline(Run(small, spark, tables, "run-pii"), ["generate", "ingest", "clean", "features"])
-    raw = generate_customers(spark, 150, small.generate, small.run.seed)
-    emails = {r.email for r in raw.select("email").collect() if r.email}
-    phones = {r.phone for r in raw.select("phone").collect()}
-    assert emails and phones
-    for table in [t for t in tables.list() if t.split(".")[0] in ("silver", "gold")]:
-        df = tables.read(table)
-        text = df.select(F.concat_ws("|", *[F.col(c).cast("string") for c in df.columns]).alias("row"))
-        found = text.filter(F.col("row").rlike("@example\\.com|\\+33 6 ")).count()
-        assert found == 0, f"raw PII in {table}"
+RAW_PII = r"@example\.com|\+33 6 "
 
 
-def test_a_failing_stage_stops_the_run_and_still_writes_the_summary(spark, small, tables):
+def test_no_raw_pii_reaches_silver_gold_results_reports_or_data_docs(spark, small, tables):
+    run = Run(small, spark, tables, "run-pii")
+    run_pipeline(run, select_stages())
+    raw = generate_customers(spark, 150, small.generate, small.run.seed).collect()
+    secrets = {v for r in raw for v in (r.email, r.phone, r.birth_date) if v}
+    assert len(secrets) > 300
+
+    outputs = [*Path(small.run.runs_dir).rglob("*"), *(Path(small.run.data_root) / "gx").rglob("*")]
+    files = [p for p in outputs if p.is_file() and p.suffix in (".json", ".md", ".html")]
+    assert any(p.name == "index.html" for p in files) and any(p.name == "report.md" for p in files)
+    texts = {str(path): path.read_text(errors="replace") for path in files}
+    for table in [t for t in tables.list() if t.split(".")[0] in ("silver", "gold", "quality")]:
+        df = tables.read(table).drop("pixels")
+        rows = df.select(F.concat_ws("|", *[F.col(c).cast("string") for c in df.columns])).collect()
+        texts[table] = "\n".join(r[0] for r in rows)
+    for where, text in texts.items():
+        leaked = [value for value in secrets if value in text]
+        assert not leaked, f"raw PII in {where}: {leaked[:3]}"
+        assert not re.search(RAW_PII, text), where
+
+
+def test_a_critical_expectation_stops_the_run_and_still_writes_the_summary(spark, small, tables):
+    impossible = Expectation(
+        expectation="expect_table_row_count_to_be_between", kwargs={"min_value": 10**9}, severity="critical"
+    )
     strict = small.model_copy(
-        update={"validate_": small.validate_.model_copy(update={"min_rows": {"customers": 10**9}})}
+        update={"validate_": small.validate_.model_copy(update={"suites": {"customers": [impossible]}})}
     )
     run = Run(strict, spark, tables, "run-fail")
     with pytest.raises(StageFailed, match="summary at"):
@@ -77,7 +93,10 @@ def test_a_failing_stage_stops_the_run_and_still_writes_the_summary(spark, small
     summary = json.loads((run.run_dir / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert summary["stages"]["validate"]["status"] == "failed"
-    assert "min_rows observed 150" in summary["stages"]["validate"]["notes"][0]
+    assert re.search(
+        r"expect_table_row_count_to_be_between on silver.customers: observed \d+",
+        summary["stages"]["validate"]["notes"][0],
+    )
     assert "features" not in summary["stages"]
 
 
@@ -116,6 +135,7 @@ def _cli(tmp_path, *args):
 def test_cli_run_prints_the_summary_path_last_and_lists_tables(tmp_path):
     done = _cli(tmp_path, "run")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not re.search(RAW_PII, done.stdout + done.stderr), "raw PII in the logs"
     summary = Path(done.stdout.strip().splitlines()[-1])
     assert summary.name == "summary.json" and json.loads(summary.read_text())["status"] == "ok"
     listing = _cli(tmp_path, "tables")
@@ -128,4 +148,22 @@ def test_cli_bad_config_names_the_key_and_exits_2(tmp_path):
     assert (
         "--set analytics.k=1: key 'analytics.k' = 1: expected input should be greater "
         "than or equal to 2" in done.stderr
+    )
+
+
+def test_cli_exits_non_zero_naming_the_failed_critical_expectation(tmp_path):
+    suite = "[{expectation: expect_column_values_to_be_between, kwargs: {column: amount, max_value: 1}}]"
+    done = _cli(
+        tmp_path,
+        "run",
+        "--only",
+        "generate,ingest,clean,validate",
+        "--set",
+        f"validate.suites.orders={suite}",
+    )
+    assert done.returncode == 1
+    assert re.search(
+        r"critical expectations failed: expect_column_values_to_be_between on silver.orders.amount: "
+        r"\d+ unexpected values",
+        done.stderr,
     )

@@ -73,7 +73,7 @@ def normalize_text(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
 
 
 def drop_exact_duplicates(df: DataFrame) -> DataFrame:
-    return df.dropDuplicates(content_columns(df) + PROBLEMS)
+    return df.dropDuplicates(content_columns(df) + [c for c in PROBLEMS if c in df.columns])
 
 
 def convert(name: str, rule: ColumnRule) -> Column:
@@ -114,7 +114,8 @@ def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
             for bound, compare in ((rule.range.min, value.__lt__), (rule.range.max, value.__gt__)):
                 if bound is not None:
                     label = "below" if compare == value.__lt__ else "above"
-                    checks.append((compare(_bound(bound, rule)), "out_of_range", f"{name}: {label} {bound}"))
+                    shown = f"{bound:g}" if isinstance(bound, float) else bound
+                    checks.append((compare(_bound(bound, rule)), "out_of_range", f"{name}: {label} {shown}"))
         if rule.nulls == "drop":
             checks.append((value.isNull(), "null", f"{name}: null"))
     reason = F.lit(None).cast("string")

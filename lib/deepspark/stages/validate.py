@@ -68,8 +68,9 @@ def build_suite(dataset: str, expectations: list[Expectation]):
         cls = getattr(gx.expectations, class_name, None)
         if cls is None or not declared.expectation.startswith("expect_"):
             raise ConfigError(
-                f"conf/*/validate.yaml: key '{key}.expectation' = {declared.expectation!r}: expected the "
-                "snake_case name of a Great Expectations 1.x expectation, e.g. expect_column_values_to_not_be_null"
+                f"conf/*/validate.yaml: key '{key}.expectation' = {declared.expectation!r}: expected "
+                "the snake_case name of a Great Expectations 1.x expectation, "
+                "e.g. expect_column_values_to_not_be_null"
             )
         try:
             suite.add_expectation(cls(**declared.kwargs, meta={"severity": declared.severity}))

@@ -1,0 +1,220 @@
+"""Bad raw input, one case per test: each ends in a clear error or a quarantine row with a
+reason, and every landed row is accounted for (bronze = silver + quarantined + deduplicated)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from deepspark.config import CleanConfig, DatasetCleaning, IngestConfig, SourceConfig
+from deepspark.pipeline import Run, run_pipeline
+from pyspark.sql import functions as F
+
+HEADER = "id,name,amount,born\n"
+PEOPLE = SourceConfig(format="csv", path="people", columns=["id", "name", "amount", "born"])
+EVENTS = SourceConfig(format="json", path="events", ddl="id string, tags array<string>, value string")
+PEOPLE_RULES = DatasetCleaning.model_validate(
+    {
+        "keys": ["id"],
+        "columns": {
+            "id": {"type": "bigint", "nulls": "drop"},
+            "amount": {"type": "double"},
+            "born": {"type": "date", "formats": ["yyyy-MM-dd", "dd/MM/yyyy"], "range": {"max": "now"}},
+        },
+    }
+)
+EVENTS_RULES = DatasetCleaning.model_validate({"keys": ["id"], "columns": {"id": {"type": "bigint"}}})
+
+
+@pytest.fixture
+def landing(config) -> Path:
+    folder = config.landing_root
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def land(landing):
+    def write(relative: str, content: bytes | str) -> Path:
+        path = landing / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_stages(spark, config, tables):
+    """Ingest + clean the ``people`` (CSV) and ``events`` (JSON) sources; returns the run."""
+    counter = iter(range(1, 100))
+
+    def run(stages=("ingest", "clean")) -> Run:
+        sources = {
+            n: s
+            for n, s in {"people": PEOPLE, "events": EVENTS}.items()
+            if (config.landing_root / s.path).exists()
+        }
+        rules = {n: r for n, r in {"people": PEOPLE_RULES, "events": EVENTS_RULES}.items() if n in sources}
+        narrowed = config.model_copy(
+            update={"ingest": IngestConfig(sources=sources), "clean": CleanConfig(datasets=rules)}
+        )
+        current = Run(narrowed, spark, tables, f"batch-{next(counter)}")
+        run_pipeline(current, list(stages))
+        return current
+
+    return run
+
+
+def quarantined(tables, dataset: str) -> list[dict]:
+    rows = tables.read("quarantine.rows").filter(F.col("dataset") == dataset)
+    return [r.asDict() for r in rows.orderBy("reason", "record").collect()]
+
+
+def assert_balanced(run: Run, dataset: str, rows_in: int) -> dict:
+    counts = run.results["clean"].metrics[dataset]
+    assert counts["rows_in"] == rows_in
+    assert counts["balanced"] and counts["rows_in"] == (
+        counts["rows_out"] + counts["rows_quarantined"] + counts["rows_deduplicated"]
+    )
+    return counts
+
+
+def test_a_truncated_csv_line_is_kept_raw_and_quarantined_as_malformed(land, run_stages, tables):
+    land("people/a.csv", HEADER + "1,Anna,3.5,1990-01-01\n2,Ben\n")
+    run = run_stages()
+    assert_balanced(run, "people", 2)
+    [row] = quarantined(tables, "people")
+    assert (row["stage"], row["reason"], row["record"]) == ("ingest", "malformed", "2,Ben")
+    assert tables.read("silver.people").count() == 1
+
+
+def test_a_file_with_the_wrong_delimiter_is_schema_drift(land, run_stages, tables):
+    land("people/a.csv", HEADER + "1,Anna,3.5,1990-01-01\n")
+    land("people/b.csv", "id;name;amount;born\n2;Ben;4;1991-02-03\n3;Cleo;5;1992-03-04\n")
+    run = run_stages()
+    assert_balanced(run, "people", 3)
+    drift = quarantined(tables, "people")
+    assert [r["reason"] for r in drift] == ["schema_drift", "schema_drift"]
+    assert "missing ['id', 'name', 'amount', 'born']" in drift[0]["rule"]
+    assert "2;Ben;4;1991-02-03" in drift[0]["record"]
+
+
+def test_a_byte_order_mark_does_not_reach_the_data(land, run_stages, tables):
+    land("people/a.csv", "\ufeff" + HEADER + "1,Anna,3.5,1990-01-01\n")
+    run = run_stages()
+    assert_balanced(run, "people", 1)
+    assert tables.read("silver.people").select("id", "name").first().asDict() == {"id": 1, "name": "Anna"}
+
+
+def test_latin1_and_invalid_utf8_bytes_are_decoded_value_by_value(land, run_stages, tables):
+    land("people/utf8.csv", HEADER + "1,Chloé,3.5,1990-01-01\n")
+    land("people/latin1.csv", (HEADER + "2,Zoë,4,1991-01-01\n").encode("latin-1"))
+    land("people/mixed.csv", HEADER.encode() + b"3,Ren\xc3\xa9e \xff\xfe,5,1992-01-01\n")
+    run = run_stages()
+    assert_balanced(run, "people", 3)
+    names = {r.id: r.name for r in tables.read("silver.people").collect()}
+    # Valid UTF-8 stays UTF-8; other bytes map 1:1 to Latin-1 characters, so nothing is lost.
+    assert names == {1: "Chloé", 2: "Zoë", 3: "RenÃ©e ÿþ"}
+
+
+def test_extra_and_missing_columns_quarantine_the_file_naming_both(land, run_stages, tables):
+    land("people/extra.csv", "id,name,amount,born,vip\n1,Anna,3.5,1990-01-01,yes\n")
+    land("people/missing.csv", "id,name,born\n2,Ben,1991-01-01\n")
+    run = run_stages()
+    assert_balanced(run, "people", 2)
+    rules = sorted(r["rule"] for r in quarantined(tables, "people"))
+    assert "missing [], extra ['vip']" in rules[0]
+    assert "missing ['amount'], extra []" in rules[1]
+    assert json.loads(quarantined(tables, "people")[0]["record"])["name"] in ("Anna", "Ben")
+
+
+def test_empty_and_header_only_files_are_recorded_with_no_rows(land, run_stages, tables):
+    land("people/empty.csv", "")
+    land("people/header.csv", HEADER)
+    land("people/data.csv", HEADER + "1,Anna,3.5,1990-01-01\n")
+    run = run_stages()
+    assert run.results["ingest"].metrics["people"]["files_new"] == 3
+    assert_balanced(run, "people", 1)
+    ledger = {Path(r.path).name: r.rows for r in tables.read("meta.ingested_files").collect()}
+    assert ledger == {"empty.csv": 0, "header.csv": 0, "data.csv": 1}
+
+
+def test_a_one_megabyte_field_arrives_whole(land, run_stages, tables):
+    big = "x" * 1_048_576
+    land("people/a.csv", HEADER + f"1,{big},3.5,1990-01-01\n2,Ben,4,1991-01-01\n")
+    run = run_stages()
+    assert_balanced(run, "people", 2)
+    lengths = {
+        r.id: r.n for r in tables.read("silver.people").select("id", F.length("name").alias("n")).collect()
+    }
+    assert lengths == {1: 1_048_576, 2: 3}
+
+
+def test_numeric_overflow_nan_and_infinity_are_quarantined_with_their_rule(land, run_stages, tables):
+    land(
+        "people/a.csv",
+        HEADER
+        + "99999999999999999999,Big,1,1990-01-01\n2,Nan,NaN,1990-01-01\n3,Inf,Infinity,1990-01-01\n"
+        + "4,Huge,1e400,1990-01-01\n5,Fine,2.5,1990-01-01\n",
+    )
+    run = run_stages()
+    assert_balanced(run, "people", 5)
+    found = {json.loads(r["record"])["name"]: (r["reason"], r["rule"]) for r in quarantined(tables, "people")}
+    assert found == {
+        "Big": ("type_coercion", "id: not a bigint"),
+        "Nan": ("not_finite", "amount: NaN or infinite"),
+        "Inf": ("not_finite", "amount: NaN or infinite"),
+        "Huge": ("not_finite", "amount: NaN or infinite"),
+    }
+
+
+def test_invalid_and_far_future_dates_are_quarantined_and_other_formats_parse(land, run_stages, tables):
+    land(
+        "people/a.csv",
+        HEADER + "1,Feb30,1,1990-02-30\n2,Future,1,2999-01-01\n3,European,1,24/12/1990\n4,Iso,1,1990-12-24\n",
+    )
+    run = run_stages()
+    assert_balanced(run, "people", 4)
+    found = {json.loads(r["record"])["name"]: r["reason"] for r in quarantined(tables, "people")}
+    assert found == {"Feb30": "type_coercion", "Future": "out_of_range"}
+    born = {r.name: str(r.born) for r in tables.read("silver.people").collect()}
+    assert born == {"European": "1990-12-24", "Iso": "1990-12-24"}
+
+
+def test_the_same_batch_twice_adds_nothing_and_a_resent_copy_is_deduplicated(land, run_stages, tables):
+    first = land("people/a.csv", HEADER + "1,Anna,3.5,1990-01-01\n2,Ben,4,1991-01-01\n")
+    run_stages()
+    again = run_stages()
+    assert again.results["ingest"].rows_out == 0
+    assert tables.read("bronze.people").count() == 2
+
+    shutil.copy(first, first.with_name("a-resent.csv"))
+    resent = run_stages()
+    counts = assert_balanced(resent, "people", 2)
+    # Same content, same keys: a re-sent export changes nothing in silver.
+    assert counts["rows_out"] + counts["superseded"] == 2
+    assert tables.read("silver.people").count() == 2
+
+
+def test_json_with_wrong_nested_types_broken_syntax_or_unknown_keys(land, run_stages, tables):
+    land(
+        "events/a.json",
+        '{"id": "1", "tags": ["a", "b"], "value": "x"}\n'
+        '{"id": "2", "tags": "a", "value": "y"}\n'
+        '{"id": "3", "tags": ["a"\n'
+        '{"id": "4", "tags": [], "value": "z", "surprise": 1}\n'
+        "\n",
+    )
+    run = run_stages()
+    assert_balanced(run, "events", 4)
+    found = {r["record"]: (r["reason"], r["rule"]) for r in quarantined(tables, "events")}
+    assert found['{"id": "2", "tags": "a", "value": "y"}'][0] == "malformed"
+    assert found['{"id": "3", "tags": ["a"'][0] == "malformed"
+    assert found['{"id": "4", "tags": [], "value": "z", "surprise": 1}'] == (
+        "schema_drift",
+        "json keys not in the declared ddl: surprise",
+    )
+    assert tables.read("silver.events").first().tags == ["a", "b"]

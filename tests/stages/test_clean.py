@@ -1,0 +1,207 @@
+"""The clean stage's transforms on tiny frames, and its incremental MERGE into silver."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date
+
+import pytest
+from deepspark.config import CleanConfig, ColumnRule, DatasetCleaning, IngestConfig, SourceConfig
+from deepspark.pipeline import Run, run_pipeline
+from deepspark.stages.clean import (
+    TYPED,
+    cap_outliers,
+    clean_dataset,
+    fill_nulls,
+    mark_duplicates,
+    normalize_text,
+    outlier_bounds,
+    tag_orphans,
+    tag_row_rules,
+)
+from deepspark.stages.privacy import MissingKeyError, age_band, hmac_sha256, mask, protect
+from pyspark.sql import functions as F
+
+
+def rules(**columns) -> dict[str, ColumnRule]:
+    return {name: ColumnRule.model_validate(rule) for name, rule in columns.items()}
+
+
+def test_hmac_matches_pythons_hmac_and_differs_by_key(spark):
+    df = spark.createDataFrame([("anna@example.com",), ("é@x.fr",), (None,)], "email string")
+    long_key = b"k" * 100  # longer than a block: hashed first, as RFC 2104 says
+    for key in (b"secret", long_key):
+        got = [r[0] for r in df.select(hmac_sha256(F.col("email"), key)).collect()]
+        want = [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in ("anna@example.com", "é@x.fr")]
+        assert got == [*want, None]
+    one = df.select(hmac_sha256(F.col("email"), b"a")).first()[0]
+    assert one != df.select(hmac_sha256(F.col("email"), b"b")).first()[0]
+
+
+def test_mask_age_band_and_prefix_hide_what_they_should(spark):
+    df = spark.createDataFrame(
+        [("+33 6 12345678", date(1990, 6, 1), "75011"), ("12", None, None)],
+        "phone string, born date, zip string",
+    )
+    columns = rules(
+        phone={"privacy": {"method": "mask", "keep": 4}},
+        born={"privacy": "age_band"},
+        zip={"privacy": {"method": "prefix", "length": 2}},
+    )
+    out = protect(df, columns, key=None)
+    assert out.columns == ["phone_masked", "age_band", "zip_prefix"]
+    first, second = out.collect()
+    assert first.phone_masked == "**********5678" and first.zip_prefix == "75"
+    assert first.age_band in ("25-34", "35-44")
+    assert (second.phone_masked, second.age_band, second.zip_prefix) == ("12", None, None)
+    assert df.select(mask(F.col("phone"), 0)).first()[0] == "*" * 14
+    assert df.select(age_band(F.lit(date.today()))).first()[0] == "<18"
+
+
+def test_an_hmac_rule_without_a_key_is_a_clear_error(spark):
+    df = spark.createDataFrame([("a@b.c",)], "email string")
+    with pytest.raises(MissingKeyError, match="DEEPSPARK_SECRET_PII_HMAC_KEY"):
+        protect(df, rules(email={"privacy": "hmac"}), key=None)
+
+
+def test_normalize_trims_cases_collapses_and_composes_unicode(spark):
+    decomposed = "Rene\u0301e"  # e + combining acute accent
+    df = spark.createDataFrame(
+        [("  Ab  ", f"  {decomposed}   x  ", " keep ")], "a string, b string, c string"
+    )
+    out = normalize_text(
+        df, rules(a={"normalize": ["trim", "upper"]}, b={"normalize": ["trim", "collapse_spaces", "nfc"]})
+    )
+    assert out.first().asDict() == {"a": "AB", "b": "Ren\u00e9e x", "c": "keep"}
+
+
+def test_row_rules_name_the_first_rule_each_row_breaks(spark):
+    df = spark.createDataFrame(
+        [("1", "5", "web"), ("x", "5", "web"), ("2", "-1", "web"), ("3", "5", "fax"), (None, "5", "app")],
+        "id string, qty string, channel string",
+    )
+    columns = rules(
+        id={"type": "bigint", "nulls": "drop"},
+        qty={"type": "int", "range": {"min": 0}},
+        channel={"allowed": ["web", "app"]},
+    )
+    tagged = tag_row_rules(df, columns).select("_reason", "_rule").collect()
+    assert [(r._reason, r._rule) for r in tagged] == [
+        (None, None),
+        ("type_coercion", "id: not a bigint"),
+        ("out_of_range", "qty: below 0"),
+        ("not_allowed", "channel: not one of ['web', 'app']"),
+        ("null", "id: null"),
+    ]
+
+
+def test_a_configured_column_missing_from_the_data_fails_naming_it(spark):
+    df = spark.createDataFrame([("1",)], "id string")
+    with pytest.raises(Exception, match=r"configured columns \['qty'\] are not in the data"):
+        tag_row_rules(df, rules(qty={"type": "int"}))
+
+
+def test_orphans_are_tagged_against_the_referenced_table(spark):
+    orders = tag_row_rules(
+        spark.createDataFrame([("1", "10"), ("2", "99"), ("3", None)], "id string, cust string"),
+        rules(cust={"type": "bigint", "references": "silver.customers.customer_id"}),
+    )
+    customers = spark.createDataFrame([(10,), (10,), (11,)], "customer_id long")
+    tagged = tag_orphans(
+        orders,
+        rules(cust={"type": "bigint", "references": "silver.customers.customer_id"}),
+        {"silver.customers.customer_id": customers},
+    )
+    got = sorted((r.id, r._reason) for r in tagged.collect())
+    assert got == [("1", None), ("2", "orphan"), ("3", None)]  # one row each: no join fan-out
+
+
+def test_iqr_caps_outliers_but_leaves_nulls_for_the_imputer(spark):
+    values = [("a", str(v)) for v in [10, 11, 12, 13, 14, 15, 1000]] + [("b", None)]
+    columns = rules(amount={"type": "double", "outliers": {"method": "iqr", "k": 1.5}, "nulls": "median"})
+    tagged = tag_row_rules(spark.createDataFrame(values, "k string, amount string"), columns)
+    low, high = outlier_bounds(tagged, columns)["amount"]
+    assert 4 < low < 10 and 15 < high < 25
+    typed = tagged.select(F.col(f"{TYPED}amount").alias("amount"))
+    capped = cap_outliers(typed, columns, {"amount": (low, high)})
+    assert sorted(r.amount for r in capped.collect() if r.amount is not None)[-1] == pytest.approx(high)
+    assert capped.filter("amount is null").count() == 1
+    filled = fill_nulls(capped, columns)
+    assert filled.filter("amount is null").count() == 0
+    assert filled.agg(F.max("amount")).first()[0] == pytest.approx(high)
+
+
+def test_mode_of_text_and_constants_fill_nulls(spark):
+    df = spark.createDataFrame([("web", None), ("web", 1), ("app", None), (None, 2)], "channel string, n int")
+    filled = fill_nulls(df, rules(channel={"nulls": "mode"}, n={"nulls": "constant", "fill": 0}))
+    assert [(r.channel, r.n) for r in filled.collect()] == [("web", 0), ("web", 1), ("app", 0), ("web", 2)]
+
+
+def test_latest_row_per_key_wins_within_a_batch_and_against_silver(spark):
+    batch = spark.createDataFrame(
+        [(1, 5, "h1"), (1, 7, "h2"), (2, 1, "h3"), (3, 9, "h4")], "id int, ts int, _row_hash string"
+    )
+    silver = spark.createDataFrame([(2, 4), (3, 2)], "id int, ts int")
+    fates = {(r.id, r.ts): r._fate for r in mark_duplicates(batch, ["id"], "ts", silver).collect()}
+    assert fates == {(1, 7): "silver", (1, 5): "duplicate_key", (2, 1): "superseded", (3, 9): "silver"}
+
+
+def test_clean_dataset_accounts_for_every_row(spark):
+    bronze = spark.createDataFrame(
+        [
+            ("1", "a@x.io", "b1", "h1"),
+            ("1", "a@x.io", "b1", "h1"),
+            ("2", "bad", "b1", "h2"),
+            ("x", "c@x.io", "b1", "h3"),
+        ],
+        "id string, email string, _batch_id string, _row_hash string",
+    ).withColumns({"_source_file": F.lit("f"), "_ingested_at": F.current_timestamp()})
+    dataset = DatasetCleaning.model_validate(
+        {"keys": ["id"], "columns": {"id": {"type": "bigint"}, "email": {"privacy": "hmac"}}}
+    )
+    cleaned = clean_dataset(bronze, dataset, b"key")
+    try:
+        assert cleaned.silver.columns == ["id", "email_hmac", "_batch_id", "_row_hash"]
+        assert cleaned.silver.count() == 2 and cleaned.rejected.count() == 1 and cleaned.unique.count() == 3
+        assert "a@x.io" not in str(cleaned.silver.collect())
+    finally:
+        cleaned.release()
+
+
+def test_incremental_runs_merge_into_silver_latest_wins(spark, config, tables):
+    landing = config.landing_root / "shop"
+    landing.mkdir(parents=True)
+    source = SourceConfig(format="csv", path="shop", columns=["id", "price", "updated"])
+    dataset = DatasetCleaning.model_validate(
+        {
+            "keys": ["id"],
+            "order_by": "updated",
+            "columns": {
+                "id": {"type": "bigint"},
+                "price": {"type": "double"},
+                "updated": {"type": "timestamp"},
+            },
+        }
+    )
+    narrowed = config.model_copy(
+        update={
+            "ingest": IngestConfig(sources={"shop": source}),
+            "clean": CleanConfig(datasets={"shop": dataset}),
+        }
+    )
+    (landing / "day1.csv").write_text("id,price,updated\n1,10,2024-01-01\n2,20,2024-01-01\n")
+    run_pipeline(Run(narrowed, spark, tables, "day-1"), ["ingest", "clean"])
+    (landing / "day2.csv").write_text("id,price,updated\n1,11,2024-02-01\n2,19,2023-12-01\n3,30,2024-02-01\n")
+    second = Run(narrowed, spark, tables, "day-2")
+    run_pipeline(second, ["ingest", "clean"])
+
+    counts = second.results["clean"].metrics["shop"]
+    assert (counts["rows_in"], counts["rows_out"], counts["superseded"]) == (3, 2, 1)
+    prices = {r.id: r.price for r in tables.read("silver.shop").collect()}
+    assert prices == {1: 11.0, 2: 20.0, 3: 30.0}
+    assert tables.version("silver.shop") == 1  # day 1 wrote version 0, day 2 merged once
+
+    third = Run(narrowed, spark, tables, "day-3")
+    run_pipeline(third, ["ingest", "clean"])
+    assert third.results["clean"].metrics["shop"]["rows_in"] == 0  # nothing new: nothing cleaned twice

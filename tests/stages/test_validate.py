@@ -1,0 +1,108 @@
+"""The Great Expectations gate: suites from conf/, severities, persisted results, Data Docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from deepspark.config import ConfigError, Expectation, ValidateConfig
+from deepspark.pipeline import Run, StageFailed
+from deepspark.stages.validate import RESULTS, build_suite, open_context, validate
+
+
+def suite_config(**suites) -> ValidateConfig:
+    return ValidateConfig(suites={d: [Expectation.model_validate(e) for e in es] for d, es in suites.items()})
+
+
+@pytest.fixture
+def silver_orders(spark, tables):
+    rows = [(1, 10.0, "web"), (2, -3.0, "app"), (3, 7.5, "fax"), (4, None, "web")]
+    tables.write(spark.createDataFrame(rows, "order_id long, amount double, channel string"), "silver.orders")
+
+
+def run_validate(spark, config, tables, settings: ValidateConfig, run_id="v-1") -> Run:
+    run = Run(config.model_copy(update={"validate_": settings}), spark, tables, run_id)
+    run.results["validate"] = validate(run)
+    return run
+
+
+def test_an_unknown_expectation_or_bad_argument_names_the_key(config):
+    open_context(Path(config.run.data_root) / "gx")
+    with pytest.raises(ConfigError, match=r"validate.suites.orders\[1\].expectation' = 'expect_magic'"):
+        build_suite(
+            "orders",
+            [
+                Expectation(expectation="expect_table_row_count_to_be_between"),
+                Expectation(expectation="expect_magic"),
+            ],
+        )
+    with pytest.raises(ConfigError, match=r"validate.suites.orders\[0\].kwargs"):
+        build_suite(
+            "orders", [Expectation(expectation="expect_column_values_to_not_be_null", kwargs={"col": "x"})]
+        )
+
+
+def test_warnings_are_recorded_and_the_run_goes_on(spark, config, tables, silver_orders):
+    settings = suite_config(
+        orders=[
+            {"expectation": "expect_column_values_to_be_unique", "kwargs": {"column": "order_id"}},
+            {
+                "expectation": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "channel", "value_set": ["web", "app"]},
+                "severity": "warning",
+            },
+        ]
+    )
+    run = run_validate(spark, config, tables, settings)
+    result = run.results["validate"]
+    assert result.status == "warning"
+    assert result.notes == [
+        "warning: expect_column_values_to_be_in_set on silver.orders.channel: 1 unexpected values (25%)"
+    ]
+    stored = {r.expectation: (r.success, r.severity) for r in tables.read(RESULTS).collect()}
+    assert stored == {
+        "expect_column_values_to_be_unique": (True, "critical"),
+        "expect_column_values_to_be_in_set": (False, "warning"),
+    }
+    saved = json.loads((run.run_dir / "validation" / "orders.json").read_text())
+    assert saved["success"] is False and len(saved["results"]) == 2
+    docs = Path(result.metrics["data_docs"].removeprefix("file://"))
+    assert docs.name == "index.html" and docs.is_file()
+    assert "orders" in "".join(p.name for p in docs.parent.rglob("*.html"))
+
+
+def test_a_critical_failure_stops_the_run_naming_expectation_column_and_value(
+    spark, config, tables, silver_orders
+):
+    settings = suite_config(
+        orders=[
+            {
+                "expectation": "expect_column_values_to_be_between",
+                "kwargs": {"column": "amount", "min_value": 0},
+            },
+            {
+                "expectation": "expect_column_max_to_be_between",
+                "kwargs": {"column": "amount", "max_value": 5},
+            },
+        ]
+    )
+    with pytest.raises(StageFailed) as failure:
+        run_validate(spark, config, tables, settings)
+    message = str(failure.value)
+    assert "expect_column_values_to_be_between on silver.orders.amount: 1 unexpected values" in message
+    assert "expect_column_max_to_be_between on silver.orders.amount: observed 10.0" in message
+    # The results are stored before the run stops.
+    assert tables.read(RESULTS).filter("not success").count() == 2
+
+
+def test_stop_on_critical_false_records_critical_failures_without_stopping(
+    spark, config, tables, silver_orders
+):
+    settings = suite_config(
+        orders=[{"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount"}}]
+    )
+    settings.stop_on_critical = False
+    result = run_validate(spark, config, tables, settings).results["validate"]
+    assert result.status == "warning"
+    assert result.notes[0].startswith("critical: expect_column_values_to_not_be_null on silver.orders.amount")
