@@ -68,7 +68,7 @@ def test_nested_unknown_key_in_a_named_entry_lists_the_entry_keys(conf):
     with pytest.raises(
         ConfigError,
         match=r"unknown key 'ingest.sources.orders.delimitr'; "
-        r"expected one of: format, options, path",
+        r"expected one of: columns, ddl, fallback_encoding, format, options, path",
     ):
         load_config(conf, "local", environ={})
 
@@ -118,3 +118,17 @@ def test_digest_changes_with_config_but_not_with_secret_values(conf):
     b = load_config(conf, "local", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": "two"})
     c = load_config(conf, "local", ["run.seed=9"], {"DEEPSPARK_SECRET_PII_HMAC_KEY": "one"})
     assert a.digest() == b.digest() != c.digest()
+
+
+def test_a_csv_source_without_its_columns_says_what_to_declare(conf):
+    (conf / "base" / "ingest.yaml").write_text("sources:\n  people:\n    format: csv\n    path: people\n")
+    with pytest.raises(ConfigError, match=r"ingest.yaml: key 'ingest.sources.people'.*needs 'columns'"):
+        load_config(conf, "local", [], {})
+
+
+def test_nulls_constant_without_a_fill_value_is_refused(conf):
+    (conf / "base" / "clean.yaml").write_text(
+        "datasets:\n  people:\n    keys: [id]\n    columns:\n      country: {nulls: constant}\n"
+    )
+    with pytest.raises(ConfigError, match=r"clean.yaml: key 'clean.datasets.people.columns.country'.*fill"):
+        load_config(conf, "local", [], {})
