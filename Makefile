@@ -29,3 +29,4 @@ lint: install
 
 bench: install
 	$(VENV)/bin/python bench/tables_overhead.py
+	$(VENV)/bin/python bench/clean_validate.py

@@ -46,7 +46,8 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     ]:
         assert tables.exists(table), table
     assert tables.read("gold.digits").count() == 5000
-    assert (run.run_dir / "report.md").read_text().count("| clean | ok |") == 1
+    report = (run.run_dir / "report.md").read_text()
+    assert report.count("| clean | ok |") == 1 and "| orders |" in report.split("## Row accounting")[1]
 
     # A second run lands nothing new and quarantines nothing twice.
     quarantined = tables.read("quarantine.rows").count()

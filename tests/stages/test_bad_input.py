@@ -218,3 +218,19 @@ def test_json_with_wrong_nested_types_broken_syntax_or_unknown_keys(land, run_st
         "json keys not in the declared ddl: surprise",
     )
     assert tables.read("silver.events").first().tags == ["a", "b"]
+
+
+def test_text_sources_land_one_row_per_file_and_log_empty_ones(spark, config, tables, land):
+    from deepspark.stages.ingest import ingest
+
+    land("notes/a.txt", "first line\nsecond line\n")
+    land("notes/b.txt", "")
+    notes = SourceConfig(format="text", path="notes")
+    run = Run(
+        config.model_copy(update={"ingest": IngestConfig(sources={"notes": notes})}), spark, tables, "t-1"
+    )
+    ingest(run)
+    rows = {Path(r._source_file).name: r.value for r in tables.read("bronze.notes").collect()}
+    assert rows == {"a.txt": "first line\nsecond line\n"}
+    ledger = {Path(r.path).name: r.rows for r in tables.read("meta.ingested_files").collect()}
+    assert ledger == {"a.txt": 1, "b.txt": 0}  # an empty file has no row, but is accounted for

@@ -25,6 +25,21 @@ def render_markdown(run: Run) -> str:
     lines += ["", "## Tables written", "", "| table | version |", "|---|---:|"]
     for r in run.results.values():
         lines += [f"| {t} | {v} |" for t, v in r.tables.items()]
+    clean = run.results.get("clean")
+    if clean is not None:
+        lines += [
+            "",
+            "## Row accounting (clean)",
+            "",
+            "| dataset | in | silver | quarantined | deduplicated | balanced | reasons |",
+            "|---|---:|---:|---:|---:|---|---|",
+        ]
+        for dataset, m in clean.metrics.items():
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(m.get("quarantine_reasons", {}).items()))
+            lines.append(
+                f"| {dataset} | {m['rows_in']} | {m['rows_out']} | {m['rows_quarantined']} | "
+                f"{m['rows_deduplicated']} | {m['balanced']} | {reasons} |"
+            )
     notes = [f"- **{name}**: {n}" for name, r in run.results.items() for n in r.notes]
     if notes:
         lines += ["", "## Notes", "", *notes]

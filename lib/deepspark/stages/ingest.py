@@ -195,7 +195,9 @@ def files_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig)
             F.col("image.origin").alias("_source_file"),
         )
     if source.format == "text":
-        df = spark.read.options(**{"wholetext": "true", **source.options}).text(files)
+        # One row per file unless wholetext: false asks for one row per line.
+        whole = source.options.get("wholetext", "true").lower() == "true"
+        df = spark.read.options(**source.options).text(files, wholetext=whole)
     else:
         df = spark.read.options(**source.options).format(source.format).load(files)
     return df.select(
