@@ -328,7 +328,7 @@ def as_truncated_csv_lines(people: DataFrame, dice: Dice, config: GenerateConfig
     """A CSV file (header first) of customer records cut after their fourth field: the tail of an
     export that crashed mid-write. Only a ``malformed_rate`` share of customers appear in it."""
     header = people.sparkSession.range(1).select(
-        F.lit(",".join(c for c in people.columns)).alias("value"), F.lit(0).cast("long").alias("_order")
+        F.lit(",".join(people.columns)).alias("value"), F.lit(0).cast("long").alias("_order")
     )
     cut = people.filter(dice.chance(config.dirt.malformed_rate, "cut")).select(
         F.concat_ws(",", *people.columns[:4]).alias("value"),

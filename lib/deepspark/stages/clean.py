@@ -17,7 +17,6 @@ Every row is accounted for, from counts taken independently of each other:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from pyspark.ml.feature import Imputer
@@ -31,8 +30,6 @@ from deepspark.stages.ingest import METADATA, PROBLEMS
 from deepspark.stages.privacy import protect
 from deepspark.stages.quarantine import KEYS as QUARANTINE_KEYS
 from deepspark.stages.quarantine import QUARANTINE, to_quarantine
-
-log = logging.getLogger(__name__)
 
 CLEANED = "meta.cleaned_batches"
 TYPED = "__typed_"  # prefix of the converted copy of a column, next to its text

@@ -14,7 +14,6 @@ A file already in the ledger is never read again.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import reduce
 
@@ -24,8 +23,7 @@ from pyspark.sql.types import StringType
 
 from deepspark.config import SourceConfig
 from deepspark.pipeline import Run, StageResult
-
-log = logging.getLogger(__name__)
+from deepspark.tables import hadoop_uri
 
 METADATA = ["_source_file", "_batch_id", "_ingested_at", "_row_hash"]
 PROBLEMS = ["_raw_record", "_ingest_issue", "_ingest_rule"]
@@ -81,8 +79,8 @@ def parse_header(line: str, separator: str = ",") -> list[str]:
 def repair_encoding(value: Column, fallback: str) -> Column:
     """A string read as Latin-1 (bytes kept 1:1), returned as UTF-8 when its bytes are valid
     UTF-8 and as ``fallback``-decoded text otherwise: each value decides for itself."""
-    as_utf8 = F.encode(value, "ISO-8859-1").cast("string")
-    as_fallback = F.decode(F.encode(value, "ISO-8859-1"), fallback)
+    raw = F.encode(value, "ISO-8859-1")
+    as_utf8, as_fallback = raw.cast("string"), F.decode(raw, fallback)
     return F.when(F.is_valid_utf8(as_utf8), as_utf8).otherwise(as_fallback)
 
 
@@ -240,7 +238,7 @@ def ingest(run: Run) -> StageResult:
     ledger_rows = []
     for name, source in run.config.ingest.sources.items():
         table = f"bronze.{name}"
-        folder = _uri(run.config.landing_root / source.path)
+        folder = hadoop_uri(run.config.landing_root / source.path)
         landed = list_landed_files(run.spark, folder)
         bronze_now = run.tables.read(table) if run.tables.exists(table) else None
         fresh = new_files(landed, ledger, bronze_now, name)
@@ -284,8 +282,3 @@ def _unique_names(header: tuple[str, ...]) -> list[str]:
         name = name or f"_c{i}"
         names.append(name if name not in names else f"{name}_{i}")
     return names
-
-
-def _uri(path) -> str:
-    text = str(path)
-    return text if "://" in text else "file://" + str(path.resolve())

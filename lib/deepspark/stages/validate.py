@@ -25,8 +25,6 @@ from pyspark.sql import DataFrame
 from deepspark.config import ConfigError, Expectation
 from deepspark.pipeline import Run, StageFailed, StageResult
 
-log = logging.getLogger(__name__)
-
 RESULTS = "quality.expectation_results"
 DATASOURCE = "silver"
 

@@ -7,6 +7,7 @@ from deepspark.tables.api import (
     TableNotFoundError,
     Tables,
     WriteResult,
+    hadoop_uri,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "TableNotFoundError",
     "Tables",
     "WriteResult",
+    "hadoop_uri",
 ]

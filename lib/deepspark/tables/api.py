@@ -76,6 +76,13 @@ class Engine(Protocol):
     def vacuum(self, path: str, retention_hours: float) -> list[str]: ...
 
 
+def hadoop_uri(path: str | Path) -> str:
+    """A path as Spark and Hadoop take it: URIs unchanged, local paths as absolute ``file://``
+    paths written as-is (no percent-encoding: ``Path.as_uri`` would encode ``=``)."""
+    text = str(path)
+    return text if "://" in text else "file://" + str(Path(text).resolve())
+
+
 def delta_spark_on_classpath(spark: SparkSession) -> bool:
     """True when the JVM can load delta-spark's classes (``--packages io.delta:...``)."""
     try:

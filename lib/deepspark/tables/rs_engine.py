@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from deepspark.config import TablesConfig
-from deepspark.tables.api import ConcurrentWriteError, TableError, WriteMode, WriteResult
+from deepspark.tables.api import ConcurrentWriteError, TableError, WriteMode, WriteResult, hadoop_uri
 from deepspark.tables.schema import (
     align_to_table,
     check_storable,
@@ -88,11 +88,11 @@ class DeltaRsEngine:
 
     def _scan(self, table: DeltaTable, path: str, with_file: bool = False) -> DataFrame:
         schema = spark_schema_from_delta(table.schema().to_json())
-        uris = [_as_uri(uri) for uri in table.file_uris()]
+        uris = [hadoop_uri(uri) for uri in table.file_uris()]
         if not uris:
             df = self.spark.createDataFrame([], schema)
             return df.withColumn("_file", F.lit(None).cast("string")) if with_file else df
-        df = self.spark.read.schema(schema).option("basePath", _as_uri(path)).parquet(*uris)
+        df = self.spark.read.schema(schema).option("basePath", hadoop_uri(path)).parquet(*uris)
         columns = [F.col(f"`{name}`") for name in schema.fieldNames()]
         if with_file:
             columns.append(F.input_file_name().alias("_file"))
@@ -242,7 +242,7 @@ class DeltaRsEngine:
         writer = df.write.mode("errorifexists").option("maxRecordsPerFile", self.config.max_records_per_file)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.parquet(_as_uri(str(staging)))
+        writer.parquet(hadoop_uri(str(staging)))
 
         adds = []
         for file in sorted(staging.rglob("*.parquet")):
@@ -327,11 +327,6 @@ def _partition_text(value) -> str | None:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     return str(value)
-
-
-def _as_uri(path: str) -> str:
-    # Hadoop takes the path as written: no percent-encoding (Path.as_uri would encode '=').
-    return path if "://" in path else "file://" + str(Path(path).resolve())
 
 
 def _relative(uri: str, table_path: str) -> str:
