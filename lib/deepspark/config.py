@@ -187,6 +187,15 @@ class ColumnRule(Section):
             raise ValueError("references: expected 'silver.<dataset>.<column>'")
         return self
 
+    @property
+    def referenced_table(self) -> str | None:
+        """``silver.<dataset>`` of ``references``."""
+        return self.references.rsplit(".", 1)[0] if self.references else None
+
+    @property
+    def referenced_column(self) -> str | None:
+        return self.references.rsplit(".", 1)[1] if self.references else None
+
 
 class DatasetCleaning(Section):
     keys: list[str]

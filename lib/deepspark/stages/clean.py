@@ -38,9 +38,9 @@ FATE = "_fate"  # silver | quarantine | duplicate_key | superseded
 
 @dataclass
 class Cleaned:
-    """What cleaning a batch decided, lazily: ``tagged`` holds every unique row with the rule
-    it broke (if any); ``fates`` one row per unique row with its ``_fate``; ``silver`` and
-    ``rejected`` the rows each table receives. Persist ``tagged`` before acting on the others."""
+    """What cleaning a batch decided, lazily: ``tagged`` (cached) holds every unique row with
+    the rule it broke (if any); ``fates`` one row per unique row with its ``_fate``; ``silver``
+    and ``rejected`` the rows each table receives. ``release()`` frees the cache."""
 
     unique: DataFrame
     tagged: DataFrame
@@ -157,17 +157,13 @@ def tag_outliers(
     df: DataFrame, columns: dict[str, ColumnRule], bounds: dict[str, tuple[float, float]]
 ) -> DataFrame:
     """Rows outside a quarantine-action outlier bound get reason ``outlier``."""
-    reason, detail, stage = F.col("_reason"), F.col("_rule"), F.col("_stage")
     for name, (low, high) in bounds.items():
         if columns[name].outliers.action != "quarantine":
             continue
         value = F.col(f"`{TYPED}{name}`")
-        out = reason.isNull() & ((value < low) | (value > high))
         text = f"{name}: outside [{low:.6g}, {high:.6g}] ({columns[name].outliers.method})"
-        reason = F.when(out, F.lit("outlier")).otherwise(reason)
-        detail = F.when(out, F.lit(text)).otherwise(detail)
-        stage = F.when(out, F.lit("clean")).otherwise(stage)
-    return df.withColumns({"_reason": reason, "_rule": detail, "_stage": stage})
+        df = _reject_where(df, (value < low) | (value > high), "outlier", text)
+    return df
 
 
 def tag_orphans(df: DataFrame, columns: dict[str, ColumnRule], references: dict[str, DataFrame]) -> DataFrame:
@@ -177,25 +173,18 @@ def tag_orphans(df: DataFrame, columns: dict[str, ColumnRule], references: dict[
             continue
         target = references.get(rule.references)
         value = F.col(f"`{TYPED}{name}`")
+        hit = f"__hit_{name}"
         if target is None:
-            hit = F.lit(False)
+            df = df.withColumn(hit, F.lit(None).cast("boolean"))
         else:
-            column = rule.references.split(".")[-1]
             known = (
-                target.select(F.col(column).alias(f"__ref_{name}"))
+                target.select(F.col(rule.referenced_column).alias(f"__ref_{name}"))
                 .distinct()
-                .withColumn(f"__hit_{name}", F.lit(True))
+                .withColumn(hit, F.lit(True))
             )
             df = df.join(known, value == F.col(f"__ref_{name}"), "left").drop(f"__ref_{name}")
-            hit = F.col(f"__hit_{name}").isNotNull()
-        orphan = F.col("_reason").isNull() & value.isNotNull() & ~hit
-        df = df.withColumns(
-            {
-                "_reason": F.when(orphan, F.lit("orphan")).otherwise(F.col("_reason")),
-                "_rule": F.when(orphan, F.lit(f"{name}: not in {rule.references}")).otherwise(F.col("_rule")),
-                "_stage": F.when(orphan, F.lit("clean")).otherwise(F.col("_stage")),
-            }
-        ).drop(f"__hit_{name}")
+        orphan = value.isNotNull() & F.col(hit).isNull()
+        df = _reject_where(df, orphan, "orphan", f"{name}: not in {rule.references}").drop(hit)
     return df
 
 
@@ -333,12 +322,11 @@ def clean_one(run: Run, dataset: str, rules: DatasetCleaning, hmac_key: bytes | 
     if not batches:
         return {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "rows_deduplicated": 0, "balanced": True}
     bronze = run.tables.read(bronze_name).filter(F.col("_batch_id").isin(batches)).persist()
-    references = {}
-    for rule in rules.columns.values():
-        if rule.references:
-            table = ".".join(rule.references.split(".")[:2])
-            if run.tables.exists(table):
-                references[rule.references] = run.tables.read(table)
+    references = {
+        rule.references: run.tables.read(rule.referenced_table)
+        for rule in rules.columns.values()
+        if rule.references and run.tables.exists(rule.referenced_table)
+    }
     current = run.tables.read(silver_name) if run.tables.exists(silver_name) else None
     frames = clean_dataset(bronze, rules, hmac_key, references, current)
 
@@ -392,6 +380,18 @@ def _new_batches(run: Run, bronze_name: str, dataset: str) -> list[str]:
         done = run.tables.read(CLEANED)
         batches -= {r[0] for r in done.filter(F.col("dataset") == dataset).select("batch_id").collect()}
     return sorted(batches)
+
+
+def _reject_where(df: DataFrame, failed: Column, reason: str, rule: str) -> DataFrame:
+    """Give rows no earlier rule rejected, and that fail ``failed``, this reason and rule."""
+    hit = F.col("_reason").isNull() & F.coalesce(failed, F.lit(False))
+    return df.withColumns(
+        {
+            "_reason": F.when(hit, F.lit(reason)).otherwise(F.col("_reason")),
+            "_rule": F.when(hit, F.lit(rule)).otherwise(F.col("_rule")),
+            "_stage": F.when(hit, F.lit("clean")).otherwise(F.col("_stage")),
+        }
+    )
 
 
 def _normalized(column: Column, steps: list[str]) -> Column:
