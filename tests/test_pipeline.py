@@ -39,8 +39,11 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     for table in [
         "silver.customers",
         "silver.orders",
-        "gold.customer_features",
-        "gold.customer_segments",
+        "gold.customer_rfm_features",
+        "gold.reviews_features",
+        "gold.segments",
+        "gold.association_rules",
+        "gold.tree_rules",
         "gold.digits",
         "quarantine.rows",
     ]:
@@ -144,11 +147,11 @@ def test_cli_run_prints_the_summary_path_last_and_lists_tables(tmp_path):
 
 
 def test_cli_bad_config_names_the_key_and_exits_2(tmp_path):
-    done = _cli(tmp_path, "ingest", "--set", "analytics.k=1")
+    done = _cli(tmp_path, "ingest", "--set", "analytics.kmeans.k=1")
     assert done.returncode == 2
     assert (
-        "--set analytics.k=1: key 'analytics.k' = 1: expected input should be greater "
-        "than or equal to 2" in done.stderr
+        "--set analytics.kmeans.k=1: key 'analytics.kmeans.k' = 1: expected k >= 2, or a range "
+        "[min, max] with 2 <= min <= max" in done.stderr
     )
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -228,17 +229,116 @@ class ValidateConfig(Section):
     suites: dict[str, list[Expectation]] = Field(default_factory=dict)
 
 
+class TextFeatures(Section):
+    """One text column as a vector: ``tfidf`` (a learned vocabulary, so features keep their words),
+    ``hashing_tfidf`` (a fixed number of hashed buckets, no vocabulary) or ``word2vec`` (averaged
+    word embeddings)."""
+
+    column: str
+    method: Literal["tfidf", "hashing_tfidf", "word2vec"] = "tfidf"
+    vocab_size: int = Field(500, ge=2)  # tfidf: most frequent words kept; hashing_tfidf: buckets
+    min_df: float = Field(2.0, gt=0)  # tfidf: documents a word must appear in (a share when < 1)
+    vector_size: int = Field(32, ge=2)  # word2vec
+    stop_words: bool = True  # drop English stop words first
+
+
+DatePart = Literal["year", "month", "dayofmonth", "dayofweek", "hour"]
+
+
+class FeatureSet(Section):
+    """One feature table, ``gold.<set>_features``, made by one fitted pyspark.ml Pipeline."""
+
+    input: str  # silver.<dataset>, or a per-entity aggregate: customer_activity
+    key: str  # the entity's id, kept beside the vectors
+    label: str | None = None  # a column kept beside the vectors (never inside them) for trees
+    derive: dict[str, str] = Field(default_factory=dict)  # new column -> Spark SQL expression
+    dates: dict[str, list[DatePart]] = Field(default_factory=dict)  # column -> parts as numbers
+    numeric: list[str] = Field(default_factory=list)  # imputed, then assembled as they are
+    impute: Literal["mean", "median", "mode"] = "median"
+    categorical: list[str] = Field(default_factory=list)  # StringIndexer + OneHotEncoder
+    buckets: dict[str, list[float]] = Field(default_factory=dict)  # column -> Bucketizer splits
+    text: TextFeatures | None = None
+    scale: bool = True  # also write features_scaled (StandardScaler)
+
+    @model_validator(mode="after")
+    def _has_features(self) -> FeatureSet:
+        if not (self.numeric or self.categorical or self.buckets or self.text or self.dates):
+            raise ValueError("a feature set needs numeric, categorical, buckets, dates or text columns")
+        for column, splits in self.buckets.items():
+            if len(splits) < 3 or splits != sorted(set(splits)):
+                raise ValueError(
+                    f"buckets.{column}: expected at least 3 strictly increasing splits, e.g. [-.inf, 0, .inf]"
+                )
+        if self.label and self.label in self.columns_used:
+            raise ValueError(f"label '{self.label}' is also a feature; a label must stay out of them")
+        return self
+
+    @property
+    def columns_used(self) -> list[str]:
+        """The input columns that go into the feature vector."""
+        text = [self.text.column] if self.text else []
+        return [*self.numeric, *self.categorical, *self.buckets, *self.dates, *text]
+
+
 class FeaturesConfig(Section):
-    numeric_columns: list[str] = Field(default_factory=list)
-    categorical_columns: list[str] = Field(default_factory=list)
+    sets: dict[str, FeatureSet] = Field(default_factory=dict)
+
+
+class KMeansConfig(Section):
+    features: str  # a feature set; clusters its features_scaled (features when scale is off)
+    k: int | list[int] = 4  # fixed, or [min, max]: the best silhouette in that range wins
+    max_iter: int = Field(20, ge=1)
+    profile: list[str] = Field(default_factory=list)  # per-cluster means; default the set's numeric
+
+    @field_validator("k")
+    @classmethod
+    def _k_at_least_two(cls, k: int | list[int]) -> int | list[int]:
+        bounds = [k, k] if isinstance(k, int) else k
+        if len(bounds) != 2 or bounds[0] < 2 or bounds[1] < bounds[0]:
+            raise ValueError("expected k >= 2, or a range [min, max] with 2 <= min <= max")
+        return k
+
+    @property
+    def k_range(self) -> list[int]:
+        return [self.k] if isinstance(self.k, int) else list(range(self.k[0], self.k[1] + 1))
+
+
+class RulesConfig(Section):
+    input: str = "silver.orders"
+    items: str = "items"  # an array column: one basket per row
+    min_support: float = Field(0.01, gt=0, le=1)
+    min_confidence: float = Field(0.2, gt=0, le=1)
+    max_itemsets: int = Field(100_000, ge=1)  # stop before mining could yield more than this
+
+
+class TreeConfig(Section):
+    features: str  # a feature set with a label
+    kind: Literal["classifier", "regressor"] = "classifier"
+    impurity: Literal["gini", "entropy", "variance"] = "gini"
+    max_depth: list[int] = Field(default_factory=lambda: [3, 5])  # tuned over these ...
+    min_instances_per_node: list[int] = Field(default_factory=lambda: [1, 20])  # ... and these
+    max_bins: int = Field(32, ge=2)
+    tuning: Literal["train_validation_split", "cross_validator"] = "train_validation_split"
+    folds: int = Field(3, ge=2)  # cross_validator
+    train_ratio: float = Field(0.75, gt=0, lt=1)  # train_validation_split
+    test_fraction: float = Field(0.2, gt=0, lt=1)  # held out for the reported metrics
+
+    @model_validator(mode="after")
+    def _impurity_fits_kind(self) -> TreeConfig:
+        allowed = ["variance"] if self.kind == "regressor" else ["gini", "entropy"]
+        if self.impurity not in allowed:
+            raise ValueError(f"impurity: a {self.kind} takes {' or '.join(allowed)}, not {self.impurity}")
+        if not self.max_depth or not all(1 <= d <= 30 for d in self.max_depth):
+            raise ValueError("max_depth: expected depths between 1 and 30")
+        if not self.min_instances_per_node or min(self.min_instances_per_node) < 1:
+            raise ValueError("min_instances_per_node: expected values >= 1")
+        return self
 
 
 class AnalyticsConfig(Section):
-    k: int = Field(4, ge=2)
-    min_support: float = Field(0.02, gt=0, le=1)
-    min_confidence: float = Field(0.3, gt=0, le=1)
-    tree_max_depth: int = Field(5, ge=1, le=30)
-    tree_impurity: Literal["gini", "entropy"] = "gini"
+    kmeans: KMeansConfig | None = None
+    rules: RulesConfig | None = None
+    trees: dict[str, TreeConfig] = Field(default_factory=dict)
 
 
 class TrainConfig(Section):
@@ -273,6 +373,7 @@ class Config(Section):
     secrets: Secrets = Field(default_factory=Secrets)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    _origin: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
     @field_validator("secrets", mode="before")
     @classmethod
@@ -287,6 +388,22 @@ class Config(Section):
         """A short hash of the resolved, redacted config: the config's identity in lineage."""
         text = json.dumps(self.redacted(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def source_of(self, key: str) -> str:
+        """The file (or ``--set``) that gave ``key`` (``section.a.b``) its value, else 'defaults'."""
+        parts = tuple(key.replace("[", ".").replace("]", "").split("."))
+        return next(
+            (self._origin[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in self._origin),
+            "defaults",
+        )
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        """A ConfigError for ``key``, naming the file that set it: ``<file>: key '<key>' <problem>``."""
+        return ConfigError(f"{self.source_of(key)}: key '{key}' {problem}")
+
+    @property
+    def models_root(self) -> Path:
+        return self.run.data_root / "models"
 
     @property
     def tables_root(self) -> Path:
@@ -350,9 +467,34 @@ def load_config(
 
     merged["secrets"] = _read_secrets(conf_dir, env, environ, origin)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(_describe(error, origin)) from None
+    config._origin = origin
+    _check_references(config)
+    return config
+
+
+def _check_references(config: Config) -> None:
+    """Names that point across sections: analytics reads the feature sets that features defines."""
+    sets = config.features.sets
+    known = ", ".join(sorted(sets)) or "(none defined)"
+    uses = [("analytics.kmeans.features", config.analytics.kmeans)] + [
+        (f"analytics.trees.{name}.features", tree) for name, tree in config.analytics.trees.items()
+    ]
+    for key, section in uses:
+        if section is None:
+            continue
+        if section.features not in sets:
+            raise config.error(
+                key, f"= {section.features!r}: expected a feature set from features.sets: {known}"
+            )
+        if key.startswith("analytics.trees.") and not sets[section.features].label:
+            raise config.error(
+                key,
+                f"= {section.features!r}: a tree needs a feature set with a label; "
+                f"set features.sets.{section.features}.label",
+            )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -425,7 +567,12 @@ def _describe(error: ValidationError, origin: dict[tuple[str, ...], str]) -> str
             lines.append(f"{source}: unknown key '{key}'; expected one of: {known}")
         else:
             got = problem.get("input")
-            lines.append(f"{source}: key '{key}' = {got!r}: expected {problem['msg'].lower()}")
+            if problem["type"] == "value_error":  # our validators' own words
+                lines.append(
+                    f"{source}: key '{key}' = {got!r}: {problem['msg'].removeprefix('Value error, ')}"
+                )
+            else:
+                lines.append(f"{source}: key '{key}' = {got!r}: expected {problem['msg'].lower()}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

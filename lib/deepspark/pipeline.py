@@ -60,7 +60,7 @@ Stage = Callable[[Run], StageResult]
 
 def stage_registry() -> dict[str, Stage]:
     """Stage name -> function, in pipeline order (imported here to keep start-up light)."""
-    from deepspark.analytics.segments import segment_customers
+    from deepspark.analytics.stage import analyze
     from deepspark.learning.data import prepare_training_data
     from deepspark.report.summary import write_report
     from deepspark.stages.clean import clean
@@ -75,7 +75,7 @@ def stage_registry() -> dict[str, Stage]:
         "clean": clean,
         "validate": validate,
         "features": build_features,
-        "analytics": segment_customers,
+        "analytics": analyze,
         "train": prepare_training_data,
         "report": write_report,
     }

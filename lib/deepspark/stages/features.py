@@ -1,19 +1,75 @@
-"""Stage features: silver -> ``gold.customer_features`` (recency, frequency, monetary).
+"""Stage features: silver -> gold feature tables, each made by one fitted pyspark.ml Pipeline.
 
-Input: ``silver.orders``, ``silver.customers``. Output: ``gold.customer_features``.
-Parameters: none yet (the configurable pyspark.ml Pipeline lands with the analytics issue).
+Input: each set's ``input``: ``silver.<dataset>``, or ``customer_activity`` (built here from
+``silver.orders`` and ``silver.customers``). Output: ``gold.<set>_features`` (key, label, the
+source columns in their own units, ``features`` and ``features_scaled`` as arrays) and the
+fitted PipelineModel in ``<data_root>/models/features/<set>/<fingerprint>/``, whose manifest
+names the input versions it was fitted on and the feature names, slot by slot.
+Parameters: ``features.sets`` (conf/base/features.yaml), ``run.seed``.
+
+A set is fitted once per (config, input versions): a run over the same silver versions loads
+the saved model instead of fitting again, so gold is reproducible from its manifest.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from itertools import pairwise
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import (
+    IDF,
+    Bucketizer,
+    CountVectorizer,
+    CountVectorizerModel,
+    HashingTF,
+    Imputer,
+    OneHotEncoder,
+    RegexTokenizer,
+    SQLTransformer,
+    StandardScaler,
+    StopWordsRemover,
+    StringIndexer,
+    StringIndexerModel,
+    VectorAssembler,
+    Word2Vec,
+)
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType, StringType
 
+from deepspark.config import Config, FeatureSet
+from deepspark.lineage import fingerprint, model_uri, read_manifest, save_model
 from deepspark.pipeline import Run, StageResult
+from deepspark.tables import Tables
+
+ACTIVITY_INPUTS = ["silver.orders", "silver.customers"]
+ASSEMBLED, SCALED = "_f_assembled", "_f_scaled"
+TEXT, TOKENS, WORDS, TEXT_VECTOR = "_f_text", "_f_tokens", "_f_words", "_f_text_vector"
+LATEST = "latest.json"
 
 
-def customer_rfm(orders: DataFrame, customers: DataFrame) -> DataFrame:
-    """Per known customer: days since last order, order count, total and mean spend."""
+@dataclass(frozen=True)
+class FeatureLayout:
+    """What each slot of ``features`` holds: its readable name and its kind (numeric, indicator
+    for one-hot slots, text for word weights)."""
+
+    names: list[str]
+    kinds: list[str]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"names": self.names, "kinds": self.kinds}
+
+
+# --- pure transforms -------------------------------------------------------------------------
+
+
+def customer_activity(orders: DataFrame, customers: DataFrame) -> DataFrame:
+    """Per customer with orders: recency/frequency/monetary, basket size, favourite channel and
+    tenure, beside the customer's country, age band and signup time. Negative amounts (refunds
+    that passed cleaning) do not count as spend."""
     valid = orders.filter(F.col("amount") >= 0)
     as_of = valid.agg(F.max("order_ts").alias("as_of"))
     per_customer = valid.groupBy("customer_id").agg(
@@ -21,34 +77,289 @@ def customer_rfm(orders: DataFrame, customers: DataFrame) -> DataFrame:
         F.count(F.lit(1)).alias("frequency"),
         F.round(F.sum("amount"), 2).alias("monetary"),
         F.round(F.avg(F.size("items")), 3).alias("avg_basket_size"),
+        F.mode("channel").alias("favourite_channel"),
     )
+    people = customers.select("customer_id", "country", "age_band", "signup_ts")
     return (
-        per_customer.join(customers.select("customer_id", "country"), "customer_id", "inner")
+        per_customer.join(people, "customer_id", "inner")
         .crossJoin(as_of)
         .select(
             "customer_id",
             "country",
+            "age_band",
+            "signup_ts",
             F.datediff("as_of", "last_order_ts").alias("recency_days"),
-            "frequency",
+            F.col("frequency").cast("double").alias("frequency"),
             "monetary",
             "avg_basket_size",
+            "favourite_channel",
+            F.greatest(F.datediff("as_of", "signup_ts"), F.lit(0)).alias("tenure_days"),
         )
     )
 
 
+def feature_pipeline(spec: FeatureSet, seed: int = 42) -> Pipeline:
+    """The unfitted pipeline for one set. Stage order follows conf/base/features.yaml."""
+    derived = [f"({expr}) AS `{name}`" for name, expr in spec.derive.items()]
+    derived += [
+        f"{part}(`{column}`) AS `{column}_{part}`" for column, parts in spec.dates.items() for part in parts
+    ]
+    if spec.text:
+        derived.append(f"coalesce(CAST(`{spec.text.column}` AS STRING), '') AS {TEXT}")
+    stages: list = (
+        [SQLTransformer(statement=f"SELECT *, {', '.join(derived)} FROM __THIS__")] if derived else []
+    )
+
+    numeric = _numeric_inputs(spec)
+    to_impute = list(dict.fromkeys(numeric + list(spec.buckets)))
+    if to_impute:
+        stages.append(
+            Imputer(inputCols=to_impute, outputCols=[_imputed(c) for c in to_impute], strategy=spec.impute)
+        )
+    one_hot_in, one_hot_out = [], []
+    if spec.buckets:
+        columns = list(spec.buckets)
+        stages.append(
+            Bucketizer(
+                splitsArray=[spec.buckets[c] for c in columns],
+                inputCols=[_imputed(c) for c in columns],
+                outputCols=[f"_f_{c}_bucket" for c in columns],
+            )
+        )
+        one_hot_in += [f"_f_{c}_bucket" for c in columns]
+        one_hot_out += [f"_f_{c}_bucket_ohe" for c in columns]
+    if spec.categorical:
+        stages.append(
+            StringIndexer(
+                inputCols=spec.categorical,
+                outputCols=[f"_f_{c}_idx" for c in spec.categorical],
+                handleInvalid="keep",  # unseen values and nulls get their own slot
+                stringOrderType="frequencyDesc",
+            )
+        )
+        one_hot_in += [f"_f_{c}_idx" for c in spec.categorical]
+        one_hot_out += [f"_f_{c}_ohe" for c in spec.categorical]
+    if one_hot_in:
+        stages.append(OneHotEncoder(inputCols=one_hot_in, outputCols=one_hot_out, handleInvalid="keep"))
+    assembled = [_imputed(c) for c in numeric] + one_hot_out
+    if spec.text:
+        stages += _text_stages(spec, seed)
+        assembled.append(TEXT_VECTOR)
+    stages.append(VectorAssembler(inputCols=assembled, outputCol=ASSEMBLED, handleInvalid="error"))
+    if spec.scale:
+        # Centring would make sparse text vectors dense; scale only when there is no text.
+        stages.append(StandardScaler(inputCol=ASSEMBLED, outputCol=SCALED, withMean=not spec.text))
+    return Pipeline(stages=stages)
+
+
+def feature_layout(model: PipelineModel, spec: FeatureSet) -> FeatureLayout:
+    """Readable names for the assembled vector's slots, in VectorAssembler's order."""
+    names = list(_numeric_inputs(spec))
+    kinds = ["numeric"] * len(names)
+    for column in spec.buckets:
+        splits = spec.buckets[column]
+        names += [f"{column} in [{_number(lo)}, {_number(hi)})" for lo, hi in pairwise(splits)]
+    if spec.categorical:
+        indexer = next(s for s in model.stages if isinstance(s, StringIndexerModel))
+        for column, labels in zip(spec.categorical, indexer.labelsArray, strict=True):
+            names += [f"{column}={label}" for label in labels] + [f"{column}=(other)"]
+    kinds += ["indicator"] * (len(names) - len(kinds))
+    if spec.text:
+        method, column = spec.text.method, spec.text.column
+        if method == "tfidf":
+            vocabulary = next(s for s in model.stages if isinstance(s, CountVectorizerModel)).vocabulary
+            words = [f"{column}:{word}" for word in vocabulary]
+        elif method == "hashing_tfidf":
+            words = [f"{column}:#{i}" for i in range(spec.text.vocab_size)]
+        else:
+            words = [f"{column}:w2v[{i}]" for i in range(spec.text.vector_size)]
+        names += words
+        kinds += ["text"] * len(words)
+    return FeatureLayout(names, kinds)
+
+
+def to_gold(scored: DataFrame, spec: FeatureSet) -> DataFrame:
+    """The gold feature table: key, label, source columns in their own units, vectors as arrays."""
+    sources = [
+        spec.key,
+        *([spec.label] if spec.label else []),
+        *spec.numeric,
+        *spec.buckets,
+        *spec.categorical,
+    ]
+    vectors = [vector_to_array(ASSEMBLED).alias("features")]
+    if spec.scale:
+        vectors.append(vector_to_array(SCALED).alias("features_scaled"))
+    return scored.select(*[F.col(f"`{c}`") for c in dict.fromkeys(sources)], *vectors)
+
+
+def check_columns(df: DataFrame, spec: FeatureSet, key: str, config: Config) -> None:
+    """Fail before any compute when the set names a column its input lacks or has the wrong type;
+    the error names the file and key. Derived expressions are analysed (not run) here too."""
+    for name, expr in spec.derive.items():
+        try:
+            df.selectExpr(expr)
+        except Exception as error:  # AnalysisException / ParseException from Spark's analyser
+            first_line = str(error).strip().splitlines()[0]
+            raise config.error(
+                f"{key}.derive.{name}", f"= {expr!r}: not a valid Spark SQL expression here ({first_line})"
+            ) from None
+    types = {f.name: f.dataType for f in df.schema.fields}
+    available = [*types, *spec.derive]
+    wanted = [("key", [spec.key]), ("label", [spec.label] if spec.label else [])]
+    wanted += [("numeric", spec.numeric), ("categorical", spec.categorical), ("buckets", list(spec.buckets))]
+    wanted += [("dates", list(spec.dates)), ("text.column", [spec.text.column] if spec.text else [])]
+    for field, columns in wanted:
+        for column in columns:
+            if column not in available:
+                raise config.error(
+                    f"{key}.{field}",
+                    f"names column '{column}', which {spec.input} does not have; "
+                    f"expected one of: {', '.join(available)}",
+                )
+    for column in [*spec.numeric, *spec.buckets]:
+        if column in types and not isinstance(types[column], NumericType):
+            raise config.error(
+                f"{key}.numeric",
+                f"names '{column}' of type {types[column].simpleString()}: expected a numeric column",
+            )
+    if spec.text and not isinstance(types.get(spec.text.column), StringType):
+        raise config.error(f"{key}.text.column", f"= '{spec.text.column}': expected a string column")
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
 def build_features(run: Run) -> StageResult:
-    orders = run.tables.read("silver.orders")
-    customers = run.tables.read("silver.customers")
-    written = run.tables.write(
-        customer_rfm(orders, customers), "gold.customer_features", mode="overwrite", evolve_schema=True
-    )
-    return StageResult(
-        rows_out=written.rows_written,
-        tables={"gold.customer_features": written.version},
-        metrics={
-            "inputs": {
-                "silver.orders": run.tables.version("silver.orders"),
-                "silver.customers": run.tables.version("silver.customers"),
+    result = StageResult()
+    for name, spec in run.config.features.sets.items():
+        built = build_feature_set(run.tables, run.config, name, spec)
+        result.rows_in += built["rows"]
+        result.rows_out += built["rows"]
+        result.tables[built["table"]] = built["version"]
+        result.metrics[name] = built
+    return result
+
+
+def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSet) -> dict:
+    """Fit (or reuse) the set's pipeline on pinned input versions and write its gold table."""
+    key = f"features.sets.{name}"
+    versions = input_versions(tables, spec)
+    source = read_input(tables, spec, versions).cache()
+    try:
+        check_columns(source, spec, key, config)
+        folder = (
+            config.models_root
+            / "features"
+            / name
+            / fingerprint(spec.model_dump(mode="json"), versions, config.run.seed)
+        )
+        manifest = read_manifest(folder)
+        if manifest is None:
+            model = feature_pipeline(spec, config.run.seed).fit(source)
+            layout = feature_layout(model, spec)
+            size = model.transform(source).schema[ASSEMBLED].metadata["ml_attr"]["num_attrs"]
+            if size != len(layout.names):  # a bug here would mislabel every importance and rule
+                raise RuntimeError(f"{name}: {len(layout.names)} feature names for {size} slots")
+            manifest = {
+                "feature_set": name,
+                "inputs": versions,
+                "config": spec.model_dump(mode="json"),
+                "seed": config.run.seed,
+                "layout": layout.as_dict(),
             }
-        },
-    )
+            save_model(model, folder, manifest)
+            reused = False
+        else:
+            model = PipelineModel.load(model_uri(folder))
+            reused = True
+        table = f"gold.{name}_features"
+        written = tables.write(
+            to_gold(model.transform(source), spec), table, mode="overwrite", evolve_schema=True
+        )
+    finally:
+        source.unpersist()
+    latest = {"table": table, "version": written.version, "model": str(folder), **manifest}
+    (folder.parent / LATEST).write_text(json.dumps(latest, indent=2, default=str), encoding="utf-8")
+    return {
+        "table": table,
+        "version": written.version,
+        "rows": written.rows_written,
+        "inputs": versions,
+        "model": str(folder),
+        "reused_model": reused,
+        "features": len(manifest["layout"]["names"]),
+    }
+
+
+def input_versions(tables: Tables, spec: FeatureSet) -> dict[str, int]:
+    names = ACTIVITY_INPUTS if spec.input == "customer_activity" else [spec.input]
+    return {table: tables.version(table) for table in names}
+
+
+def read_input(tables: Tables, spec: FeatureSet, versions: dict[str, int]) -> DataFrame:
+    pinned = {table: tables.read(table, version=v) for table, v in versions.items()}
+    if spec.input == "customer_activity":
+        return customer_activity(pinned["silver.orders"], pinned["silver.customers"])
+    return pinned[spec.input]
+
+
+def latest_features(config: Config, name: str, tables: Tables) -> tuple[DataFrame, dict]:
+    """A set's gold table at the version the features stage last wrote, and its manifest (feature
+    names included). Fails if the table moved on without the stage."""
+    path = config.models_root / "features" / name / LATEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"feature set '{name}' has not been built yet; run the features stage ({path} missing)"
+        )
+    latest = json.loads(path.read_text(encoding="utf-8"))
+    return tables.read(latest["table"], version=latest["version"]), latest
+
+
+# --- small pieces ------------------------------------------------------------------------------
+
+
+def _numeric_inputs(spec: FeatureSet) -> list[str]:
+    """Numeric columns plus the date parts, which are numbers too."""
+    parts = [f"{column}_{part}" for column, wanted in spec.dates.items() for part in wanted]
+    return list(dict.fromkeys(spec.numeric + parts))
+
+
+def _imputed(column: str) -> str:
+    return f"_f_{column}_imputed"
+
+
+def _text_stages(spec: FeatureSet, seed: int) -> list:
+    text = spec.text
+    stages: list = [
+        RegexTokenizer(inputCol=TEXT, outputCol=TOKENS, pattern=r"[^\p{L}\p{N}]+", toLowercase=True)
+    ]
+    words = TOKENS
+    if text.stop_words:
+        stages.append(StopWordsRemover(inputCol=TOKENS, outputCol=WORDS))
+        words = WORDS
+    if text.method == "tfidf":
+        stages += [
+            CountVectorizer(inputCol=words, outputCol="_f_tf", vocabSize=text.vocab_size, minDF=text.min_df),
+            IDF(inputCol="_f_tf", outputCol=TEXT_VECTOR),
+        ]
+    elif text.method == "hashing_tfidf":
+        stages += [
+            HashingTF(inputCol=words, outputCol="_f_tf", numFeatures=text.vocab_size),
+            IDF(inputCol="_f_tf", outputCol=TEXT_VECTOR),
+        ]
+    else:
+        stages.append(
+            Word2Vec(
+                inputCol=words,
+                outputCol=TEXT_VECTOR,
+                vectorSize=text.vector_size,
+                minCount=int(text.min_df),
+                seed=seed,
+            )
+        )
+    return stages
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

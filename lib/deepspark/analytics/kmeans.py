@@ -1,0 +1,77 @@
+"""K-means segmentation: k fixed, or chosen over a range by silhouette (the elbow kept too).
+
+Input: ``gold.<set>_features`` of ``analytics.kmeans.features``, at the version the features
+stage wrote. Output: ``gold.customer_segments`` (key, segment), ``gold.segment_profiles`` (size,
+share and the mean of each profile column in its own units), the model in
+``<data_root>/models/analytics/kmeans/``. Parameters: ``analytics.kmeans``, ``run.seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.ml.clustering import KMeans, KMeansModel
+from pyspark.ml.evaluation import ClusteringEvaluator
+from pyspark.ml.feature import PCA
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+VECTOR, SEGMENT = "_vector", "segment"
+
+
+@dataclass
+class Clustering:
+    model: KMeansModel
+    k: int
+    inertia: float  # sum of squared distances to the nearest centre (scikit-learn's inertia_)
+    curve: list[dict]  # per k tried: k, inertia, silhouette (None when k was fixed)
+
+
+def as_vectors(features: DataFrame, column: str) -> DataFrame:
+    """The gold table with its array column as an MLlib vector in ``_vector``."""
+    return features.withColumn(VECTOR, array_to_vector(column))
+
+
+def fit_kmeans(vectors: DataFrame, k_values: list[int], seed: int, max_iter: int = 20) -> Clustering:
+    """Fit one model per k; over a range, the best silhouette wins (ties: the smaller k)."""
+    evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=SEGMENT)
+    best: tuple[float, KMeansModel] | None = None
+    curve = []
+    for k in k_values:
+        model = KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol=VECTOR, predictionCol=SEGMENT).fit(
+            vectors
+        )
+        silhouette = evaluator.evaluate(model.transform(vectors)) if len(k_values) > 1 else None
+        curve.append({"k": k, "inertia": model.summary.trainingCost, "silhouette": silhouette})
+        if best is None or (silhouette or 0.0) > best[0]:
+            best = (silhouette or 0.0, model)
+    model = best[1]
+    return Clustering(model, model.getK(), model.summary.trainingCost, curve)
+
+
+def silhouette(scored: DataFrame) -> float:
+    return ClusteringEvaluator(featuresCol=VECTOR, predictionCol=SEGMENT).evaluate(scored)
+
+
+def profile_segments(scored: DataFrame, columns: list[str]) -> DataFrame:
+    """Per segment: size, share of all rows and the mean of each column in its own units."""
+    total = F.sum("size").over(Window.partitionBy())  # k rows: one partition is fine
+    return (
+        scored.groupBy(SEGMENT)
+        .agg(F.count(F.lit(1)).alias("size"), *[F.round(F.avg(c), 3).alias(f"mean_{c}") for c in columns])
+        .withColumn("share", F.round(F.col("size") / total, 4))
+        .orderBy(SEGMENT)
+    )
+
+
+def project_2d(scored: DataFrame, sample: int, seed: int) -> pd.DataFrame:
+    """A 2-D PCA of the clustered vectors (at most ``sample`` points) for the cluster plot."""
+    pca = PCA(k=2, inputCol=VECTOR, outputCol="_pc").fit(scored)
+    fraction = min(1.0, sample / max(1, scored.count()))
+    points = pca.transform(scored.sample(fraction=fraction, seed=seed)).select(
+        SEGMENT, F.col("_pc").alias("pc")
+    )
+    rows = [(r[SEGMENT], float(r.pc[0]), float(r.pc[1])) for r in points.limit(sample).collect()]
+    return pd.DataFrame(rows, columns=[SEGMENT, "pc1", "pc2"])

@@ -1,0 +1,228 @@
+"""Stage analytics: k-means segments, FP-growth rules and decision trees, each where configured.
+
+Input: the gold feature tables (at the versions the features stage wrote) and
+``analytics.rules.input``. Output: ``gold.segments``, ``gold.segment_profiles``,
+``gold.frequent_itemsets``, ``gold.association_rules``, ``gold.tree_rules``; models under
+``<data_root>/models/analytics/``; plots and tree rules under ``<runs_dir>/<run id>/analytics/``.
+Parameters: ``analytics`` (conf/base/analytics.yaml), ``run.seed``.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType
+
+from deepspark.analytics import kmeans, rules, tree
+from deepspark.config import KMeansConfig, RulesConfig, TreeConfig
+from deepspark.lineage import save_model
+from deepspark.pipeline import Run, StageResult
+from deepspark.report import plots
+from deepspark.stages.features import latest_features
+
+CLUSTER_PLOT_POINTS = 3000
+TOP_RULES = 10
+
+
+def analyze(run: Run) -> StageResult:
+    config = run.config.analytics
+    result = StageResult()
+    if config.kmeans:
+        result.metrics["kmeans"] = segment(run, config.kmeans, result)
+    if config.rules:
+        result.metrics["rules"] = mine_rules(run, config.rules, result)
+    if config.trees:
+        result.metrics["trees"] = grow_trees(run, config.trees, result)
+    return result
+
+
+def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
+    features, latest = latest_features(run.config, config.features, run.tables)
+    spec = run.config.features.sets[config.features]
+    profile = config.profile or spec.numeric
+    missing = [c for c in profile if c not in features.columns]
+    if missing:
+        raise run.config.error(
+            "analytics.kmeans.profile",
+            f"names {missing}, not in {latest['table']}; expected some of: {', '.join(features.columns)}",
+        )
+    column = "features_scaled" if spec.scale else "features"
+    vectors = kmeans.as_vectors(features, column).cache()
+    try:
+        clustering = kmeans.fit_kmeans(vectors, config.k_range, run.config.run.seed, config.max_iter)
+        scored = clustering.model.transform(vectors).cache()
+        chosen = next(point for point in clustering.curve if point["k"] == clustering.k)
+        silhouette = chosen["silhouette"] if chosen["silhouette"] is not None else kmeans.silhouette(scored)
+        written = run.tables.write(scored.select(spec.key, kmeans.SEGMENT), "gold.segments", mode="overwrite")
+        profiles_df = kmeans.profile_segments(scored, profile)
+        run.tables.write(profiles_df, "gold.segment_profiles", mode="overwrite", evolve_schema=True)
+        profiles = [row.asDict() for row in profiles_df.collect()]
+        points = kmeans.project_2d(scored, CLUSTER_PLOT_POINTS, run.config.run.seed)
+        rows = vectors.count()
+    finally:
+        vectors.unpersist()
+    result.rows_in += rows
+    result.rows_out += written.rows_written
+    result.tables["gold.segments"] = written.version
+    result.tables["gold.segment_profiles"] = run.tables.version("gold.segment_profiles")
+    folder = run.config.models_root / "analytics" / "kmeans"
+    inputs = {latest["table"]: latest["version"]}
+    save_model(
+        clustering.model,
+        folder,
+        {"inputs": inputs, "column": column, "k": clustering.k, "run_id": run.run_id},
+    )
+    out = run.run_dir / "analytics"
+    figures = [str(plots.plot_clusters(points, out / "clusters_pca.png"))]
+    if len(clustering.curve) > 1:
+        figures.append(str(plots.plot_elbow(clustering.curve, out / "kmeans_elbow.png")))
+    return {
+        "inputs": inputs,
+        "k": clustering.k,
+        "silhouette": round(silhouette, 4),
+        "inertia": round(clustering.inertia, 4),
+        "curve": clustering.curve,
+        "profiles": profiles,
+        "model": str(folder),
+        "plots": figures,
+    }
+
+
+def mine_rules(run: Run, config: RulesConfig, result: StageResult) -> dict:
+    version = run.tables.version(config.input)
+    source = run.tables.read(config.input, version=version)
+    field = next((f for f in source.schema.fields if f.name == config.items), None)
+    if field is None or not isinstance(field.dataType, ArrayType):
+        raise run.config.error(
+            "analytics.rules.items",
+            f"= {config.items!r}: expected an array column of {config.input} (one basket per row); "
+            f"its columns are {source.schema.simpleString()}",
+        )
+    baskets = rules.as_baskets(source, config.items).cache()
+    try:
+        try:
+            mining = rules.mine(baskets, config.min_support, config.min_confidence, config.max_itemsets)
+        except rules.ItemsetExplosion as explosion:
+            hint = (
+                f"a higher min_support (e.g. {explosion.suggestion:g})"
+                if explosion.suggestion
+                else "fewer items"
+            )
+            raise run.config.error(
+                "analytics.rules.min_support",
+                f"= {config.min_support:g}: mining {config.input} {explosion} (more than "
+                f"analytics.rules.max_itemsets = {config.max_itemsets}); expected {hint}",
+            ) from None
+        itemsets = run.tables.write(
+            rules.frequent_itemsets(mining), "gold.frequent_itemsets", mode="overwrite"
+        )
+        written = run.tables.write(
+            rules.association_rules(mining), "gold.association_rules", mode="overwrite"
+        )
+    finally:
+        baskets.unpersist()
+    top = [
+        row.asDict()
+        for row in run.tables.read("gold.association_rules")
+        .orderBy(F.desc("lift"), F.desc("confidence"))
+        .limit(TOP_RULES)
+        .collect()
+    ]
+    result.rows_in += mining.baskets
+    result.tables["gold.frequent_itemsets"] = itemsets.version
+    result.tables["gold.association_rules"] = written.version
+    folder = run.config.models_root / "analytics" / "rules"
+    inputs = {config.input: version}
+    save_model(mining.model, folder, {"inputs": inputs, **config.model_dump(), "run_id": run.run_id})
+    figure = plots.plot_top_rules(top, run.run_dir / "analytics" / "top_rules.png") if top else None
+    return {
+        "inputs": inputs,
+        "baskets": mining.baskets,
+        "itemsets": itemsets.rows_written,
+        "itemset_bound": round(mining.itemset_bound),
+        "rules": written.rows_written,
+        "top_by_lift": top,
+        "model": str(folder),
+        "plots": [str(figure)] if figure else [],
+    }
+
+
+def grow_trees(run: Run, trees: dict[str, TreeConfig], result: StageResult) -> dict:
+    summaries, leaves = {}, []
+    for name, config in trees.items():
+        summaries[name], rows = grow_one_tree(run, name, config)
+        leaves += rows
+    written = run.tables.write(
+        run.spark.createDataFrame(
+            leaves, "tree string, leaf int, rule string, prediction string, samples long, confidence double"
+        ),
+        "gold.tree_rules",
+        mode="overwrite",
+    )
+    result.tables["gold.tree_rules"] = written.version
+    return summaries
+
+
+def grow_one_tree(run: Run, name: str, config: TreeConfig) -> tuple[dict, list[dict]]:
+    features, latest = latest_features(run.config, config.features, run.tables)
+    spec = run.config.features.sets[config.features]
+    data = tree.training_frame(features, spec.label, config.kind).cache()
+    try:
+        if config.kind == "classifier":
+            classes = [row[0] for row in data.select(tree.LABEL).distinct().limit(2).collect()]
+            if len(classes) < 2:
+                raise run.config.error(
+                    f"analytics.trees.{name}.features",
+                    f"= {config.features!r}: label '{spec.label}' of {latest['table']} has a single class "
+                    f"({classes[0] if classes else 'no rows'}); expected at least two for a classifier",
+                )
+        seed = run.config.run.seed
+        train, test = data.randomSplit([1 - config.test_fraction, config.test_fraction], seed=seed)
+        grown = tree.grow_tree(train, config, seed)
+        metrics = tree.evaluate(grown, test)
+        rows = data.count()
+    finally:
+        data.unpersist()
+    names, kinds = latest["layout"]["names"], latest["layout"]["kinds"]
+    root = tree.tree_nodes(grown.tree)
+    out = run.run_dir / "analytics"
+    out.mkdir(parents=True, exist_ok=True)
+    rules_path = out / f"tree_{name}.txt"
+    rules_path.write_text(tree.render_rules(root, names, kinds, grown.classes) + "\n", encoding="utf-8")
+    ranked = tree.importances(grown.tree, names)
+    figures = [
+        str(
+            plots.plot_importances(
+                ranked, f"{name}: feature importances", out / f"tree_{name}_importances.png"
+            )
+        )
+    ]
+    if "confusion" in metrics:
+        confusion = metrics["confusion"]
+        figures.append(
+            str(
+                plots.plot_confusion(
+                    confusion["classes"], confusion["counts"], name, out / f"tree_{name}_confusion.png"
+                )
+            )
+        )
+    folder = run.config.models_root / "analytics" / "trees" / name
+    inputs = {latest["table"]: latest["version"]}
+    save_model(
+        grown.model, folder, {"inputs": inputs, **config.model_dump(), **grown.params, "run_id": run.run_id}
+    )
+    leaves = [{"tree": name, **row} for row in tree.leaf_rules(root, names, kinds, grown.classes)]
+    summary = {
+        "inputs": inputs,
+        "kind": config.kind,
+        "label": spec.label,
+        "impurity": config.impurity,
+        "rows": rows,
+        "chosen": grown.params,
+        "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
+        "importances": ranked,
+        "leaves": len(leaves),
+        "rules": str(rules_path),
+        "model": str(folder),
+        "plots": figures,
+    }
+    return summary, leaves

@@ -1,0 +1,43 @@
+"""Where fitted models live and what they were made from.
+
+Each saved model is a folder ``<data_root>/models/<kind>/<name>/``: the pyspark.ml model in
+``model/`` and ``manifest.json`` beside it, naming the Delta table versions it was fitted on,
+the config that shaped it and its run. The manifest is what ties a model to its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from deepspark.tables import hadoop_uri
+
+MANIFEST = "manifest.json"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short, stable hash of JSON-able parts (a config section, table versions)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def save_model(model: Any, folder: Path, manifest: dict[str, Any]) -> Path:
+    """Save a pyspark.ml model (anything with ``write()``) and its manifest; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.write().overwrite().save(hadoop_uri(folder / "model"))
+    record = {**manifest, "saved_at": datetime.now(UTC).isoformat()}
+    (folder / MANIFEST).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    return folder
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def model_uri(folder: Path) -> str:
+    """What ``<Model>.load`` takes for a folder written by :func:`save_model`."""
+    return hadoop_uri(folder / "model")

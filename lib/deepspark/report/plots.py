@@ -1,0 +1,82 @@
+"""PNG plots for the run report, drawn from small, already-collected results (never a DataFrame)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on clusters and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_elbow(curve: list[dict], path: Path) -> Path:
+    """Inertia (the elbow) and silhouette against k."""
+    figure, inertia = plt.subplots(figsize=(6, 3.5))
+    ks = [point["k"] for point in curve]
+    inertia.plot(ks, [point["inertia"] for point in curve], "o-", color="tab:blue")
+    inertia.set_xlabel("k")
+    inertia.set_ylabel("inertia", color="tab:blue")
+    if all(point["silhouette"] is not None for point in curve):
+        silhouette = inertia.twinx()
+        silhouette.plot(ks, [point["silhouette"] for point in curve], "s--", color="tab:orange")
+        silhouette.set_ylabel("silhouette", color="tab:orange")
+    inertia.set_title("k-means: elbow and silhouette")
+    return _save(figure, path)
+
+
+def plot_clusters(points: pd.DataFrame, path: Path) -> Path:
+    """Segments on the first two principal components."""
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    for segment, group in points.groupby("segment"):
+        axes.scatter(group.pc1, group.pc2, s=6, alpha=0.6, label=f"segment {segment}")
+    axes.set_xlabel("PC 1")
+    axes.set_ylabel("PC 2")
+    axes.legend(markerscale=3, fontsize=8)
+    axes.set_title("k-means segments (2-D PCA)")
+    return _save(figure, path)
+
+
+def plot_top_rules(rules: list[dict], path: Path) -> Path:
+    """The rules with the highest lift, as horizontal bars."""
+    figure, axes = plt.subplots(figsize=(7, 0.35 * max(3, len(rules)) + 1))
+    labels = [f"{', '.join(r['antecedent'])} -> {', '.join(r['consequent'])}" for r in rules]
+    axes.barh(labels[::-1], [r["lift"] for r in rules][::-1], color="tab:green")
+    axes.set_xlabel("lift")
+    axes.set_title("association rules: top by lift")
+    return _save(figure, path)
+
+
+def plot_importances(importances: list[dict], title: str, path: Path) -> Path:
+    figure, axes = plt.subplots(figsize=(7, 0.35 * max(3, len(importances)) + 1))
+    axes.barh(
+        [i["feature"] for i in importances][::-1],
+        [i["importance"] for i in importances][::-1],
+        color="tab:purple",
+    )
+    axes.set_xlabel("importance")
+    axes.set_title(title)
+    return _save(figure, path)
+
+
+def plot_confusion(classes: list[str], counts: list[list[int]], title: str, path: Path) -> Path:
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.imshow(counts, cmap="Blues")
+    axes.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            axes.text(j, i, str(count), ha="center", va="center")
+    axes.set_title(title)
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
