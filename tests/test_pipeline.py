@@ -52,6 +52,28 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     report = (run.run_dir / "report.md").read_text()
     assert report.count("| clean | ok |") == 1 and "| orders |" in report.split("## Row accounting")[1]
 
+    # Analytics: every configured result is in gold, in the report, and plotted.
+    analytics = summary["stages"]["analytics"]["metrics"]
+    assert (
+        analytics["kmeans"]["k"] in range(2, 9)
+        and len(analytics["kmeans"]["profiles"]) == analytics["kmeans"]["k"]
+    )
+    assert tables.read("gold.segments").count() == tables.read("gold.customer_rfm_features").count()
+    assert analytics["rules"]["rules"] == tables.read("gold.association_rules").count() > 0
+    assert {r.tree for r in tables.read("gold.tree_rules").select("tree").distinct().collect()} == {
+        "review_sentiment",
+        "customer_value",
+    }
+    for section in [
+        "## Features (gold)",
+        "## Segments (k-means)",
+        "## Association rules",
+        "## Decision tree",
+    ]:
+        assert section in report, section
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert len(images) >= 6 and all((run.run_dir / image).stat().st_size > 1000 for image in images)
+
     # A second run lands nothing new and quarantines nothing twice.
     quarantined = tables.read("quarantine.rows").count()
     again = Run(small, spark, tables, "run-2")

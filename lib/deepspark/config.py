@@ -539,9 +539,9 @@ def _merge(into: dict, new: dict, origin: dict, source: str, prefix: tuple[str, 
     for key, value in new.items():
         path = (*prefix, str(key))
         if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value, origin, source, path)
-        else:
-            into[key] = value
+            _merge(into[key], value, origin, source, path)  # keys not in `new` keep their origin
+            continue
+        into[key] = value
         for known in [k for k in origin if k[: len(path)] == path]:
             del origin[known]
         _record_origin(value, origin, source, path)
@@ -565,6 +565,10 @@ def _describe(error: ValidationError, origin: dict[tuple[str, ...], str]) -> str
             model = _model_at(loc[:-1])
             known = ", ".join(sorted(model.model_fields)) if model else "?"
             lines.append(f"{source}: unknown key '{key}'; expected one of: {known}")
+        elif isinstance(problem.get("input"), dict):  # a section's own check: name every file in it
+            sources = dict.fromkeys(source for k, source in origin.items() if k[: len(loc)] == loc)
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{' + '.join(sources) or source}: key '{key}': {message}")
         else:
             got = problem.get("input")
             if problem["type"] == "value_error":  # our validators' own words

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -131,4 +132,45 @@ def test_nulls_constant_without_a_fill_value_is_refused(conf):
         "datasets:\n  people:\n    keys: [id]\n    columns:\n      country: {nulls: constant}\n"
     )
     with pytest.raises(ConfigError, match=r"clean.yaml: key 'clean.datasets.people.columns.country'.*fill"):
+        load_config(conf, "local", [], {})
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("analytics.kmeans.k=1", r"key 'analytics.kmeans.k' = 1: expected k >= 2"),
+        ("analytics.kmeans.k=[6,3]", r"key 'analytics.kmeans.k' = \[6, 3\]: expected k >= 2, or a range"),
+        (
+            "analytics.rules.min_support=0",
+            r"key 'analytics.rules.min_support' = 0: expected .*greater than 0",
+        ),
+        (
+            "analytics.rules.min_support=1.5",
+            r"key 'analytics.rules.min_support' = 1.5: expected .*less than or equal to 1",
+        ),
+        ("analytics.trees.customer_value.impurity=gini", r"a regressor takes variance, not gini"),
+        ("features.sets.reviews.numeric=[sentiment]", r"label 'sentiment' is also a feature"),
+        ("features.sets.reviews.buckets={rating: [3, 1]}", r"at least 3 strictly increasing splits"),
+    ],
+)
+def test_analytics_and_feature_values_out_of_range_name_the_override(conf, override, expected):
+    with pytest.raises(ConfigError, match=rf"--set {re.escape(override)}: .*{expected}"):
+        load_config(conf, "local", [override], {})
+
+
+def test_analytics_must_name_feature_sets_that_exist_and_trees_need_a_label(conf):
+    with pytest.raises(ConfigError) as error:
+        load_config(conf, "local", ["analytics.kmeans.features=shoppers"], {})
+    assert str(error.value) == (
+        "--set analytics.kmeans.features=shoppers: key 'analytics.kmeans.features' = 'shoppers': "
+        "expected a feature set from features.sets: customer_rfm, customer_value, reviews"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(conf, "local", ["analytics.trees.segments_tree.features=customer_rfm"], {})
+    assert (
+        "key 'analytics.trees.segments_tree.features' = 'customer_rfm': "
+        "a tree needs a feature set with a label" in str(error.value)
+    )
+    (conf / "base" / "analytics.yaml").write_text("kmeans: {features: nowhere}\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(conf / 'base' / 'analytics.yaml'))}: key"):
         load_config(conf, "local", [], {})

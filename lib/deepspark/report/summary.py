@@ -5,6 +5,8 @@ Input: the run's stage results. Output: ``<runs_dir>/<run id>/report.md``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deepspark.pipeline import Run, StageResult
 
 
@@ -40,10 +42,103 @@ def render_markdown(run: Run) -> str:
                 f"| {dataset} | {m['rows_in']} | {m['rows_out']} | {m['rows_quarantined']} | "
                 f"{m['rows_deduplicated']} | {m['balanced']} | {reasons} |"
             )
+    features = run.results.get("features")
+    if features is not None and features.metrics:
+        lines += [
+            "",
+            "## Features (gold)",
+            "",
+            "| set | table | version | rows | features | fitted on | model |",
+        ]
+        lines.append("|---|---|---:|---:|---:|---|---|")
+        for name, m in features.metrics.items():
+            fitted_on = ", ".join(f"{t}@{v}" for t, v in m["inputs"].items())
+            reuse = "fitted" if not m["reused_model"] else "reused" if m["rewritten"] else "unchanged"
+            cells = [name, m["table"], m["version"], m["rows"], m["features"], fitted_on, reuse]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    analytics = run.results.get("analytics")
+    if analytics is not None:
+        lines += render_analytics(analytics.metrics, run.run_dir)
     notes = [f"- **{name}**: {n}" for name, r in run.results.items() for n in r.notes]
     if notes:
         lines += ["", "## Notes", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def render_analytics(metrics: dict, run_dir: Path) -> list[str]:
+    """Report sections for the segments, rules and trees, with their plots (paths relative to the
+    report, which sits in the run folder)."""
+    lines: list[str] = []
+    kmeans = metrics.get("kmeans")
+    if kmeans:
+        columns = [c for c in kmeans["profiles"][0] if c.startswith("mean_")] if kmeans["profiles"] else []
+        lines += [
+            "",
+            "## Segments (k-means)",
+            "",
+            f"k = {kmeans['k']} (silhouette {kmeans['silhouette']}, inertia {kmeans['inertia']:.1f}), "
+            f"fitted on {_inputs(kmeans)}.",
+            "",
+            "| segment | size | share | " + " | ".join(c.removeprefix("mean_") for c in columns) + " |",
+            "|---:|---:|---:|" + "---:|" * len(columns),
+        ]
+        for p in kmeans["profiles"]:
+            lines.append(
+                f"| {p['segment']} | {p['size']} | {p['share']:.1%} | "
+                + " | ".join(str(p[c]) for c in columns)
+                + " |"
+            )
+        if len(kmeans["curve"]) > 1:
+            lines += ["", "| k | inertia | silhouette |", "|---:|---:|---:|"]
+            lines += [f"| {c['k']} | {c['inertia']:.1f} | {c['silhouette']:.4f} |" for c in kmeans["curve"]]
+        lines += _images(kmeans["plots"], run_dir)
+    rules = metrics.get("rules")
+    if rules:
+        lines += [
+            "",
+            "## Association rules (FP-growth)",
+            "",
+            f"{rules['baskets']} baskets from {_inputs(rules)}: {rules['itemsets']} frequent itemsets "
+            f"(guard bound {rules['itemset_bound']}), {rules['rules']} rules. Top by lift:",
+            "",
+            "| if | then | support | confidence | lift | leverage | conviction |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in rules["top_by_lift"]:
+            conviction = "inf" if r["conviction"] is None else f"{r['conviction']:.3f}"
+            lines.append(
+                f"| {', '.join(r['antecedent'])} | {', '.join(r['consequent'])} | {r['support']:.4f} | "
+                f"{r['confidence']:.3f} | {r['lift']:.3f} | {r['leverage']:.4f} | {conviction} |"
+            )
+        lines += _images(rules["plots"], run_dir)
+    for name, t in metrics.get("trees", {}).items():
+        scores = ", ".join(f"{k} {v}" for k, v in t["metrics"].items() if k != "confusion")
+        lines += [
+            "",
+            f"## Decision tree: {name} ({t['kind']}, {t['impurity']})",
+            "",
+            f"Label `{t['label']}` from {_inputs(t)}; {t['rows']} rows; chosen max_depth "
+            f"{t['chosen']['max_depth']}, min_instances_per_node {t['chosen']['min_instances_per_node']}; "
+            f"held-out {scores}.",
+            "",
+            "| feature | importance |",
+            "|---|---:|",
+            *[f"| {i['feature']} | {i['importance']} |" for i in t["importances"]],
+            "",
+            "```",
+            Path(t["rules"]).read_text(encoding="utf-8").rstrip(),
+            "```",
+        ]
+        lines += _images(t["plots"], run_dir)
+    return lines
+
+
+def _inputs(metrics: dict) -> str:
+    return ", ".join(f"{table}@{version}" for table, version in metrics["inputs"].items())
+
+
+def _images(paths: list[str], run_dir: Path) -> list[str]:
+    return [""] + [f"![{Path(p).stem}]({Path(p).relative_to(run_dir)})" for p in paths]
 
 
 def write_report(run: Run) -> StageResult:

@@ -242,20 +242,32 @@ def build_features(run: Run) -> StageResult:
 
 
 def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSet) -> dict:
-    """Fit (or reuse) the set's pipeline on pinned input versions and write its gold table."""
-    key = f"features.sets.{name}"
+    """Fit (or reuse) the set's pipeline on pinned input versions and write its gold table; when
+    gold already holds this model's output for these versions, leave it as it is."""
+    table = f"gold.{name}_features"
     versions = input_versions(tables, spec)
+    folder = (
+        config.models_root
+        / "features"
+        / name
+        / fingerprint(spec.model_dump(mode="json"), versions, config.run.seed)
+    )
+    latest = read_latest(config, name)
+    if (
+        latest
+        and latest["model"] == str(folder)
+        and tables.exists(table)
+        and tables.version(table) == latest["version"]
+    ):
+        return _built(latest, reused=True, rewritten=False)
     source = read_input(tables, spec, versions).cache()
     try:
-        check_columns(source, spec, key, config)
-        folder = (
-            config.models_root
-            / "features"
-            / name
-            / fingerprint(spec.model_dump(mode="json"), versions, config.run.seed)
-        )
+        check_columns(source, spec, f"features.sets.{name}", config)
         manifest = read_manifest(folder)
-        if manifest is None:
+        reused = manifest is not None
+        if reused:
+            model = PipelineModel.load(model_uri(folder))
+        else:
             model = feature_pipeline(spec, config.run.seed).fit(source)
             layout = feature_layout(model, spec)
             size = model.transform(source).schema[ASSEMBLED].metadata["ml_attr"]["num_attrs"]
@@ -269,26 +281,32 @@ def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSe
                 "layout": layout.as_dict(),
             }
             save_model(model, folder, manifest)
-            reused = False
-        else:
-            model = PipelineModel.load(model_uri(folder))
-            reused = True
-        table = f"gold.{name}_features"
         written = tables.write(
             to_gold(model.transform(source), spec), table, mode="overwrite", evolve_schema=True
         )
     finally:
         source.unpersist()
-    latest = {"table": table, "version": written.version, "model": str(folder), **manifest}
-    (folder.parent / LATEST).write_text(json.dumps(latest, indent=2, default=str), encoding="utf-8")
-    return {
+    latest = {
         "table": table,
         "version": written.version,
         "rows": written.rows_written,
-        "inputs": versions,
         "model": str(folder),
+        **manifest,
+    }
+    (folder.parent / LATEST).write_text(json.dumps(latest, indent=2, default=str), encoding="utf-8")
+    return _built(latest, reused=reused, rewritten=True)
+
+
+def _built(latest: dict, reused: bool, rewritten: bool) -> dict:
+    return {
+        "table": latest["table"],
+        "version": latest["version"],
+        "rows": latest["rows"],
+        "inputs": latest["inputs"],
+        "model": latest["model"],
         "reused_model": reused,
-        "features": len(manifest["layout"]["names"]),
+        "rewritten": rewritten,
+        "features": len(latest["layout"]["names"]),
     }
 
 
@@ -304,15 +322,18 @@ def read_input(tables: Tables, spec: FeatureSet, versions: dict[str, int]) -> Da
     return pinned[spec.input]
 
 
+def read_latest(config: Config, name: str) -> dict | None:
+    """What the features stage last wrote for a set: gold table and version, model, manifest."""
+    path = config.models_root / "features" / name / LATEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def latest_features(config: Config, name: str, tables: Tables) -> tuple[DataFrame, dict]:
     """A set's gold table at the version the features stage last wrote, and its manifest (feature
-    names included). Fails if the table moved on without the stage."""
-    path = config.models_root / "features" / name / LATEST
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"feature set '{name}' has not been built yet; run the features stage ({path} missing)"
-        )
-    latest = json.loads(path.read_text(encoding="utf-8"))
+    names included)."""
+    latest = read_latest(config, name)
+    if latest is None:
+        raise FileNotFoundError(f"feature set '{name}' has not been built yet; run the features stage first")
     return tables.read(latest["table"], version=latest["version"]), latest
 
 

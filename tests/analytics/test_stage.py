@@ -1,0 +1,78 @@
+"""The analytics stage's own refusals: what a run says when the data cannot support the config."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from deepspark.analytics.stage import grow_one_tree, mine_rules
+from deepspark.config import ConfigError, load_config
+from deepspark.pipeline import Run, StageResult
+from deepspark.stages.features import build_feature_set
+from deepspark.tables import Tables
+
+
+def configured(tmp_path, *overrides):
+    return load_config(env="local", overrides=[f"run.data_root={tmp_path / 'data'}", *overrides], environ={})
+
+
+def reviews(spark, ratings):
+    rows = [(i, "tea", r, "fine tea", datetime(2024, 1, 1 + i % 28)) for i, r in enumerate(ratings)]
+    return spark.createDataFrame(
+        rows, "review_id long, product string, rating long, text string, posted_at timestamp"
+    )
+
+
+def test_a_classifier_on_a_label_with_one_class_is_refused_naming_the_tree(spark, tmp_path):
+    config = configured(tmp_path)
+    tables = Tables(spark, config)
+    tables.write(reviews(spark, [5, 4] * 20), "silver.reviews", mode="overwrite")  # all positive
+    build_feature_set(tables, config, "reviews", config.features.sets["reviews"])
+    run = Run(config, spark, tables, "one-class")
+    with pytest.raises(ConfigError) as error:
+        grow_one_tree(run, "review_sentiment", config.analytics.trees["review_sentiment"])
+    assert str(error.value).endswith(
+        "key 'analytics.trees.review_sentiment.features' = 'reviews': label 'sentiment' of "
+        "gold.reviews_features has a single class (positive); expected at least two for a classifier"
+    )
+    assert "analytics.yaml" in str(error.value)
+
+    tables.write(reviews(spark, [5, 1] * 20), "silver.reviews", mode="overwrite")  # now two classes
+    build_feature_set(tables, config, "reviews", config.features.sets["reviews"])
+    summary, leaves = grow_one_tree(run, "review_sentiment", config.analytics.trees["review_sentiment"])
+    assert summary["rows"] == 40 and leaves and summary["metrics"]["accuracy"] >= 0
+
+
+def orders(spark, baskets):
+    return spark.createDataFrame(
+        [(i, b) for i, b in enumerate(baskets)], "order_id long, items array<string>"
+    )
+
+
+def test_itemset_explosion_stops_the_stage_with_a_support_to_try(spark, tmp_path):
+    config = configured(tmp_path, "analytics.rules.min_support=0.01", "analytics.rules.max_itemsets=50")
+    tables = Tables(spark, config)
+    baskets = [[f"p{(i + j) % 12}" for j in range(1 + i % 5)] for i in range(400)]
+    tables.write(orders(spark, baskets), "silver.orders", mode="overwrite")
+    run = Run(config, spark, tables, "explode")
+    with pytest.raises(ConfigError) as error:
+        mine_rules(run, config.analytics.rules, StageResult())
+    message = str(error.value)
+    assert message.startswith(
+        "--set analytics.rules.min_support=0.01: key 'analytics.rules.min_support' = 0.01: "
+    )
+    assert "more than analytics.rules.max_itemsets = 50); expected a higher min_support (e.g. " in message
+    suggested = float(message.rsplit("e.g. ", 1)[1].rstrip(")"))
+    fine = configured(tmp_path, f"analytics.rules.min_support={suggested}", "analytics.rules.max_itemsets=50")
+    mined = mine_rules(Run(fine, spark, tables, "fits"), fine.analytics.rules, StageResult())
+    assert mined["itemsets"] <= mined["itemset_bound"] <= 50
+
+
+def test_baskets_must_be_an_array_column(spark, tmp_path):
+    config = configured(tmp_path, "analytics.rules.items=order_id")
+    tables = Tables(spark, config)
+    tables.write(orders(spark, [["a"]]), "silver.orders", mode="overwrite")
+    with pytest.raises(
+        ConfigError, match=r"key 'analytics.rules.items' = 'order_id': expected an array column"
+    ):
+        mine_rules(Run(config, spark, tables, "r"), config.analytics.rules, StageResult())
