@@ -88,3 +88,14 @@ def test_explosion_is_refused_before_mining_with_a_support_that_fits(spark):
     assert suggested > 0.002
     mined = mine(df, suggested, 0.5, max_itemsets=100)  # the suggestion is honoured
     assert frequent_itemsets(mined).count() <= mined.itemset_bound <= 100
+
+
+def test_long_baskets_of_rare_items_pass_the_guard_on_the_tight_bound(spark):
+    # Each basket: two staples and 16 items no one else buys. Counting all items would allow
+    # 2**18 itemsets per basket; only the staples are frequent, so at most 3 per basket are.
+    baskets = [["milk", "bread", *[f"rare{b}_{i}" for i in range(16)]] for b in range(200)]
+    df = as_baskets(spark.createDataFrame([(b,) for b in baskets], "items array<string>"), "items")
+    mined = mine(df, 0.5, 0.5, max_itemsets=1_000)
+    found = {frozenset(r["items"]) for r in frequent_itemsets(mined).collect()}
+    assert found == {frozenset({"milk"}), frozenset({"bread"}), frozenset({"milk", "bread"})}
+    assert mined.itemset_bound == pytest.approx(200 * 3 / 100)  # ceil(0.5 * 200) = 100 baskets each

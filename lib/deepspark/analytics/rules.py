@@ -11,7 +11,7 @@ MLlib's rules have one item as consequent; the itemsets are all of them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.ml.fpm import FPGrowth, FPGrowthModel
 from pyspark.sql import DataFrame
@@ -34,6 +34,11 @@ class Mining:
     model: FPGrowthModel
     baskets: int
     itemset_bound: float  # the guard's upper bound on the number of frequent itemsets
+    cached: list[DataFrame] = field(default_factory=list)  # held until release()
+
+    def release(self) -> None:
+        for df in self.cached:
+            df.unpersist()
 
 
 def as_baskets(df: DataFrame, items: str) -> DataFrame:
@@ -43,44 +48,63 @@ def as_baskets(df: DataFrame, items: str) -> DataFrame:
     return df.filter(F.col(items).isNotNull()).select(cleaned.alias(BASKET))
 
 
-def itemset_bound(baskets: DataFrame, supports: list[float]) -> tuple[int, dict[float, float]]:
-    """An upper bound on the number of frequent itemsets at each support, in two passes.
+def quick_bound(baskets: DataFrame, support: float) -> tuple[int, float]:
+    """Baskets and a loose bound on the number of frequent itemsets, in one cheap pass.
 
-    Every frequent itemset is made of frequent items and is contained in at least
-    ``ceil(support * n)`` baskets, while a basket holding ``m`` frequent items contains
-    ``2**m - 1`` such itemsets. So the count is at most ``sum(2**m - 1) / ceil(support * n)``.
+    Every frequent itemset is in at least ``ceil(support * n)`` baskets and a basket of ``m``
+    items contains ``2**m - 1`` itemsets, so there are at most ``sum(2**m - 1) / ceil(support * n)``.
     """
-    n = baskets.count()
-    lowest = math.ceil(min(supports) * n)
+    n, total = baskets.select(F.count(F.lit(1)), F.sum(F.pow(F.lit(2.0), F.size(BASKET)) - 1.0)).first()
+    return n, float(total or 0.0) / max(1, _min_count(support, n))
+
+
+def itemset_bounds(baskets: DataFrame, n: int, supports: list[float]) -> dict[float, float]:
+    """Tighter bounds, one per support, in two more passes: as :func:`quick_bound`, but counting
+    only each basket's frequent items, since a frequent itemset holds nothing else."""
+    lowest = max(1, _min_count(min(supports), n))
     counts = {
         row.item: row["count"]
         for row in baskets.select(F.explode(BASKET).alias("item"))
         .groupBy("item")
         .count()
-        .filter(F.col("count") >= max(lowest, 1))
+        .filter(F.col("count") >= lowest)
         .collect()
     }
-    if not counts or n == 0:
-        return n, dict.fromkeys(supports, 0.0)
+    if not counts:
+        return dict.fromkeys(supports, 0.0)
     count_of = F.create_map(*[F.lit(x) for pair in counts.items() for x in pair])
     known = F.filter(F.transform(BASKET, lambda item: count_of[item]), lambda c: c.isNotNull())
     sums = [
         F.sum(F.pow(F.lit(2.0), F.size(F.filter(known, _at_least(_min_count(s, n))))) - 1.0) for s in supports
     ]
     totals = baskets.select(*sums).first()
-    return n, {s: float(totals[i] or 0.0) / max(1, _min_count(s, n)) for i, s in enumerate(supports)}
+    return {s: float(totals[i] or 0.0) / max(1, _min_count(s, n)) for i, s in enumerate(supports)}
 
 
 def mine(baskets: DataFrame, min_support: float, min_confidence: float, max_itemsets: int) -> Mining:
-    """Fit FP-growth after the guard; raises :class:`ItemsetExplosion` instead of mining when the
-    bound exceeds ``max_itemsets`` (suggesting the lowest of 2x, 4x, ... the support that fits)."""
-    candidates = [min(1.0, min_support * 2**i) for i in range(12)]
-    n, bounds = itemset_bound(baskets, sorted(set(candidates)))
-    if bounds[min_support] > max_itemsets:
-        fits = [s for s in sorted(bounds) if bounds[s] <= max_itemsets]
-        raise ItemsetExplosion(bounds[min_support], fits[0] if fits else None)
-    model = FPGrowth(itemsCol=BASKET, minSupport=min_support, minConfidence=min_confidence).fit(baskets)
-    return Mining(model, n, bounds[min_support])
+    """Fit FP-growth after the guard; call ``release()`` on the result when done with it.
+
+    The guard costs one aggregation when the loose bound fits; otherwise the tight bound decides,
+    and :class:`ItemsetExplosion` (suggesting the lowest of 2x, 4x, ... the support that fits) is
+    raised instead of mining."""
+    cached = [] if baskets.is_cached else [baskets.persist()]  # the guard and MLlib share one copy
+    try:
+        n, bound = quick_bound(baskets, min_support)
+        if bound > max_itemsets:
+            candidates = sorted({min(1.0, min_support * 2**i) for i in range(12)})
+            bounds = itemset_bounds(baskets, n, candidates)
+            bound = bounds[min_support]
+            if bound > max_itemsets:
+                fits = [s for s in candidates if bounds[s] <= max_itemsets]
+                raise ItemsetExplosion(bound, fits[0] if fits else None)
+        model = FPGrowth(itemsCol=BASKET, minSupport=min_support, minConfidence=min_confidence).fit(baskets)
+    except Exception:
+        for df in cached:
+            df.unpersist()
+        raise
+    # MLlib's itemsets are lazy: mined again by every action, the rules included. Mine once.
+    cached.append(model.freqItemsets.persist())
+    return Mining(model, n, bound, cached)
 
 
 def frequent_itemsets(mining: Mining) -> DataFrame:

@@ -97,21 +97,19 @@ def mine_rules(run: Run, config: RulesConfig, result: StageResult) -> dict:
             f"= {config.items!r}: expected an array column of {config.input} (one basket per row); "
             f"its columns are {source.schema.simpleString()}",
         )
-    baskets = rules.as_baskets(source, config.items).cache()
+    baskets = rules.as_baskets(source, config.items)
     try:
-        try:
-            mining = rules.mine(baskets, config.min_support, config.min_confidence, config.max_itemsets)
-        except rules.ItemsetExplosion as explosion:
-            hint = (
-                f"a higher min_support (e.g. {explosion.suggestion:g})"
-                if explosion.suggestion
-                else "fewer items"
-            )
-            raise run.config.error(
-                "analytics.rules.min_support",
-                f"= {config.min_support:g}: mining {config.input} {explosion} (more than "
-                f"analytics.rules.max_itemsets = {config.max_itemsets}); expected {hint}",
-            ) from None
+        mining = rules.mine(baskets, config.min_support, config.min_confidence, config.max_itemsets)
+    except rules.ItemsetExplosion as explosion:
+        hint = (
+            f"a higher min_support (e.g. {explosion.suggestion:g})" if explosion.suggestion else "fewer items"
+        )
+        raise run.config.error(
+            "analytics.rules.min_support",
+            f"= {config.min_support:g}: mining {config.input} {explosion} (more than "
+            f"analytics.rules.max_itemsets = {config.max_itemsets}); expected {hint}",
+        ) from None
+    try:
         itemsets = run.tables.write(
             rules.frequent_itemsets(mining), "gold.frequent_itemsets", mode="overwrite"
         )
@@ -119,7 +117,7 @@ def mine_rules(run: Run, config: RulesConfig, result: StageResult) -> dict:
             rules.association_rules(mining), "gold.association_rules", mode="overwrite"
         )
     finally:
-        baskets.unpersist()
+        mining.release()
     top = [
         row.asDict()
         for row in run.tables.read("gold.association_rules")
