@@ -30,3 +30,4 @@ lint: install
 bench: install
 	$(VENV)/bin/python bench/tables_overhead.py
 	$(VENV)/bin/python bench/clean_validate.py
+	$(VENV)/bin/python bench/analytics.py
