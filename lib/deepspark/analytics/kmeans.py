@@ -37,11 +37,12 @@ def as_vectors(features: DataFrame, column: str) -> DataFrame:
 def fit_kmeans(vectors: DataFrame, k_values: list[int], seed: int, max_iter: int = 20) -> Clustering:
     """Fit one model per k; over a range, the best silhouette wins (ties: the smaller k)."""
     evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=SEGMENT)
+    points = vectors.select(VECTOR)  # all KMeans reads: the other columns stay out of its cache
     best: tuple[float, KMeansModel] | None = None
     curve = []
     for k in k_values:
         model = KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol=VECTOR, predictionCol=SEGMENT).fit(
-            vectors
+            points
         )
         silhouette = evaluator.evaluate(model.transform(vectors)) if len(k_values) > 1 else None
         curve.append({"k": k, "inertia": model.summary.trainingCost, "silhouette": silhouette})
