@@ -67,10 +67,10 @@ def profile_segments(scored: DataFrame, columns: list[str]) -> DataFrame:
     )
 
 
-def project_2d(scored: DataFrame, sample: int, seed: int) -> pd.DataFrame:
-    """A 2-D PCA of the clustered vectors (at most ``sample`` points) for the cluster plot."""
+def project_2d(scored: DataFrame, rows: int, sample: int, seed: int) -> pd.DataFrame:
+    """A 2-D PCA of the ``rows`` clustered vectors (at most ``sample`` points) for the cluster plot."""
     pca = PCA(k=2, inputCol=VECTOR, outputCol="_pc").fit(scored)
-    fraction = min(1.0, sample / max(1, scored.count()))
+    fraction = min(1.0, sample / max(1, rows))
     points = pca.transform(scored.sample(fraction=fraction, seed=seed)).select(
         SEGMENT, F.col("_pc").alias("pc")
     )

@@ -47,6 +47,7 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
         )
     column = "features_scaled" if spec.scale else "features"
     vectors = kmeans.as_vectors(features, column).cache()
+    scored = vectors  # replaced by the clustered frame once there is one
     try:
         clustering = kmeans.fit_kmeans(vectors, config.k_range, run.config.run.seed, config.max_iter)
         scored = clustering.model.transform(vectors).cache()
@@ -56,10 +57,11 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
         profiles_df = kmeans.profile_segments(scored, profile)
         run.tables.write(profiles_df, "gold.segment_profiles", mode="overwrite", evolve_schema=True)
         profiles = [row.asDict() for row in profiles_df.collect()]
-        points = kmeans.project_2d(scored, CLUSTER_PLOT_POINTS, run.config.run.seed)
-        rows = vectors.count()
+        rows = written.rows_written  # every clustered row gets a segment
+        points = kmeans.project_2d(scored, rows, CLUSTER_PLOT_POINTS, run.config.run.seed)
     finally:
         vectors.unpersist()
+        scored.unpersist()
     result.rows_in += rows
     result.rows_out += written.rows_written
     result.tables["gold.segments"] = written.version

@@ -43,6 +43,12 @@ class Leaf:
     samples: int
     class_counts: list[float] = field(default_factory=list)  # classifiers only
 
+    @property
+    def confidence(self) -> float | None:
+        """The predicted class's share of the leaf's training rows (classifiers only)."""
+        total = sum(self.class_counts)
+        return max(self.class_counts) / total if total else None
+
 
 Node = Split | Leaf
 
@@ -131,16 +137,14 @@ def evaluate(grown: GrownTree, test: DataFrame) -> dict:
         if len(grown.classes) == 2:
             binary = BinaryClassificationEvaluator(labelCol="_label_index", rawPredictionCol="rawPrediction")
             metrics["auc"] = binary.evaluate(scored)
-        pairs = scored.groupBy("_label_index", "prediction").count().collect()
+        counted = {
+            (int(r["_label_index"]), int(r["prediction"])): r["count"]
+            for r in scored.groupBy("_label_index", "prediction").count().collect()
+        }
+        classes = range(len(grown.classes))
         metrics["confusion"] = {
             "classes": grown.classes,
-            "counts": [
-                [
-                    next((p["count"] for p in pairs if p[0] == i and p[1] == j), 0)
-                    for j in range(len(grown.classes))
-                ]
-                for i in range(len(grown.classes))
-            ],
+            "counts": [[counted.get((i, j), 0) for j in classes] for i in classes],
         }
         return metrics
     finally:
@@ -202,14 +206,13 @@ def leaf_rules(root: Node, names: list[str], kinds: list[str], classes: list[str
 
     def visit(node: Node, path: list[str]) -> None:
         if isinstance(node, Leaf):
-            share = max(node.class_counts) / sum(node.class_counts) if sum(node.class_counts) else None
             rows.append(
                 {
                     "leaf": len(rows),
                     "rule": " AND ".join(path) or "(always)",
                     "prediction": classes[int(node.prediction)] if classes else f"{node.prediction:.4g}",
                     "samples": node.samples,
-                    "confidence": share,
+                    "confidence": node.confidence,
                 }
             )
             return
@@ -224,5 +227,4 @@ def leaf_rules(root: Node, names: list[str], kinds: list[str], classes: list[str
 def _outcome(leaf: Leaf, classes: list[str]) -> str:
     if not classes:
         return f"{leaf.prediction:.4g}  (n={leaf.samples})"
-    share = max(leaf.class_counts) / sum(leaf.class_counts) if sum(leaf.class_counts) else 0.0
-    return f"{classes[int(leaf.prediction)]}  (n={leaf.samples}, {share:.0%})"
+    return f"{classes[int(leaf.prediction)]}  (n={leaf.samples}, {leaf.confidence or 0.0:.0%})"
