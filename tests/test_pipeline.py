@@ -127,7 +127,7 @@ def test_a_critical_expectation_stops_the_run_and_still_writes_the_summary(spark
 
 
 def test_stage_selection():
-    assert select_stages(start="features") == ["features", "analytics", "train", "report"]
+    assert select_stages(start="features") == ["features", "analytics", "train", "predict", "report"]
     assert select_stages(only=["report", "ingest"]) == ["ingest", "report"]
     with pytest.raises(ValueError, match="unknown stage"):
         select_stages(only=["ingset"])

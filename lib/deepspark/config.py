@@ -65,6 +65,9 @@ class SparkConfig(Section):
     shuffle_partitions: int = Field(8, ge=1)
     driver_memory: str = "2g"
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    # GPU scheduling: GPUs per executor (0: none), one per task, found by the discovery script.
+    executor_gpus: int = Field(0, ge=0)
+    gpu_discovery_script: str | None = None
     # Any further Spark settings, passed through as given.
     conf: dict[str, str] = Field(default_factory=dict)
 
@@ -341,11 +344,91 @@ class AnalyticsConfig(Section):
     trees: dict[str, TreeConfig] = Field(default_factory=dict)
 
 
+class DigitsData(Section):
+    """``gold.digits``: pixels scaled to 0..1."""
+
+    input: str = "bronze.digits"
+
+
+class SequenceData(Section):
+    """``gold.review_sequences``: text as word ids in order (0 pads, 1 is a word outside the
+    vocabulary), a 0/1 label from a SQL expression, and the split."""
+
+    input: str = "silver.reviews"
+    key: str = "review_id"
+    text: str = "text"
+    label: str = "CASE WHEN rating >= 4 THEN 1 ELSE 0 END"
+    vocab_size: int = Field(200, ge=2)  # most frequent training words, ids 2..vocab_size+1
+    max_len: int = Field(16, ge=1)  # words kept per text (the first ones); shorter are padded
+
+
+class CnnConfig(Section):
+    """Conv layers (max-pooling after each but the last), flatten, dense layers, softmax."""
+
+    conv: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=1)
+    kernel_size: int = Field(3, ge=1)
+    dense: list[int] = Field(default_factory=lambda: [64])
+    dropout: float = Field(0.0, ge=0, lt=1)  # before the dense layers
+    augment_shift: float = Field(0.0, ge=0, lt=0.5)  # random shifts, a share of the side; training only
+
+
+class RnnConfig(Section):
+    """Embedding, one LSTM or GRU layer (optionally bidirectional), softmax."""
+
+    cell: Literal["lstm", "gru"] = "lstm"
+    embedding_dim: int = Field(16, ge=1)
+    units: int = Field(32, ge=1)
+    bidirectional: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class ModelConfig(Section):
+    """One model trained by ``deepspark train``: what it reads and how it learns."""
+
+    kind: Literal["cnn", "rnn"]
+    table: str  # a gold table the train stage prepares: gold.digits or gold.review_sequences
+    version: int | None = None  # pin a Delta version; null: the version the stage prepared
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)  # per rank
+    learning_rate: float = Field(0.001, gt=0)  # for one rank; scaled by the number of ranks
+    warmup_epochs: int = Field(1, ge=0)  # ramp from the 1-rank rate up to the scaled rate
+    decay_epochs: list[int] = Field(default_factory=list)  # multiply the rate by decay_factor at each
+    decay_factor: float = Field(0.1, gt=0, le=1)
+    shuffle_buffer: int = Field(2048, ge=1)  # rows shuffled together on each rank
+    cnn: CnnConfig = Field(default_factory=CnnConfig)
+    rnn: RnnConfig = Field(default_factory=RnnConfig)
+
+
+class PredictConfig(Section):
+    """Batch inference: score a Delta table with a trained model into a predictions table."""
+
+    model: str  # a name from train.models
+    input: str  # a table with the model's input column (pixels or tokens)
+    output: str
+
+
 class TrainConfig(Section):
-    num_proc: int = Field(2, ge=1)
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(0.001, gt=0)
+    num_proc: int = Field(2, ge=1)  # Horovod ranks, one Spark task each
+    threads_per_rank: int = Field(0, ge=0)  # TensorFlow threads per rank; 0: TensorFlow's default
+    reader_pool: Literal["dummy", "process"] = "dummy"  # Petastorm's thread pool can drop rows silently
+    start_timeout: int = Field(120, ge=10)  # seconds for all ranks to start
+    files_per_split: int = Field(8, ge=1)  # parquet files (row groups) per split; a rank reads whole ones
+    splits: dict[Literal["train", "validation", "test"], float] = Field(
+        default_factory=lambda: {"train": 0.85, "validation": 0.05, "test": 0.10}
+    )  # by a hash of each row's key: stable across reruns
+    digits: DigitsData = Field(default_factory=DigitsData)
+    sequences: SequenceData = Field(default_factory=SequenceData)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    predict: dict[str, PredictConfig] = Field(default_factory=dict)
+
+    @field_validator("splits")
+    @classmethod
+    def _splits_cover_all(cls, splits: dict[str, float]) -> dict[str, float]:
+        if set(splits) != {"train", "validation", "test"} or any(v <= 0 for v in splits.values()):
+            raise ValueError("expected positive shares for train, validation and test")
+        if abs(sum(splits.values()) - 1) > 1e-9:
+            raise ValueError(f"expected shares that add up to 1, got {sum(splits.values()):g}")
+        return splits
 
 
 class ReportConfig(Section):

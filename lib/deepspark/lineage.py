@@ -28,6 +28,12 @@ def save_model(model: Any, folder: Path, manifest: dict[str, Any]) -> Path:
     """Save a pyspark.ml model (anything with ``write()``) and its manifest; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     model.write().overwrite().save(hadoop_uri(folder / "model"))
+    return write_manifest(folder, manifest)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    """``manifest.json`` beside a saved model: what it was made from, and when."""
+    folder.mkdir(parents=True, exist_ok=True)
     record = {**manifest, "saved_at": datetime.now(UTC).isoformat()}
     (folder / MANIFEST).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     return folder
@@ -41,3 +47,35 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 def model_uri(folder: Path) -> str:
     """What ``<Model>.load`` takes for a folder written by :func:`save_model`."""
     return hadoop_uri(folder / "model")
+
+
+MODELS_TABLE = "ml.models"
+REGISTRY_SCHEMA = (
+    "name string, model_version int, kind string, uri string, run_id string, registered_at timestamp, "
+    "table_name string, table_version long, sources string, validation string, config_hash string, "
+    "fingerprint string, metrics string"
+)
+
+
+def register_model(tables, entry: dict[str, Any]) -> int:
+    """Append a trained model to ``ml.models`` as the next version of its name; returns it.
+
+    ``entry`` holds the columns of :data:`REGISTRY_SCHEMA` but ``model_version`` and
+    ``registered_at``; ``sources``, ``validation`` and ``metrics`` are dicts (stored as JSON).
+    """
+    from pyspark.sql import functions as F
+
+    version = 1
+    if tables.exists(MODELS_TABLE):
+        found = tables.read(MODELS_TABLE).filter(F.col("name") == entry["name"])
+        version = (found.agg(F.max("model_version")).first()[0] or 0) + 1
+    row = {
+        **entry,
+        "model_version": version,
+        "registered_at": datetime.now(UTC),
+        **{key: json.dumps(entry[key], default=str) for key in ("sources", "validation", "metrics")},
+    }
+    columns = [part.split()[0] for part in REGISTRY_SCHEMA.split(", ")]
+    frame = tables.spark.createDataFrame([tuple(row[c] for c in columns)], REGISTRY_SCHEMA)
+    tables.write(frame, MODELS_TABLE)
+    return version

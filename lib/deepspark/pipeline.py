@@ -1,7 +1,7 @@
 """Runs stages in order and writes the run summary (runs/<run id>/summary.json).
 
 A stage is a function ``(Run) -> StageResult``. The order is the pipeline's:
-generate -> ingest -> clean -> validate -> features -> analytics -> train -> report.
+generate -> ingest -> clean -> validate -> features -> analytics -> train -> predict -> report.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ Stage = Callable[[Run], StageResult]
 def stage_registry() -> dict[str, Stage]:
     """Stage name -> function, in pipeline order (imported here to keep start-up light)."""
     from deepspark.analytics.stage import analyze
-    from deepspark.learning.data import prepare_training_data
+    from deepspark.learning.infer import predict
+    from deepspark.learning.stage import train
     from deepspark.report.summary import write_report
     from deepspark.stages.clean import clean
     from deepspark.stages.features import build_features
@@ -76,12 +77,23 @@ def stage_registry() -> dict[str, Stage]:
         "validate": validate,
         "features": build_features,
         "analytics": analyze,
-        "train": prepare_training_data,
+        "train": train,
+        "predict": predict,
         "report": write_report,
     }
 
 
-STAGE_NAMES = ["generate", "ingest", "clean", "validate", "features", "analytics", "train", "report"]
+STAGE_NAMES = [
+    "generate",
+    "ingest",
+    "clean",
+    "validate",
+    "features",
+    "analytics",
+    "train",
+    "predict",
+    "report",
+]
 
 
 def select_stages(only: list[str] | None = None, start: str | None = None) -> list[str]:

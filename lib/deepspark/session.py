@@ -60,6 +60,11 @@ def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
                 "spark.ui.showConsoleProgress": "false",
             }
         )
+    if spark.executor_gpus:
+        settings["spark.executor.resource.gpu.amount"] = str(spark.executor_gpus)
+        settings["spark.task.resource.gpu.amount"] = "1"  # a Horovod rank per GPU
+        if spark.gpu_discovery_script:
+            settings["spark.executor.resource.gpu.discoveryScript"] = spark.gpu_discovery_script
     settings.update(spark.conf)
     return settings
 

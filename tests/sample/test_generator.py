@@ -50,8 +50,13 @@ def test_dirt_arrives_at_roughly_the_configured_rates(spark):
 
 def test_reviews_carry_sentiment_that_matches_the_rating(spark):
     reviews = generate_reviews(spark, 500, 50, GenerateConfig(), seed=1)
-    good = reviews.filter("rating >= 4 AND lower(text) RLIKE 'awful|stale|spoiled'").count()
-    assert good == 0
+    text = F.lower("text")
+    said = "(^|, )(awful|stale|spoiled)"  # said outright, not denied ("not stale")
+    assert reviews.filter((F.col("rating") >= 4) & text.rlike(said)).count() == 0
+    assert reviews.filter((F.col("rating") <= 2) & text.rlike("(^|, )(great|fresh|tasty)")).count() == 0
+    # Denials appear on both sides, so the same words can mean either sentiment.
+    denied = reviews.filter(text.contains("not ")).groupBy((F.col("rating") >= 4).alias("good")).count()
+    assert {row["good"]: row["count"] > 50 for row in denied.collect()} == {True: True, False: True}
     assert reviews.select("rating").distinct().count() == 5
 
 

@@ -80,3 +80,18 @@ def _save(figure, path: Path) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_training_curves(history: list[dict], title: str, path: Path) -> Path:
+    """Loss and accuracy per epoch, training beside validation (one row per epoch)."""
+    figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = [row["epoch"] + 1 for row in history]
+    for axes, metric in ((loss, "loss"), (accuracy, "accuracy")):
+        axes.plot(epochs, [row[metric] for row in history], "o-", label="train")
+        if all(f"val_{metric}" in row for row in history):
+            axes.plot(epochs, [row[f"val_{metric}"] for row in history], "s--", label="validation")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.legend()
+    figure.suptitle(title)
+    return _save(figure, path)

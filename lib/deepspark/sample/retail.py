@@ -124,6 +124,12 @@ BAD = [
     "wrong item",
     "spoiled",
 ]
+# Reviews deny the opposite as often as they say the thing ("not stale" in a good review, "not
+# fresh" in a bad one): the same words in a different order mean the opposite, as in real text,
+# so word order carries the sentiment that a bag of words cannot see.
+DENIABLE_GOOD = ["great", "excellent", "fresh", "tasty", "good value", "perfect", "delicious"]
+DENIABLE_BAD = ["awful", "stale", "too expensive", "tasteless", "disappointing", "spoiled"]
+NEGATION_RATE = 0.5
 NEUTRAL = ["ok", "average", "as expected", "fine", "nothing special", "decent"]
 
 
@@ -251,12 +257,17 @@ def generate_reviews(
 ) -> DataFrame:
     dice = Dice(seed + 2)
     rating = dice.integer("rating", 1, 5)
-    words = F.when(
-        rating >= 4, F.array(dice.pick(GOOD, "w1"), dice.pick(GOOD, "w2"), dice.pick(NEUTRAL, "w3"))
-    )
-    words = words.when(
-        rating <= 2, F.array(dice.pick(BAD, "w1"), dice.pick(BAD, "w2"), dice.pick(NEUTRAL, "w3"))
-    )
+
+    def praise(salt: str) -> Column:  # "great", or a complaint denied: "not stale"
+        denied = F.concat(F.lit("not "), dice.pick(DENIABLE_BAD, salt))
+        return F.when(dice.chance(NEGATION_RATE, salt + "n"), denied).otherwise(dice.pick(GOOD, salt))
+
+    def complaint(salt: str) -> Column:  # "stale", or praise denied: "not fresh"
+        denied = F.concat(F.lit("not "), dice.pick(DENIABLE_GOOD, salt))
+        return F.when(dice.chance(NEGATION_RATE, salt + "n"), denied).otherwise(dice.pick(BAD, salt))
+
+    words = F.when(rating >= 4, F.array(praise("w1"), praise("w2"), dice.pick(NEUTRAL, "w3")))
+    words = words.when(rating <= 2, F.array(complaint("w1"), complaint("w2"), dice.pick(NEUTRAL, "w3")))
     words = words.otherwise(F.array(dice.pick(NEUTRAL, "w1"), dice.pick(GOOD, "w2"), dice.pick(BAD, "w3")))
     shuffled = F.array_sort(
         F.transform(words, lambda w, i: F.struct(F.xxhash64(F.col("id"), i).alias("k"), w.alias("w")))

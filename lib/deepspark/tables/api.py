@@ -61,6 +61,7 @@ class Engine(Protocol):
 
     def exists(self, path: str) -> bool: ...
     def read(self, path: str, version: int | None, timestamp: datetime | None) -> DataFrame: ...
+    def files(self, path: str, version: int | None) -> list[str]: ...
     def write(
         self,
         df: DataFrame,
@@ -147,6 +148,13 @@ class Tables:
             raise TableError(f"{name}: give a version or a timestamp to travel to, not both")
         self._require(name)
         return self.engine.read(self.path(name), version, timestamp)
+
+    def files(self, name: str, version: int | None = None) -> list[str]:
+        """The data files of the table at ``version`` (default latest), as URIs: the snapshot's
+        own list, never a folder listing, so files a later or earlier version removed are absent.
+        For readers outside Spark (Petastorm, pyarrow)."""
+        self._require(name)
+        return sorted(self.engine.files(self.path(name), version))
 
     def write(
         self,

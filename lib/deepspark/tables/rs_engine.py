@@ -98,6 +98,9 @@ class DeltaRsEngine:
             columns.append(F.input_file_name().alias("_file"))
         return df.select(*columns)
 
+    def files(self, path: str, version: int | None) -> list[str]:
+        return [hadoop_uri(uri) for uri in self._open(path, version).file_uris()]
+
     def version(self, path: str) -> int:
         return self._open(path).version()
 

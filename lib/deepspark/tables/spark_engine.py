@@ -44,6 +44,9 @@ class DeltaSparkEngine:
             reader = reader.option("timestampAsOf", timestamp.isoformat(sep=" "))
         return reader.load(path)
 
+    def files(self, path: str, version: int | None) -> list[str]:
+        return list(self.read(path, version, None).inputFiles())
+
     def write(
         self,
         df: DataFrame,

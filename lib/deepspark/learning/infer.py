@@ -1,0 +1,135 @@
+"""Batch inference: score a Delta table with a registered model into a predictions table.
+
+Stage predict. Inputs: ``ml.models`` (the latest version of each ``train.predict.<name>.model``)
+and ``train.predict.<name>.input``. Outputs: ``train.predict.<name>.output``, one row per input
+row: its key, its label when the input has one, the predicted class, that class's probability,
+and the model name and version that scored it.
+
+The model file travels to the executors as a broadcast (a few hundred KB), so executors need no
+shared filesystem; each Python worker loads it once and scores Arrow batches with mapInPandas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from deepspark.learning.models import InputShape
+from deepspark.lineage import MANIFEST, MODELS_TABLE, read_manifest
+from deepspark.pipeline import Run, StageResult
+from deepspark.tables import Tables
+
+_loaded: dict[str, object] = {}  # per Python worker: model digest -> loaded model
+
+
+def score(df: DataFrame, model_bytes, inputs: InputShape, key: str) -> DataFrame:
+    """``df`` scored: key, label (when present), prediction, probability. ``model_bytes`` is a
+    broadcast of the saved model file."""
+    keep = [key] + (["label"] if "label" in df.columns else [])
+    fields = [df.schema[c] for c in keep]
+    schema = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in fields)
+    schema += ", prediction int, probability float"
+    column = inputs.column
+
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = _model(model_bytes.value)
+        for batch in batches:
+            if batch.empty:
+                continue
+            examples = inputs.batch(np.stack(batch[column].to_numpy()))
+            probabilities = model.predict(examples, batch_size=512, verbose=0)
+            scored = batch[keep].copy()
+            scored["prediction"] = probabilities.argmax(axis=1).astype("int32")
+            scored["probability"] = probabilities.max(axis=1).astype("float32")
+            yield scored
+
+    return df.select(*keep, column).mapInPandas(predict, schema)
+
+
+def _model(data: bytes):
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in _loaded:
+        from deepspark.learning.models import tf_keras
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.h5")
+            Path(path).write_bytes(data)
+            _loaded[digest] = tf_keras().models.load_model(path, compile=False)
+    return _loaded[digest]
+
+
+def saved_inputs(folder: Path) -> InputShape:
+    """The input the model in ``folder`` was trained on, from its manifest."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise LookupError(f"{folder}: no {MANIFEST}; the model was not saved by the train stage")
+    shape = manifest["inputs"]
+    return InputShape(shape["column"], tuple(shape["shape"]), shape["classes"], shape["vocabulary"])
+
+
+def latest_model(tables: Tables, name: str) -> dict:
+    """The registry row of the newest version of ``name``."""
+    if not tables.exists(MODELS_TABLE):
+        raise LookupError(f"no model registry yet ({MODELS_TABLE}); run the train stage first")
+    rows = tables.read(MODELS_TABLE).filter(F.col("name") == name).orderBy(F.desc("model_version"))
+    found = rows.limit(1).collect()
+    if not found:
+        raise LookupError(f"{MODELS_TABLE} has no model named {name!r}; run the train stage first")
+    return found[0].asDict()
+
+
+def predict(run: Run) -> StageResult:
+    result = StageResult()
+    for name, spec in run.config.train.predict.items():
+        key = f"train.predict.{name}"
+        if spec.model not in run.config.train.models:
+            raise run.config.error(
+                f"{key}.model",
+                f"= {spec.model!r}: expected a model from train.models: "
+                f"{', '.join(sorted(run.config.train.models))}",
+            )
+        entry = latest_model(run.tables, spec.model)
+        inputs = saved_inputs(Path(entry["uri"]).parent)
+        source = run.tables.read(spec.input)
+        identity = next((c for c in source.columns if c.endswith("_id")), None)
+        if identity is None or inputs.column not in source.columns:
+            raise run.config.error(
+                f"{key}.input",
+                f"= {spec.input!r}: expected an <entity>_id column and '{inputs.column}'; "
+                f"it has {source.columns}",
+            )
+        model_bytes = run.spark.sparkContext.broadcast(Path(entry["uri"]).read_bytes())
+        scored = score(source, model_bytes, inputs, identity).select(
+            "*",
+            F.lit(spec.model).alias("model"),
+            F.lit(entry["model_version"]).alias("model_version"),
+            F.current_timestamp().alias("scored_at"),
+        )
+        written = run.tables.write(scored, spec.output, mode="overwrite", evolve_schema=True)
+        model_bytes.unpersist()
+        result.tables[spec.output] = written.version
+        result.rows_in += written.rows_written
+        result.rows_out += written.rows_written
+        agreement = None
+        if "label" in source.columns:
+            scored_table = run.tables.read(spec.output, version=written.version)
+            agreement = scored_table.agg(
+                F.avg((F.col("label") == F.col("prediction")).cast("double"))
+            ).first()[0]
+        result.metrics[name] = {
+            "model": spec.model,
+            "model_version": entry["model_version"],
+            "input": spec.input,
+            "output": spec.output,
+            "rows": written.rows_written,
+            "accuracy_on_labelled_rows": agreement,
+        }
+    return result

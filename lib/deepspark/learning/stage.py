@@ -1,0 +1,235 @@
+"""Stage train: gold tables for the networks, distributed training, evaluation, registry.
+
+Inputs: ``train.digits.input`` (``bronze.digits``) and ``train.sequences.input``
+(``silver.reviews``). Outputs: ``gold.digits``, ``gold.review_sequences``, one row per trained
+model in ``ml.models``, and under ``<data_root>/models/training/<model>/<fingerprint>/`` the
+final model, checkpoints, TensorBoard logs and history. Parameters: ``train.*``.
+
+A model is identified by its fingerprint: its config, the table and Delta version it reads, the
+number of ranks and the seed. A finished model with the same fingerprint is reused; an unfinished
+one (a run that failed or was killed) resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from deepspark.config import Config, ModelConfig
+from deepspark.learning.data import (
+    DIGITS_TABLE,
+    SEQUENCES_TABLE,
+    PinnedTable,
+    PreparedTable,
+    pin_table,
+    prepare_digits,
+    prepare_sequences,
+    read_split,
+)
+from deepspark.learning.evaluate import bag_of_words_baseline, classification_metrics, majority_baseline
+from deepspark.learning.models import InputShape, tf_keras
+from deepspark.learning.train import FINAL_MODEL, HISTORY, RankReport, TrainingJob, launch
+from deepspark.lineage import MODELS_TABLE, fingerprint, register_model, write_manifest
+from deepspark.pipeline import Run, StageResult
+from deepspark.report.plots import plot_confusion, plot_training_curves
+from deepspark.tables import Tables
+
+log = logging.getLogger(__name__)
+
+PREPARERS = {DIGITS_TABLE: prepare_digits, SEQUENCES_TABLE: prepare_sequences}
+
+
+class RanksDriftedError(RuntimeError):
+    """Ranks ended with different weights: gradients were not averaged."""
+
+
+def train(run: Run) -> StageResult:
+    config = run.config
+    result = StageResult()
+    prepared: dict[str, PreparedTable] = {}
+    for name, spec in config.train.models.items():
+        if spec.table in PREPARERS and spec.table not in prepared:
+            prepared[spec.table] = PREPARERS[spec.table](run.tables, config)
+            result.tables[spec.table] = prepared[spec.table].version
+            result.rows_out += prepared[spec.table].rows
+        outcome = train_model(run, name, spec, prepared.get(spec.table))
+        result.metrics[name] = outcome
+        result.notes.append(
+            f"{name}: test accuracy {outcome['test']['accuracy']:.4f} on {outcome['test']['rows']} rows"
+            + (" (reused)" if outcome["reused"] else f" ({outcome['ranks']} ranks, {outcome['device']})")
+        )
+    if config.train.models:
+        result.tables[MODELS_TABLE] = run.tables.version(MODELS_TABLE)
+    return result
+
+
+def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable | None) -> dict:
+    """Train (or reuse, or resume) one model, evaluate it on the test split and register it."""
+    config, tables = run.config, run.tables
+    key = f"train.models.{name}"
+    if not tables.exists(spec.table):
+        raise config.error(f"{key}.table", f"= {spec.table!r}: no such table; expected {sorted(PREPARERS)}")
+    version = spec.version if spec.version is not None else tables.version(spec.table)
+    pinned = pin_table(tables, spec.table, version)
+    pinned.require_shards("train", config.train.num_proc)
+    inputs = input_shape(tables, pinned, spec, config, key)
+    identity = fingerprint(
+        spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed
+    )
+    folder = config.models_root / "training" / name / identity
+    reused = (folder / FINAL_MODEL).is_file()
+    reports: list[RankReport] = []
+    if not reused:
+        job = TrainingJob(
+            name=name,
+            spec=spec,
+            inputs=inputs,
+            train_files=pinned.files["train"],
+            train_rows=pinned.rows["train"],
+            validation_files=pinned.files["validation"],
+            validation_rows=pinned.rows["validation"],
+            folder=str(folder),
+            seed=config.run.seed,
+            pool=config.train.reader_pool,
+            threads=config.train.threads_per_rank,
+        )
+        reports = launch(job, config.train.num_proc, config.train.start_timeout)
+        check_in_sync(reports)
+
+    evaluation = evaluate_model(folder, pinned, inputs, config.train.reader_pool)
+    history = read_history(folder)
+    plots = run.run_dir / "train"
+    curves = plot_training_curves(history, f"{name}: training curves", plots / f"{name}_curves.png")
+    labels = [str(c) for c in range(inputs.classes)]
+    confusion = plot_confusion(
+        labels, evaluation["test"]["confusion"], f"{name}: test confusion", plots / f"{name}_confusion.png"
+    )
+    outcome = {
+        "model": str(folder / FINAL_MODEL),
+        "fingerprint": identity,
+        "table": spec.table,
+        "table_version": version,
+        "reused": reused,
+        "ranks": len(reports) or None,
+        "device": reports[0].device if reports else None,
+        "resumed_from_epoch": reports[0].initial_epoch if reports else None,
+        "epochs": len(history),
+        "samples_per_second": _throughput(reports),
+        "history": history,
+        "plots": [str(curves), str(confusion)],
+        **evaluation,
+    }
+    lineage = {
+        "name": name,
+        "kind": spec.kind,
+        "uri": outcome["model"],
+        "run_id": run.run_id,
+        "table_name": spec.table,
+        "table_version": version,
+        "sources": {spec.table: version, **(prepared.source if prepared else {})},
+        "validation": latest_validation(tables),
+        "config_hash": config.digest(),
+        "fingerprint": identity,
+        "metrics": {
+            "test_accuracy": evaluation["test"]["accuracy"],
+            "macro_f1": evaluation["test"]["macro_f1"],
+            **{k: v for k, v in evaluation.items() if k != "test"},
+        },
+    }
+    write_manifest(folder, {**lineage, "config": spec.model_dump(mode="json"), "inputs": asdict(inputs)})
+    outcome["registry_version"] = register_model(tables, lineage)
+    return outcome
+
+
+def input_shape(
+    tables: Tables, pinned: PinnedTable, spec: ModelConfig, config: Config, key: str
+) -> InputShape:
+    """The example shape and class count, read from the pinned table itself."""
+    frame = tables.read(pinned.table, version=pinned.version)
+    column = "pixels" if spec.kind == "cnn" else "tokens"
+    if column not in frame.columns or "label" not in frame.columns:
+        raise config.error(
+            f"{key}.table",
+            f"= {pinned.table!r}: a {spec.kind} reads columns '{column}' and 'label'; "
+            f"the table has {frame.columns}",
+        )
+    stats = frame.agg(
+        F.max("label").alias("top"),
+        F.min(F.size(column)).alias("shortest"),
+        F.max(F.size(column)).alias("longest"),
+        *([F.max(F.array_max(column)).alias("top_id")] if spec.kind == "rnn" else []),
+    ).first()
+    if stats["shortest"] != stats["longest"]:
+        raise RuntimeError(
+            f"{pinned.table} v{pinned.version}: '{column}' lengths vary "
+            f"({stats['shortest']}..{stats['longest']})"
+        )
+    classes = int(stats["top"]) + 1
+    if spec.kind == "cnn":
+        side = int(round(stats["longest"] ** 0.5))
+        if side * side != stats["longest"]:
+            raise RuntimeError(f"{pinned.table}: {stats['longest']} pixels is not a square image")
+        return InputShape("pixels", (side, side, 1), classes)
+    vocabulary = max(config.train.sequences.vocab_size + 2, int(stats["top_id"]) + 1)
+    return InputShape("tokens", (int(stats["longest"]),), classes, vocabulary)
+
+
+def check_in_sync(reports: list[RankReport]) -> None:
+    digests = {report.rank: report.weights_digest for report in reports}
+    if len(set(digests.values())) != 1:
+        raise RanksDriftedError(f"ranks ended with different weights: {digests}")
+
+
+def evaluate_model(folder: Path, pinned: PinnedTable, inputs: InputShape, pool: str) -> dict:
+    """Test-split metrics of the saved model; for sequences, the baselines beside them."""
+    model = tf_keras().models.load_model(str(folder / FINAL_MODEL), compile=False)
+    test = read_split(pinned, "test", [inputs.column, "label"], pool)
+    predicted = model.predict(inputs.batch(test[inputs.column]), batch_size=512, verbose=0).argmax(axis=1)
+    evaluation = {"test": classification_metrics(test["label"], predicted, inputs.classes)}
+    if inputs.column == "tokens":
+        train = read_split(pinned, "train", ["tokens", "label"], pool)
+        evaluation["majority_baseline"] = majority_baseline(train["label"], test["label"])
+        evaluation["bag_of_words_baseline"] = bag_of_words_baseline(
+            train["tokens"], train["label"], test["tokens"], test["label"], inputs.vocabulary
+        )
+    return evaluation
+
+
+def read_history(folder: Path) -> list[dict]:
+    """Rank 0's epoch log (one row per epoch, across resumed runs)."""
+    path = folder / HISTORY
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def latest_validation(tables: Tables) -> dict:
+    """The validation run whose results gate this training: its run id and table version."""
+    results = "quality.expectation_results"
+    if not tables.exists(results):
+        return {"run_id": None, "note": "no validation results recorded"}
+    frame = tables.read(results)
+    latest = frame.agg(F.max("run_id")).first()[0]
+    failed = frame.filter((F.col("run_id") == latest) & ~F.col("success") & (F.col("severity") == "critical"))
+    return {
+        "table": results,
+        "version": tables.version(results),
+        "run_id": latest,
+        "critical_failed": failed.count(),
+    }
+
+
+def _throughput(reports: list[RankReport]) -> float | None:
+    """Training examples per second, all ranks together (the slowest rank's time)."""
+    timed = [r for r in reports if r.seconds > 0]
+    if not timed:
+        return None
+    return sum(r.samples for r in timed) / max(r.seconds for r in timed)

@@ -1,0 +1,293 @@
+"""Distributed training: Horovod ranks launched as Spark tasks, each reading its shard of a
+pinned gold table through Petastorm.
+
+:func:`launch` hands a :class:`TrainingJob` to ``horovod.spark.run``; every rank runs
+:func:`train_rank`:
+
+* pins itself to the GPU Spark assigned to its task (``spark.task.resource.gpu.amount``), or
+  runs on CPU where there is none;
+* builds the network, wraps Adam in ``hvd.DistributedOptimizer`` with the learning rate scaled by
+  the number of ranks (warmed up from the 1-rank rate over ``warmup_epochs``);
+* broadcasts rank 0's initial variables and averages the epoch metrics across ranks;
+* reads the same number of batches per epoch on every rank, so no rank waits forever;
+* rank 0 alone writes checkpoints (weights and optimizer state, then ``state.json``), TensorBoard
+  logs, the history CSV and the final model. A job started again with the same folder resumes
+  from the latest checkpoint: the epoch counter continues.
+
+Each rank returns a :class:`RankReport`, including a digest of its final weights: the driver
+checks that every rank ended with the same weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepspark.config import ModelConfig
+from deepspark.learning.models import InputShape
+
+log = logging.getLogger(__name__)
+
+STATE = "state.json"
+FINAL_MODEL = "model.h5"
+HISTORY = "history.csv"
+CHECKPOINTS_KEPT = 2
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything a rank needs, picklable: the model's spec and where its data and outputs are."""
+
+    name: str
+    spec: ModelConfig
+    inputs: InputShape
+    train_files: list[str]
+    train_rows: int
+    validation_files: list[str]
+    validation_rows: int
+    folder: str  # checkpoints/, tensorboard/, history.csv, model.h5
+    seed: int = 42
+    pool: str = "dummy"
+    threads: int = 0  # TensorFlow threads per rank; 0: TensorFlow's default
+
+    def steps_per_epoch(self, size: int) -> int:
+        return max(1, self.train_rows // (size * self.spec.batch_size))
+
+
+@dataclass
+class RankReport:
+    rank: int
+    size: int
+    device: str
+    initial_epoch: int
+    epochs: list[int] = field(default_factory=list)  # the epochs this run trained
+    history: dict[str, list[float]] = field(default_factory=dict)
+    samples: int = 0  # training examples this rank processed
+    seconds: float = 0.0  # in fit
+    weights_digest: str = ""
+
+
+def choose_device(assigned: list[str], visible_gpus: int, local_rank: int) -> tuple[int | None, str]:
+    """The GPU index for this rank (None: CPU) and why.
+
+    Spark's assignment wins; with none (local mode, no GPU scheduling) ranks share the visible
+    GPUs by local rank; a GPU Spark assigned that TensorFlow cannot see falls back to CPU.
+    """
+    if assigned:
+        index = int(assigned[0])
+        if index < visible_gpus:
+            return index, f"GPU {index} (assigned by Spark)"
+        return None, f"CPU (Spark assigned GPU {index}; TensorFlow sees {visible_gpus} GPU(s))"
+    if visible_gpus:
+        index = local_rank % visible_gpus
+        return index, f"GPU {index} (by local rank; Spark assigned none)"
+    return None, "CPU (no GPU)"
+
+
+def assigned_gpus() -> list[str]:
+    """The GPU addresses Spark gave this rank's task (empty outside Spark GPU scheduling)."""
+    try:
+        from horovod.spark.task import get_available_devices
+    except ImportError:
+        return []
+    return list(get_available_devices())
+
+
+def train_rank(job: TrainingJob) -> RankReport:
+    """One Horovod rank's training (runs in the process horovod.spark.run starts per task)."""
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import horovod.tensorflow.keras as hvd
+    import numpy as np
+    import tensorflow as tf
+
+    from deepspark.learning.models import build_model, tf_keras
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    if job.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(job.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(job.threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    index, device = choose_device(assigned_gpus(), len(gpus), hvd.local_rank())
+    tf.config.set_visible_devices([gpus[index]] if index is not None else [], "GPU")
+    if index is not None:
+        tf.config.experimental.set_memory_growth(gpus[index], True)
+    tf.keras.utils.set_random_seed(job.seed)  # same start everywhere; rank 0's is broadcast anyway
+
+    keras = tf_keras()
+    spec = job.spec
+    folder = Path(job.folder)
+    checkpoints = folder / "checkpoints"
+    model = build_model(spec, job.inputs)
+    scaled_rate = spec.learning_rate * size
+    model.compile(
+        optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(scaled_rate)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    initial_epoch = 0
+    state = read_state(checkpoints)
+    if state is not None:
+        model.load_weights(str(checkpoints / state["checkpoint"]))
+        initial_epoch = state["epoch"]
+
+    steps = job.steps_per_epoch(size)
+    callbacks = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+        hvd.callbacks.MetricAverageCallback(),
+        *_rate_schedule(hvd, spec, scaled_rate, steps),
+    ]
+    if rank == 0:
+        callbacks += [
+            checkpointer(keras, checkpoints),
+            keras.callbacks.CSVLogger(str(folder / HISTORY), append=True),
+            keras.callbacks.TensorBoard(str(folder / "tensorboard"), update_freq="epoch"),
+        ]
+
+    validation = _validation_arrays(job)
+    report = RankReport(rank=rank, size=size, device=device, initial_epoch=initial_epoch)
+    if initial_epoch < spec.epochs:
+        began = time.perf_counter()
+        history = model.fit(
+            _batches(job, rank, size, initial_epoch, tf),
+            steps_per_epoch=steps,
+            epochs=spec.epochs,
+            initial_epoch=initial_epoch,
+            validation_data=validation,
+            validation_batch_size=max(spec.batch_size, 256),
+            callbacks=callbacks,
+            verbose=0,
+        )
+        report.seconds = time.perf_counter() - began
+        report.epochs = list(history.epoch)
+        report.history = {k: [float(v) for v in values] for k, values in history.history.items()}
+        report.samples = len(report.epochs) * steps * spec.batch_size
+    if rank == 0:
+        model.save(str(folder / FINAL_MODEL), include_optimizer=False)
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    report.weights_digest = digest.hexdigest()
+    return report
+
+
+def launch(job: TrainingJob, num_proc: int, start_timeout: int) -> list[RankReport]:
+    """Run ``job`` on ``num_proc`` Horovod ranks over Gloo, one Spark task each; reports by rank."""
+    import horovod.spark
+
+    Path(job.folder).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update({"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2")})
+    if job.threads:
+        env["OMP_NUM_THREADS"] = str(job.threads)
+    log.info("training %s on %d rank(s) in %s", job.name, num_proc, job.folder)
+    reports = horovod.spark.run(
+        train_rank,
+        args=(job,),
+        num_proc=num_proc,
+        start_timeout=start_timeout,
+        use_gloo=True,
+        env=env,
+        verbose=0,
+    )
+    return sorted(reports, key=lambda report: report.rank)
+
+
+def read_state(checkpoints: Path) -> dict[str, Any] | None:
+    """The latest complete checkpoint: ``{"epoch": epochs done, "checkpoint": name}``."""
+    path = checkpoints / STATE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _validation_arrays(job: TrainingJob) -> tuple[Any, Any] | None:
+    """The whole validation split in memory: every rank scores all of it, so all agree."""
+    from deepspark.learning.data import PinnedTable, read_split
+
+    if not job.validation_files:
+        return None
+    pinned = PinnedTable(
+        job.name, -1, {"validation": job.validation_files}, {"validation": job.validation_rows}, {}
+    )
+    arrays = read_split(pinned, "validation", [job.inputs.column, "label"], job.pool)
+    return job.inputs.batch(arrays[job.inputs.column]), arrays["label"].astype("int32")
+
+
+def _batches(job: TrainingJob, rank: int, size: int, initial_epoch: int, tf) -> Any:
+    from deepspark.learning.data import stream_batches
+
+    column, inputs = job.inputs.column, job.inputs
+
+    def generate():
+        for batch in stream_batches(
+            job.train_files,
+            [column, "label"],
+            job.spec.batch_size,
+            rank=rank,
+            size=size,
+            seed=job.seed + initial_epoch,  # a resumed run does not replay the same order
+            shuffle_buffer=job.spec.shuffle_buffer,
+            pool=job.pool,
+        ):
+            yield inputs.batch(batch[column]), batch["label"].astype("int32")
+
+    dtype = tf.int32 if column == "tokens" else tf.float32
+    signature = (
+        tf.TensorSpec((None, *inputs.shape), dtype),
+        tf.TensorSpec((None,), tf.int32),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+
+def _rate_schedule(hvd, spec: ModelConfig, scaled_rate: float, steps: int) -> list:
+    schedule = []
+    if spec.warmup_epochs:
+        schedule.append(
+            hvd.callbacks.LearningRateWarmupCallback(
+                initial_lr=scaled_rate,
+                warmup_epochs=spec.warmup_epochs,
+                momentum_correction=False,
+                steps_per_epoch=steps,
+            )
+        )
+    starts = sorted(spec.decay_epochs)
+    for index, start in enumerate(starts):
+        end = starts[index + 1] if index + 1 < len(starts) else None
+        schedule.append(
+            hvd.callbacks.LearningRateScheduleCallback(
+                initial_lr=scaled_rate,
+                multiplier=spec.decay_factor ** (index + 1),
+                start_epoch=start,
+                end_epoch=end,
+                momentum_correction=False,
+                steps_per_epoch=steps,
+            )
+        )
+    return schedule
+
+
+def checkpointer(keras, folder: Path) -> Any:
+    """Rank 0's callback: weights and optimizer state after each epoch, then ``state.json``
+    pointing at them (written last and atomically, so a crash mid-save leaves the previous
+    checkpoint in force). The two latest checkpoints are kept."""
+
+    class Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"epoch-{epoch + 1:04d}"
+            self.model.save_weights(str(folder / name))
+            temporary = folder / f".{STATE}.tmp"
+            state = {"epoch": epoch + 1, "checkpoint": name, "logs": logs or {}}
+            temporary.write_text(json.dumps(state, default=float))
+            os.replace(temporary, folder / STATE)
+            names = sorted({path.name.split(".")[0] for path in folder.glob("epoch-*")})
+            for old in names[:-CHECKPOINTS_KEPT]:
+                for path in folder.glob(f"{old}.*"):
+                    path.unlink()
+
+    return Checkpointer()
