@@ -21,7 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def small(config):
-    return config.model_copy(update={"generate": config.generate.model_copy(update={"customers": 150})})
+    """150 customers; the networks train for one epoch (their accuracy is tests/learning's)."""
+    models = {name: spec.model_copy(update={"epochs": 1}) for name, spec in config.train.models.items()}
+    return config.model_copy(
+        update={
+            "generate": config.generate.model_copy(update={"customers": 150}),
+            "train": config.train.model_copy(update={"models": models}),
+        }
+    )
 
 
 def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables):
@@ -72,7 +79,16 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     ]:
         assert section in report, section
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert len(images) >= 6 and all((run.run_dir / image).stat().st_size > 1000 for image in images)
+    assert len(images) >= 10 and all((run.run_dir / image).stat().st_size > 1000 for image in images)
+
+    # Deep learning: both networks trained through Horovod, registered, and scored in batch.
+    trained = summary["stages"]["train"]["metrics"]
+    assert {name: m["ranks"] for name, m in trained.items()} == {"digits_cnn": 2, "review_rnn": 2}
+    assert tables.read("ml.models").count() == 2
+    assert tables.read("gold.digit_predictions").count() == 5000
+    assert tables.read("gold.review_predictions").count() == tables.read("gold.review_sequences").count()
+    for section in ["## Deep learning: digits_cnn", "## Deep learning: review_rnn", "## Batch inference"]:
+        assert section in report, section
 
     # A second run lands nothing new and quarantines nothing twice.
     quarantined = tables.read("quarantine.rows").count()
@@ -149,6 +165,10 @@ def _cli(tmp_path, *args):
             "generate.customers=80",
             "--set",
             "spark.master=local[2]",
+            "--set",
+            "train.models.digits_cnn.epochs=1",
+            "--set",
+            "train.models.review_rnn.epochs=1",
         ],
         capture_output=True,
         text=True,

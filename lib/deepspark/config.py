@@ -579,6 +579,14 @@ def _check_references(config: Config) -> None:
                 f"set features.sets.{section.features}.label",
             )
 
+    models = ", ".join(sorted(config.train.models)) or "(none defined)"
+    for name, spec in config.train.predict.items():
+        if spec.model not in config.train.models:
+            raise config.error(
+                f"train.predict.{name}.model",
+                f"= {spec.model!r}: expected a model from train.models: {models}",
+            )
+
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:

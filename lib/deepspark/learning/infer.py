@@ -89,13 +89,7 @@ def latest_model(tables: Tables, name: str) -> dict:
 def predict(run: Run) -> StageResult:
     result = StageResult()
     for name, spec in run.config.train.predict.items():
-        key = f"train.predict.{name}"
-        if spec.model not in run.config.train.models:
-            raise run.config.error(
-                f"{key}.model",
-                f"= {spec.model!r}: expected a model from train.models: "
-                f"{', '.join(sorted(run.config.train.models))}",
-            )
+        key = f"train.predict.{name}"  # config checks that spec.model is in train.models
         entry = latest_model(run.tables, spec.model)
         inputs = saved_inputs(Path(entry["uri"]).parent)
         source = run.tables.read(spec.input)

@@ -12,7 +12,6 @@ one (a run that failed or was killed) resumes from its latest checkpoint.
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from deepspark.learning.data import (
 )
 from deepspark.learning.evaluate import bag_of_words_baseline, classification_metrics, majority_baseline
 from deepspark.learning.models import InputShape, tf_keras
-from deepspark.learning.train import FINAL_MODEL, HISTORY, RankReport, TrainingJob, launch
+from deepspark.learning.train import FINAL_MODEL, RankReport, TrainingJob, launch, read_state
 from deepspark.lineage import MODELS_TABLE, fingerprint, register_model, write_manifest
 from deepspark.pipeline import Run, StageResult
 from deepspark.report.plots import plot_confusion, plot_training_curves
@@ -200,15 +199,9 @@ def evaluate_model(folder: Path, pinned: PinnedTable, inputs: InputShape, pool: 
 
 
 def read_history(folder: Path) -> list[dict]:
-    """Rank 0's epoch log (one row per epoch, across resumed runs)."""
-    path = folder / HISTORY
-    if not path.is_file():
-        return []
-    with path.open() as handle:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+    """Rank 0's metrics per epoch, across resumed runs."""
+    state = read_state(folder / "checkpoints")
+    return state["history"] if state else []
 
 
 def latest_validation(tables: Tables) -> dict:

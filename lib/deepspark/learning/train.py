@@ -10,8 +10,8 @@ pinned gold table through Petastorm.
   the number of ranks (warmed up from the 1-rank rate over ``warmup_epochs``);
 * broadcasts rank 0's initial variables and averages the epoch metrics across ranks;
 * reads the same number of batches per epoch on every rank, so no rank waits forever;
-* rank 0 alone writes checkpoints (weights and optimizer state, then ``state.json``), TensorBoard
-  logs, the history CSV and the final model. A job started again with the same folder resumes
+* rank 0 alone writes checkpoints (weights and optimizer state, then ``state.json`` with the
+  history), TensorBoard logs and the final model. A job started again with the same folder resumes
   from the latest checkpoint: the epoch counter continues.
 
 Each rank returns a :class:`RankReport`, including a digest of its final weights: the driver
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 STATE = "state.json"
 FINAL_MODEL = "model.h5"
-HISTORY = "history.csv"
 CHECKPOINTS_KEPT = 2
 
 
@@ -51,7 +50,7 @@ class TrainingJob:
     train_rows: int
     validation_files: list[str]
     validation_rows: int
-    folder: str  # checkpoints/, tensorboard/, history.csv, model.h5
+    folder: str  # checkpoints/, tensorboard/, model.h5
     seed: int = 42
     pool: str = "dummy"
     threads: int = 0  # TensorFlow threads per rank; 0: TensorFlow's default
@@ -145,8 +144,7 @@ def train_rank(job: TrainingJob) -> RankReport:
     ]
     if rank == 0:
         callbacks += [
-            checkpointer(keras, checkpoints),
-            keras.callbacks.CSVLogger(str(folder / HISTORY), append=True),
+            checkpointer(keras, checkpoints, state),
             keras.callbacks.TensorBoard(str(folder / "tensorboard"), update_freq="epoch"),
         ]
 
@@ -200,7 +198,8 @@ def launch(job: TrainingJob, num_proc: int, start_timeout: int) -> list[RankRepo
 
 
 def read_state(checkpoints: Path) -> dict[str, Any] | None:
-    """The latest complete checkpoint: ``{"epoch": epochs done, "checkpoint": name}``."""
+    """The latest complete checkpoint: ``{"epoch": epochs done, "checkpoint": name, "history":
+    one dict of metrics per epoch done}``."""
     path = checkpoints / STATE
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -271,19 +270,21 @@ def _rate_schedule(hvd, spec: ModelConfig, scaled_rate: float, steps: int) -> li
     return schedule
 
 
-def checkpointer(keras, folder: Path) -> Any:
-    """Rank 0's callback: weights and optimizer state after each epoch, then ``state.json``
-    pointing at them (written last and atomically, so a crash mid-save leaves the previous
-    checkpoint in force). The two latest checkpoints are kept."""
+def checkpointer(keras, folder: Path, state: dict[str, Any] | None) -> Any:
+    """Rank 0's callback. After each epoch: weights and optimizer state, then ``state.json`` with
+    the epoch count, the checkpoint's name and the history so far. ``state.json`` is written last
+    and atomically, so a crash at any point leaves a consistent checkpoint and history in force.
+    The two latest checkpoints are kept."""
+    history: list[dict] = list(state["history"]) if state else []
 
     class Checkpointer(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs=None) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             name = f"epoch-{epoch + 1:04d}"
             self.model.save_weights(str(folder / name))
+            history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
             temporary = folder / f".{STATE}.tmp"
-            state = {"epoch": epoch + 1, "checkpoint": name, "logs": logs or {}}
-            temporary.write_text(json.dumps(state, default=float))
+            temporary.write_text(json.dumps({"epoch": epoch + 1, "checkpoint": name, "history": history}))
             os.replace(temporary, folder / STATE)
             names = sorted({path.name.split(".")[0] for path in folder.glob("epoch-*")})
             for old in names[:-CHECKPOINTS_KEPT]:

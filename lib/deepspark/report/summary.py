@@ -59,6 +59,23 @@ def render_markdown(run: Run) -> str:
     analytics = run.results.get("analytics")
     if analytics is not None:
         lines += render_analytics(analytics.metrics, run.run_dir)
+    trained = run.results.get("train")
+    if trained is not None and trained.metrics:
+        lines += render_training(trained.metrics, run.run_dir)
+    predicted = run.results.get("predict")
+    if predicted is not None and predicted.metrics:
+        lines += [
+            "",
+            "## Batch inference",
+            "",
+            "| scoring | model | version | input | output | rows | agrees with label |",
+            "|---|---|---:|---|---|---:|---:|",
+        ]
+        for name, m in predicted.metrics.items():
+            agrees = m["accuracy_on_labelled_rows"]
+            cells = [name, m["model"], m["model_version"], m["input"], m["output"], m["rows"]]
+            cells.append("-" if agrees is None else f"{agrees:.4f}")
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     notes = [f"- **{name}**: {n}" for name, r in run.results.items() for n in r.notes]
     if notes:
         lines += ["", "## Notes", "", *notes]
@@ -130,6 +147,42 @@ def render_analytics(metrics: dict, run_dir: Path) -> list[str]:
             "```",
         ]
         lines += _images(t["plots"], run_dir)
+    return lines
+
+
+def render_training(metrics: dict, run_dir: Path) -> list[str]:
+    """One section per trained network: data version, ranks, held-out scores, baselines, plots."""
+    lines: list[str] = []
+    for name, m in metrics.items():
+        test = m["test"]
+        how = (
+            "reused (same config, data version and ranks)"
+            if m["reused"]
+            else f"trained on {m['ranks']} Horovod rank(s), {m['device']}"
+            + (f", resumed at epoch {m['resumed_from_epoch']}" if m["resumed_from_epoch"] else "")
+        )
+        speed = f"; {m['samples_per_second']:.0f} examples/s" if m["samples_per_second"] else ""
+        lines += [
+            "",
+            f"## Deep learning: {name}",
+            "",
+            f"`{m['table']}`@{m['table_version']}, {m['epochs']} epochs, {how}{speed}. "
+            f"Registered as version {m['registry_version']} in `ml.models`.",
+            "",
+            f"Test accuracy **{test['accuracy']:.4f}** on {test['rows']} held-out rows, "
+            f"macro F1 {test['macro_f1']:.4f}.",
+        ]
+        if "majority_baseline" in m:
+            lines.append(
+                f"Baselines on the same split: majority class {m['majority_baseline']:.4f}, "
+                f"bag-of-words logistic regression {m['bag_of_words_baseline']:.4f}."
+            )
+        lines += ["", "| class | precision | recall | F1 | support |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"| {c['class']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+            for c in test["per_class"]
+        ]
+        lines += _images(m["plots"], run_dir)
     return lines
 
 

