@@ -410,6 +410,7 @@ class PredictConfig(Section):
 class TrainConfig(Section):
     num_proc: int = Field(2, ge=1)  # Horovod ranks, one Spark task each
     threads_per_rank: int = Field(0, ge=0)  # TensorFlow threads per rank; 0: TensorFlow's default
+    pin_cores: bool = False  # bind local rank i to cores [i*t, (i+1)*t), t = threads_per_rank
     reader_pool: Literal["dummy", "process"] = "dummy"  # Petastorm's thread pool can drop rows silently
     start_timeout: int = Field(120, ge=10)  # seconds for all ranks to start
     files_per_split: int = Field(8, ge=1)  # parquet files (row groups) per split; a rank reads whole ones

@@ -85,7 +85,7 @@ def test_each_rank_streams_full_batches_from_its_own_row_groups(small_digits, co
         stream = stream_batches(files, ["digit_id", "pixels"], 32, rank=rank, size=2, shuffle_buffer=64)
         batches = [next(stream) for _ in range(3 * pinned.rows["train"] // 64)]  # ~3 passes of a shard
         assert all(b["digit_id"].shape == (32,) and b["pixels"].shape == (32, 64) for b in batches)
-        assert all(b["pixels"].dtype == np.float32 for b in batches)
+        assert all(b["pixels"].dtype == np.uint8 for b in batches)  # grey levels, as bytes on disk
         seen[rank] = {int(i) for b in batches for i in b["digit_id"]}
     assert not seen[0] & seen[1]  # disjoint shards ...
     all_train = set(read_split(pinned, "train", ["digit_id"])["digit_id"].tolist())

@@ -24,6 +24,7 @@ def _layers(model) -> list[tuple]:
 def test_the_default_cnn_is_the_classic_mnist_net():
     model = build_cnn(CnnConfig(), MNIST)
     assert _layers(model) == [
+        ("Rescaling",),
         ("Conv2D", 32),
         ("MaxPooling2D",),
         ("Conv2D", 64),
@@ -40,6 +41,7 @@ def test_the_cnn_follows_its_config():
     spec = CnnConfig(conv=[8, 16], kernel_size=5, dense=[], dropout=0.5, augment_shift=0.1)
     model = build_cnn(spec, InputShape("pixels", (28, 28, 1), 3))
     assert _layers(model) == [
+        ("Rescaling",),
         ("RandomTranslation",),
         ("Conv2D", 8),
         ("MaxPooling2D",),
@@ -49,6 +51,16 @@ def test_the_cnn_follows_its_config():
         ("Dense", 3),
     ]
     assert model.output_shape == (None, 3)
+
+
+def test_pixel_bytes_become_images_the_net_sees_in_0_to_1():
+    inputs = InputShape("pixels", (2, 2, 1), 10)
+    raw = np.array([bytes([0, 255, 51, 102]), bytes([1, 2, 3, 4])], dtype=object)  # as pandas has them
+    images = inputs.batch(raw)
+    assert images.shape == (2, 2, 2, 1) and images.dtype == np.uint8
+    assert images[0, :, :, 0].tolist() == [[0, 255], [51, 102]]
+    rescale = build_cnn(CnnConfig(), MNIST).layers[0]
+    np.testing.assert_allclose(rescale(images).numpy()[0, :, :, 0], [[0, 1], [0.2, 0.4]], rtol=1e-6)
 
 
 @pytest.mark.parametrize(("cell", "layer"), [("lstm", "LSTM"), ("gru", "GRU")])

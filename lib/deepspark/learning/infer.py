@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -44,7 +43,7 @@ def score(df: DataFrame, model_bytes, inputs: InputShape, key: str) -> DataFrame
         for batch in batches:
             if batch.empty:
                 continue
-            examples = inputs.batch(np.stack(batch[column].to_numpy()))
+            examples = inputs.batch(batch[column].to_numpy())
             probabilities = model.predict(examples, batch_size=512, verbose=0)
             scored = batch[keep].copy()
             scored["prediction"] = probabilities.argmax(axis=1).astype("int32")

@@ -1,8 +1,9 @@
 """The networks, in tf-keras (Keras 2): Horovod's DistributedOptimizer does not allreduce
 gradients under Keras 3, so ranks would drift apart silently.
 
-* CNN for images: conv layers with max-pooling after each but the last, flatten, dense, softmax
-  (the default is the classic MNIST net: Conv 32, Conv 64, Conv 64, Dense 64, Dense 10);
+* CNN for images (grey levels 0..255, rescaled to 0..1 by the first layer): conv layers with
+  max-pooling after each but the last, flatten, dense, softmax (the default is the classic MNIST
+  net: Conv 32, Conv 64, Conv 64, Dense 64, Dense 10);
 * RNN for token sequences: embedding (0 is padding and masked), LSTM or GRU, softmax.
 
 TensorFlow is imported inside the functions, so importing this module stays cheap.
@@ -36,10 +37,22 @@ class InputShape:
     classes: int
     vocabulary: int = 0  # rnn: ids 0..vocabulary-1
 
+    @property
+    def dtype(self) -> str:
+        return "int32" if self.column == "tokens" else "uint8"
+
     def batch(self, values: np.ndarray) -> np.ndarray:
-        """A batch from its column: flat pixels become images; tokens stay as they are."""
-        dtype = "int32" if self.column == "tokens" else "float32"
-        return np.asarray(values, dtype=dtype).reshape((len(values), *self.shape))
+        """Examples shaped for the network from a column's values: a 2-D array (a row per
+        example), or an object array of rows or of pixel bytes (as pandas hands them over)."""
+        rows = len(values)
+        if rows and values.dtype == object:
+            first = values[0]
+            values = (
+                np.frombuffer(b"".join(values), dtype=np.uint8)
+                if isinstance(first, bytes)
+                else np.stack(values)
+            )
+        return np.asarray(values, dtype=self.dtype).reshape((rows, *self.shape))
 
 
 def build_model(spec: ModelConfig, inputs: InputShape) -> Any:
@@ -53,7 +66,8 @@ def build_cnn(spec: CnnConfig, inputs: InputShape) -> Any:
     keras = tf_keras()
     layers = keras.layers
     model = keras.Sequential(name="cnn")
-    model.add(layers.InputLayer(input_shape=inputs.shape))
+    model.add(layers.InputLayer(input_shape=inputs.shape, dtype="uint8"))
+    model.add(layers.Rescaling(1 / 255))  # grey levels 0..255 -> 0..1, inside the saved model
     if spec.augment_shift:
         model.add(layers.RandomTranslation(spec.augment_shift, spec.augment_shift, fill_mode="constant"))
     for index, filters in enumerate(spec.conv):

@@ -95,6 +95,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             seed=config.run.seed,
             pool=config.train.reader_pool,
             threads=config.train.threads_per_rank,
+            pin_cores=config.train.pin_cores,
         )
         reports = launch(job, config.train.num_proc, config.train.start_timeout)
         check_in_sync(reports)
@@ -156,10 +157,11 @@ def input_shape(
             f"= {pinned.table!r}: a {spec.kind} reads columns '{column}' and 'label'; "
             f"the table has {frame.columns}",
         )
+    length = F.length(column) if spec.kind == "cnn" else F.size(column)  # bytes | ids
     stats = frame.agg(
         F.max("label").alias("top"),
-        F.min(F.size(column)).alias("shortest"),
-        F.max(F.size(column)).alias("longest"),
+        F.min(length).alias("shortest"),
+        F.max(length).alias("longest"),
         *([F.max(F.array_max(column)).alias("top_id")] if spec.kind == "rnn" else []),
     ).first()
     if stats["shortest"] != stats["longest"]:
@@ -221,8 +223,6 @@ def latest_validation(tables: Tables) -> dict:
 
 
 def _throughput(reports: list[RankReport]) -> float | None:
-    """Training examples per second, all ranks together (the slowest rank's time)."""
-    timed = [r for r in reports if r.seconds > 0]
-    if not timed:
-        return None
-    return sum(r.samples for r in timed) / max(r.seconds for r in timed)
+    """Training examples per second, all ranks together, in the steady epochs (not the first)."""
+    speeds = [report.examples_per_second() for report in reports]
+    return sum(speeds) if speeds and None not in speeds else None

@@ -54,6 +54,7 @@ class TrainingJob:
     seed: int = 42
     pool: str = "dummy"
     threads: int = 0  # TensorFlow threads per rank; 0: TensorFlow's default
+    pin_cores: bool = False  # bind local rank i to its own `threads` cores
 
     def steps_per_epoch(self, size: int) -> int:
         return max(1, self.train_rows // (size * self.spec.batch_size))
@@ -69,6 +70,16 @@ class RankReport:
     history: dict[str, list[float]] = field(default_factory=dict)
     samples: int = 0  # training examples this rank processed
     seconds: float = 0.0  # in fit
+    epoch_seconds: list[float] = field(default_factory=list)  # each epoch's, validation included
+
+    def examples_per_second(self) -> float | None:
+        """This rank's steady speed: the epochs after the first (which also traces the graph)."""
+        if not self.epochs:
+            return None
+        per_epoch = self.samples / len(self.epochs)
+        steady = self.epoch_seconds[1:] or self.epoch_seconds
+        return per_epoch * len(steady) / sum(steady)
+
     weights_digest: str = ""
 
 
@@ -89,6 +100,17 @@ def choose_device(assigned: list[str], visible_gpus: int, local_rank: int) -> tu
     return None, "CPU (no GPU)"
 
 
+def bind_cores(local_rank: int, count: int) -> list[int]:
+    """Bind this process to ``count`` cores of its own (local rank i takes the i-th group)."""
+    cores = sorted(os.sched_getaffinity(0))
+    mine = cores[local_rank * count : (local_rank + 1) * count]
+    if len(mine) == count:
+        os.sched_setaffinity(0, mine)
+        return mine
+    log.warning("rank %d: %d core(s) wanted, %d available; not binding", local_rank, count, len(cores))
+    return cores
+
+
 def assigned_gpus() -> list[str]:
     """The GPU addresses Spark gave this rank's task (empty outside Spark GPU scheduling)."""
     try:
@@ -101,6 +123,8 @@ def assigned_gpus() -> list[str]:
 def train_rank(job: TrainingJob) -> RankReport:
     """One Horovod rank's training (runs in the process horovod.spark.run starts per task)."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    if job.pin_cores and job.threads:  # before any thread starts: threads inherit the binding
+        bind_cores(int(os.environ.get("HOROVOD_LOCAL_RANK", "0")), job.threads)
     import horovod.tensorflow.keras as hvd
     import numpy as np
     import tensorflow as tf
@@ -150,6 +174,8 @@ def train_rank(job: TrainingJob) -> RankReport:
 
     validation = _validation_arrays(job)
     report = RankReport(rank=rank, size=size, device=device, initial_epoch=initial_epoch)
+    clock = _EpochClock(keras)
+    callbacks.append(clock)
     if initial_epoch < spec.epochs:
         began = time.perf_counter()
         history = model.fit(
@@ -166,6 +192,7 @@ def train_rank(job: TrainingJob) -> RankReport:
         report.epochs = list(history.epoch)
         report.history = {k: [float(v) for v in values] for k, values in history.history.items()}
         report.samples = len(report.epochs) * steps * spec.batch_size
+        report.epoch_seconds = clock.seconds
     if rank == 0:
         model.save(str(folder / FINAL_MODEL), include_optimizer=False)
     digest = hashlib.sha256()
@@ -235,9 +262,8 @@ def _batches(job: TrainingJob, rank: int, size: int, initial_epoch: int, tf) -> 
         ):
             yield inputs.batch(batch[column]), batch["label"].astype("int32")
 
-    dtype = tf.int32 if column == "tokens" else tf.float32
     signature = (
-        tf.TensorSpec((None, *inputs.shape), dtype),
+        tf.TensorSpec((None, *inputs.shape), tf.as_dtype(inputs.dtype)),
         tf.TensorSpec((None,), tf.int32),
     )
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
@@ -268,6 +294,21 @@ def _rate_schedule(hvd, spec: ModelConfig, scaled_rate: float, steps: int) -> li
             )
         )
     return schedule
+
+
+def _EpochClock(keras) -> Any:  # noqa: N802 (a class made on demand: tf-keras loads lazily)
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs=None) -> None:
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            self.seconds.append(time.perf_counter() - self.began)
+
+    return EpochClock()
 
 
 def checkpointer(keras, folder: Path, state: dict[str, Any] | None) -> Any:
