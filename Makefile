@@ -31,3 +31,4 @@ bench: install
 	$(VENV)/bin/python bench/tables_overhead.py
 	$(VENV)/bin/python bench/clean_validate.py
 	$(VENV)/bin/python bench/analytics.py
+	$(VENV)/bin/python bench/learning.py

@@ -402,8 +402,9 @@ class ModelConfig(Section):
 class PredictConfig(Section):
     """Batch inference: score a Delta table with a trained model into a predictions table."""
 
-    model: str  # a name from train.models
+    model: str  # a name from train.models; its latest version in ml.models scores
     input: str  # a table with the model's input column (pixels or tokens)
+    key: str  # the input's row id, kept beside each prediction
     output: str
 
 

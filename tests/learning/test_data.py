@@ -98,3 +98,13 @@ def test_more_ranks_than_row_groups_is_refused_with_the_fix(small_digits, config
     assert pinned.row_groups["train"] == 1
     with pytest.raises(TrainingDataError, match=r"1 row group\(s\) for 2 ranks; .*train.files_per_split"):
         pinned.require_shards("train", 2)
+
+
+def test_more_ranks_than_local_task_slots_is_refused(spark, config):
+    from deepspark.config import ConfigError
+    from deepspark.learning.stage import check_task_slots
+
+    three = config.model_copy(update={"train": config.train.model_copy(update={"num_proc": 3})})
+    with pytest.raises(ConfigError, match=r"key 'train.num_proc' = 3: Spark local\[2\] runs 2 task"):
+        check_task_slots(spark, three)
+    check_task_slots(spark, config)  # 2 ranks fit

@@ -92,15 +92,15 @@ def predict(run: Run) -> StageResult:
         entry = latest_model(run.tables, spec.model)
         inputs = saved_inputs(Path(entry["uri"]).parent)
         source = run.tables.read(spec.input)
-        identity = next((c for c in source.columns if c.endswith("_id")), None)
-        if identity is None or inputs.column not in source.columns:
+        missing = [c for c in (spec.key, inputs.column) if c not in source.columns]
+        if missing:
             raise run.config.error(
                 f"{key}.input",
-                f"= {spec.input!r}: expected an <entity>_id column and '{inputs.column}'; "
-                f"it has {source.columns}",
+                f"= {spec.input!r}: expected columns {missing} (train.predict.{name}.key and the "
+                f"model's input); the table has {source.columns}",
             )
         model_bytes = run.spark.sparkContext.broadcast(Path(entry["uri"]).read_bytes())
-        scored = score(source, model_bytes, inputs, identity).select(
+        scored = score(source, model_bytes, inputs, spec.key).select(
             "*",
             F.lit(spec.model).alias("model"),
             F.lit(entry["model_version"]).alias("model_version"),

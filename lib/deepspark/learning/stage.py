@@ -72,6 +72,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     key = f"train.models.{name}"
     if not tables.exists(spec.table):
         raise config.error(f"{key}.table", f"= {spec.table!r}: no such table; expected {sorted(PREPARERS)}")
+    check_task_slots(run.spark, config)
     version = spec.version if spec.version is not None else tables.version(spec.table)
     pinned = pin_table(tables, spec.table, version)
     pinned.require_shards("train", config.train.num_proc)
@@ -177,6 +178,19 @@ def input_shape(
         return InputShape("pixels", (side, side, 1), classes)
     vocabulary = max(config.train.sequences.vocab_size + 2, int(stats["top_id"]) + 1)
     return InputShape("tokens", (int(stats["longest"]),), classes, vocabulary)
+
+
+def check_task_slots(spark, config: Config) -> None:
+    """Horovod needs every rank's Spark task running at once; in local mode that is the core
+    count, known up front (a cluster may add executors, so there the start timeout decides)."""
+    master = spark.sparkContext.master
+    slots = spark.sparkContext.defaultParallelism
+    if master.startswith("local") and slots < config.train.num_proc:
+        raise config.error(
+            "train.num_proc",
+            f"= {config.train.num_proc}: Spark {master} runs {slots} task(s) at once; "
+            f"expected at most {slots} ranks",
+        )
 
 
 def check_in_sync(reports: list[RankReport]) -> None:

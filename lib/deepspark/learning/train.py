@@ -174,7 +174,7 @@ def train_rank(job: TrainingJob) -> RankReport:
 
     validation = _validation_arrays(job)
     report = RankReport(rank=rank, size=size, device=device, initial_epoch=initial_epoch)
-    clock = _EpochClock(keras)
+    clock = epoch_clock(keras)
     callbacks.append(clock)
     if initial_epoch < spec.epochs:
         began = time.perf_counter()
@@ -296,7 +296,9 @@ def _rate_schedule(hvd, spec: ModelConfig, scaled_rate: float, steps: int) -> li
     return schedule
 
 
-def _EpochClock(keras) -> Any:  # noqa: N802 (a class made on demand: tf-keras loads lazily)
+def epoch_clock(keras) -> Any:
+    """A callback that times each epoch (validation included) in ``.seconds``."""
+
     class EpochClock(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
