@@ -13,7 +13,8 @@ from deepspark.tables import Tables
 
 
 def configured(tmp_path, *overrides):
-    return load_config(env="local", overrides=[f"run.data_root={tmp_path / 'data'}", *overrides], environ={})
+    folders = [f"run.data_root={tmp_path / 'data'}", f"run.runs_dir={tmp_path / 'runs'}"]
+    return load_config(env="local", overrides=[*folders, *overrides], environ={})
 
 
 def reviews(spark, ratings):

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on clusters and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_elbow(curve: list[dict], path: Path) -> Path:
@@ -91,6 +92,7 @@ def plot_training_curves(history: list[dict], title: str, path: Path) -> Path:
         if all(f"val_{metric}" in row for row in history):
             axes.plot(epochs, [row[f"val_{metric}"] for row in history], "s--", label="validation")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(metric)
         axes.legend()
     figure.suptitle(title)
