@@ -147,7 +147,7 @@ def prepare_sequences(tables: Tables, settings: Config) -> PreparedTable:
             raise TrainingDataError(
                 f"train.sequences: {spec.input} has no column(s) {missing}; it has {raw.columns}"
             )
-        words = labelled_words(raw, spec, config.splits, seed).cache()
+        words = labelled_words(raw, spec, config.splits, seed)
         vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.vocab_size)
         return to_sequences(words, spec, vocabulary), vocabulary
 
@@ -176,7 +176,6 @@ def _prepare(tables: Tables, settings: Config, name: str, key: str, source: dict
         partition_by=["split"],
         evolve_schema=True,
     )
-    frame.unpersist()
     marker.parent.mkdir(parents=True, exist_ok=True)
     record = {"key": key, "version": written.version, "rows": written.rows_written, "vocabulary": vocabulary}
     marker.write_text(json.dumps({**record, "source": source}, indent=2))
