@@ -131,7 +131,11 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "run_id": run.run_id,
         "table_name": spec.table,
         "table_version": version,
-        "sources": {spec.table: version, **(prepared.source if prepared else {})},
+        # the prepared table's own inputs, when the model reads the version just prepared
+        "sources": {
+            spec.table: version,
+            **(prepared.source if prepared and prepared.version == version else {}),
+        },
         "validation": latest_validation(tables),
         "config_hash": config.digest(),
         "fingerprint": identity,
