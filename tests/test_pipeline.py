@@ -85,6 +85,9 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     trained = summary["stages"]["train"]["metrics"]
     assert {name: m["ranks"] for name, m in trained.items()} == {"digits_cnn": 2, "review_rnn": 2}
     assert tables.read("ml.models").count() == 2
+    rnn = tables.read("ml.models").filter("name = 'review_rnn'").first()
+    gate = json.loads(rnn["validation"])["runs"]["silver.reviews"]  # lineage: the validation run
+    assert gate["run_id"] == "run-1" and gate["critical_failed"] == 0 and gate["expectations"] > 0
     assert tables.read("gold.digit_predictions").count() == 5000
     assert tables.read("gold.review_predictions").count() == tables.read("gold.review_sequences").count()
     for section in ["## Deep learning: digits_cnn", "## Deep learning: review_rnn", "## Batch inference"]:

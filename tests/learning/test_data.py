@@ -108,3 +108,23 @@ def test_more_ranks_than_local_task_slots_is_refused(spark, config):
     with pytest.raises(ConfigError, match=r"key 'train.num_proc' = 3: Spark local\[2\] runs 2 task"):
         check_task_slots(spark, three)
     check_task_slots(spark, config)  # 2 ranks fit
+
+
+def test_a_model_records_the_validation_run_of_exactly_its_silver_versions(spark, tables):
+    from deepspark.learning.stage import validation_of
+
+    schema = "run_id string, dataset string, table_version long, severity string, success boolean"
+    rows = [
+        ("r1", "reviews", 0, "critical", True),
+        ("r2", "reviews", 1, "critical", True),
+        ("r2", "reviews", 1, "critical", False),
+        ("r2", "reviews", 1, "warning", False),
+        ("r3", "orders", 1, "critical", True),
+    ]
+    tables.write(spark.createDataFrame(rows, schema), "quality.expectation_results")
+    found = validation_of(tables, {"gold.review_sequences": 4, "silver.reviews": 1, "silver.customers": 0})
+    assert found["runs"] == {
+        "silver.reviews": {"run_id": "r2", "version": 1, "expectations": 3, "critical_failed": 1},
+        "silver.customers": None,  # no suite checked that version
+    }
+    assert found["table"] == "quality.expectation_results" and found["version"] == 0

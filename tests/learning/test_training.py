@@ -90,7 +90,9 @@ def test_each_model_is_registered_with_its_lineage_and_reused_on_a_rerun(trained
     assert json.loads(cnn["sources"]) == {DIGITS_TABLE: cnn["table_version"], "bronze.digits": 0}
     assert cnn["config_hash"] == run.config.digest() and Path(cnn["uri"]).is_file()
     assert json.loads(cnn["metrics"])["test_accuracy"] >= 0.97
-    assert "run_id" in json.loads(cnn["validation"])
+    assert json.loads(cnn["validation"])["runs"] == {}  # no silver table behind the digits
+    rnn = rows["review_rnn"]
+    assert json.loads(rnn["sources"]) == {"gold.review_sequences": rnn["table_version"], "silver.reviews": 0}
     manifest = json.loads((Path(cnn["uri"]).parent / "manifest.json").read_text())
     assert manifest["inputs"] == {"column": "pixels", "shape": [28, 28, 1], "classes": 10, "vocabulary": 0}
 

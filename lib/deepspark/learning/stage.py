@@ -124,6 +124,8 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "plots": [str(curves), str(confusion)],
         **evaluation,
     }
+    # The table read, and the prepared table's own inputs when the model reads that version.
+    sources = {spec.table: version, **(prepared.source if prepared and prepared.version == version else {})}
     lineage = {
         "name": name,
         "kind": spec.kind,
@@ -131,12 +133,8 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "run_id": run.run_id,
         "table_name": spec.table,
         "table_version": version,
-        # the prepared table's own inputs, when the model reads the version just prepared
-        "sources": {
-            spec.table: version,
-            **(prepared.source if prepared and prepared.version == version else {}),
-        },
-        "validation": latest_validation(tables),
+        "sources": sources,
+        "validation": validation_of(tables, sources),
         "config_hash": config.digest(),
         "fingerprint": identity,
         "metrics": {
@@ -224,20 +222,38 @@ def read_history(folder: Path) -> list[dict]:
     return state["history"] if state else []
 
 
-def latest_validation(tables: Tables) -> dict:
-    """The validation run whose results gate this training: its run id and table version."""
+def validation_of(tables: Tables, sources: dict[str, int]) -> dict:
+    """For each silver table a model was made from, the latest validation run of exactly that
+    version: its run id, expectations and critical failures (None where no suite checked it)."""
     results = "quality.expectation_results"
     if not tables.exists(results):
-        return {"run_id": None, "note": "no validation results recorded"}
-    frame = tables.read(results)
-    latest = frame.agg(F.max("run_id")).first()[0]
-    failed = frame.filter((F.col("run_id") == latest) & ~F.col("success") & (F.col("severity") == "critical"))
-    return {
-        "table": results,
-        "version": tables.version(results),
-        "run_id": latest,
-        "critical_failed": failed.count(),
-    }
+        return {"table": results, "version": None, "runs": {}}
+    quality = tables.read(results)
+    runs: dict[str, dict | None] = {}
+    for table, version in sources.items():
+        layer, dataset = table.split(".")
+        if layer != "silver":
+            continue
+        checked = quality.filter((F.col("dataset") == dataset) & (F.col("table_version") == version))
+        latest = checked.agg(F.max("run_id")).first()[0]
+        if latest is None:
+            runs[table] = None
+            continue
+        verdicts = (
+            checked.filter(F.col("run_id") == latest)
+            .agg(
+                F.count("*").alias("expectations"),
+                F.sum((~F.col("success") & (F.col("severity") == "critical")).cast("int")).alias("failed"),
+            )
+            .first()
+        )
+        runs[table] = {
+            "run_id": latest,
+            "version": version,
+            "expectations": verdicts["expectations"],
+            "critical_failed": verdicts["failed"],
+        }
+    return {"table": results, "version": tables.version(results), "runs": runs}
 
 
 def _throughput(reports: list[RankReport]) -> float | None:
