@@ -71,12 +71,11 @@ def plain_fit(job_path: str, core: int) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from deepspark.learning.data import PinnedTable, read_split
+    from deepspark.learning.data import read_rows
     from deepspark.learning.models import build_model, tf_keras
 
     job = pickle.loads(Path(job_path).read_bytes())
-    pinned = PinnedTable("bench", -1, {"train": job.train_files}, {"train": job.train_rows}, {})
-    data = read_split(pinned, "train", [job.inputs.column, "label"])
+    data = read_rows(job.train_files, [job.inputs.column, "label"], job.train_rows, "bench train")
     x, y = job.inputs.batch(data[job.inputs.column]), data["label"]
     model = build_model(job.spec, job.inputs)
     model.compile(tf_keras().optimizers.Adam(job.spec.learning_rate), "sparse_categorical_crossentropy")

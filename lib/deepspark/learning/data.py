@@ -282,13 +282,21 @@ def stream_batches(
 def read_split(
     pinned: PinnedTable, split: str, columns: list[str], pool: str = "dummy"
 ) -> dict[str, np.ndarray]:
-    """One pass over a split, all rows, checked against the footers' row count."""
+    """One pass over a split of a pinned table, all rows, checked against the footers' count."""
+    where = f"{pinned.table} version {pinned.version} '{split}'"
+    return read_rows(pinned.files[split], columns, pinned.rows[split], where, pool)
+
+
+def read_rows(
+    files: list[str], columns: list[str], expected_rows: int, where: str, pool: str = "dummy"
+) -> dict[str, np.ndarray]:
+    """One pass over ``files``, all rows; fewer or more than ``expected_rows`` (the parquet
+    footers' count) is an error naming ``where``, since Petastorm can drop rows silently."""
     from petastorm import make_batch_reader
 
     _quiet_petastorm()
-    files = pinned.files[split]
     if not files:
-        raise TrainingDataError(f"{pinned.table} version {pinned.version} has no '{split}' files")
+        raise TrainingDataError(f"{where}: no files to read")
     parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     with make_batch_reader(
         files, schema_fields=columns, reader_pool_type=pool, num_epochs=1, shuffle_row_groups=False
@@ -297,10 +305,9 @@ def read_split(
             for column in columns:
                 parts[column].append(_dense(getattr(chunk, column)))
     got = sum(len(p) for p in parts[columns[0]])
-    if got != pinned.rows[split]:
+    if got != expected_rows:
         raise TrainingDataError(
-            f"{pinned.table} version {pinned.version} '{split}': Petastorm read {got} rows, "
-            f"the parquet footers hold {pinned.rows[split]}"
+            f"{where}: Petastorm read {got} rows, the parquet footers hold {expected_rows}"
         )
     return {c: np.concatenate(p) for c, p in parts.items()}
 

@@ -233,14 +233,12 @@ def read_state(checkpoints: Path) -> dict[str, Any] | None:
 
 def _validation_arrays(job: TrainingJob) -> tuple[Any, Any] | None:
     """The whole validation split in memory: every rank scores all of it, so all agree."""
-    from deepspark.learning.data import PinnedTable, read_split
+    from deepspark.learning.data import read_rows
 
     if not job.validation_files:
         return None
-    pinned = PinnedTable(
-        job.name, -1, {"validation": job.validation_files}, {"validation": job.validation_rows}, {}
-    )
-    arrays = read_split(pinned, "validation", [job.inputs.column, "label"], job.pool)
+    columns = [job.inputs.column, "label"]
+    arrays = read_rows(job.validation_files, columns, job.validation_rows, f"{job.name} validation", job.pool)
     return job.inputs.batch(arrays[job.inputs.column]), arrays["label"].astype("int32")
 
 
