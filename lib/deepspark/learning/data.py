@@ -264,7 +264,7 @@ def stream_batches(
         held = 0
         for chunk in reader:
             for column in columns:
-                buffered[column].append(_dense(getattr(chunk, column)))
+                buffered[column].append(as_rows(getattr(chunk, column)))
             held += len(getattr(chunk, columns[0]))
             if held < max(shuffle_buffer, batch_size):
                 continue
@@ -303,7 +303,7 @@ def read_rows(
     ) as reader:
         for chunk in reader:
             for column in columns:
-                parts[column].append(_dense(getattr(chunk, column)))
+                parts[column].append(as_rows(getattr(chunk, column)))
     got = sum(len(p) for p in parts[columns[0]])
     if got != expected_rows:
         raise TrainingDataError(
@@ -319,12 +319,12 @@ def _quiet_petastorm() -> None:
         warnings.filterwarnings("ignore", category=category, module=r"petastorm(\..*)?$")
 
 
-def _dense(values: np.ndarray) -> np.ndarray:
-    """One column of a Petastorm batch as a numpy array, a row per example: list columns arrive
-    2-D already (or as an object array of rows), binary columns as an object array of bytes,
-    which become a 2-D uint8 array."""
+def as_rows(values: np.ndarray) -> np.ndarray:
+    """A column's values as one numpy array, a row per example. List columns arrive 2-D already
+    from Petastorm, or as an object array of rows (from pandas). Binary columns arrive as an
+    object array of bytes and become a 2-D uint8 array."""
     if values.dtype == object and len(values) and isinstance(values[0], bytes):
         return np.frombuffer(b"".join(values), dtype=np.uint8).reshape(len(values), -1)
-    if values.dtype == object:
+    if values.dtype == object and len(values):
         return np.stack(values)
     return values

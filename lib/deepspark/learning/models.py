@@ -44,15 +44,9 @@ class InputShape:
     def batch(self, values: np.ndarray) -> np.ndarray:
         """Examples shaped for the network from a column's values: a 2-D array (a row per
         example), or an object array of rows or of pixel bytes (as pandas hands them over)."""
-        rows = len(values)
-        if rows and values.dtype == object:
-            first = values[0]
-            values = (
-                np.frombuffer(b"".join(values), dtype=np.uint8)
-                if isinstance(first, bytes)
-                else np.stack(values)
-            )
-        return np.asarray(values, dtype=self.dtype).reshape((rows, *self.shape))
+        from deepspark.learning.data import as_rows
+
+        return np.asarray(as_rows(values), dtype=self.dtype).reshape((len(values), *self.shape))
 
 
 def build_model(spec: ModelConfig, inputs: InputShape) -> Any:
