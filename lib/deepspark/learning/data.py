@@ -26,7 +26,7 @@ from pyspark.ml.feature import CountVectorizer, RegexTokenizer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from deepspark.config import Config, SequenceData
+from deepspark.config import Config, DigitsData, SequenceData
 from deepspark.lineage import fingerprint
 from deepspark.tables import Tables
 
@@ -122,41 +122,43 @@ class PreparedTable:
 
 
 def prepare_digits(tables: Tables, settings: Config) -> PreparedTable:
-    config, seed = settings.train, settings.run.seed
-    spec = config.digits
-    source = {spec.input: tables.version(spec.input)}
-    key = fingerprint(spec.model_dump(mode="json"), source, config.splits, seed, config.files_per_split)
+    config = settings.train
 
-    def build() -> tuple[DataFrame, None]:
-        digits = to_training_digits(tables.read(spec.input, version=source[spec.input]), config.splits, seed)
-        return digits, None
+    def build(version: int) -> tuple[DataFrame, None]:
+        bronze = tables.read(config.digits.input, version=version)
+        return to_training_digits(bronze, config.splits, settings.run.seed), None
 
-    return _prepare(tables, settings, DIGITS_TABLE, key, source, build)
+    return _prepare(tables, settings, DIGITS_TABLE, config.digits, build)
 
 
 def prepare_sequences(tables: Tables, settings: Config) -> PreparedTable:
-    config, seed = settings.train, settings.run.seed
-    spec = config.sequences
-    source = {spec.input: tables.version(spec.input)}
-    key = fingerprint(spec.model_dump(mode="json"), source, config.splits, seed, config.files_per_split)
+    config, spec = settings.train, settings.train.sequences
 
-    def build() -> tuple[DataFrame, list[str]]:
-        raw = tables.read(spec.input, version=source[spec.input])
+    def build(version: int) -> tuple[DataFrame, list[str]]:
+        raw = tables.read(spec.input, version=version)
         missing = [c for c in (spec.key, spec.text) if c not in raw.columns]
         if missing:
             raise TrainingDataError(
                 f"train.sequences: {spec.input} has no column(s) {missing}; it has {raw.columns}"
             )
-        words = labelled_words(raw, spec, config.splits, seed)
+        words = labelled_words(raw, spec, config.splits, settings.run.seed)
         vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.vocab_size)
         return to_sequences(words, spec, vocabulary), vocabulary
 
-    return _prepare(tables, settings, SEQUENCES_TABLE, key, source, build)
+    return _prepare(tables, settings, SEQUENCES_TABLE, spec, build)
 
 
-def _prepare(tables: Tables, settings: Config, name: str, key: str, source: dict, build) -> PreparedTable:
-    """Write ``name`` unless its rows already came from ``key`` (same inputs, same settings): a
-    rerun keeps the version, so a training that failed resumes on the same data."""
+def _prepare(
+    tables: Tables, settings: Config, name: str, spec: DigitsData | SequenceData, build
+) -> PreparedTable:
+    """Write ``name`` from ``build(input version)`` unless its rows already came from the same
+    input version and settings: a rerun keeps the version, so a failed training resumes on the
+    same data."""
+    config = settings.train
+    source = {spec.input: tables.version(spec.input)}
+    key = fingerprint(
+        spec.model_dump(mode="json"), source, config.splits, settings.run.seed, config.files_per_split
+    )
     marker = settings.models_root / "training_data" / f"{name}.json"
     recorded = json.loads(marker.read_text()) if marker.is_file() else None
     if (
@@ -168,9 +170,9 @@ def _prepare(tables: Tables, settings: Config, name: str, key: str, source: dict
         return PreparedTable(
             name, recorded["version"], recorded["rows"], False, source, recorded["vocabulary"]
         )
-    frame, vocabulary = build()
+    frame, vocabulary = build(source[spec.input])
     written = tables.write(
-        frame.repartition(settings.train.files_per_split),
+        frame.repartition(config.files_per_split),
         name,
         mode="overwrite",
         partition_by=["split"],
