@@ -69,8 +69,8 @@ class RankReport:
     epochs: list[int] = field(default_factory=list)  # the epochs this run trained
     history: dict[str, list[float]] = field(default_factory=dict)
     samples: int = 0  # training examples this rank processed
-    seconds: float = 0.0  # in fit
     epoch_seconds: list[float] = field(default_factory=list)  # each epoch's, validation included
+    weights_digest: str = ""  # sha256 of the final weights: equal on every rank
 
     def examples_per_second(self) -> float | None:
         """This rank's steady speed: the epochs after the first (which also traces the graph)."""
@@ -79,8 +79,6 @@ class RankReport:
         per_epoch = self.samples / len(self.epochs)
         steady = self.epoch_seconds[1:] or self.epoch_seconds
         return per_epoch * len(steady) / sum(steady)
-
-    weights_digest: str = ""
 
 
 def choose_device(assigned: list[str], visible_gpus: int, local_rank: int) -> tuple[int | None, str]:
@@ -177,7 +175,6 @@ def train_rank(job: TrainingJob) -> RankReport:
     clock = epoch_clock(keras)
     callbacks.append(clock)
     if initial_epoch < spec.epochs:
-        began = time.perf_counter()
         history = model.fit(
             _batches(job, rank, size, initial_epoch, tf),
             steps_per_epoch=steps,
@@ -188,7 +185,6 @@ def train_rank(job: TrainingJob) -> RankReport:
             callbacks=callbacks,
             verbose=0,
         )
-        report.seconds = time.perf_counter() - began
         report.epochs = list(history.epoch)
         report.history = {k: [float(v) for v in values] for k, values in history.history.items()}
         report.samples = len(report.epochs) * steps * spec.batch_size
