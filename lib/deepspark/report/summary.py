@@ -44,18 +44,13 @@ def render_markdown(run: Run) -> str:
             )
     features = run.results.get("features")
     if features is not None and features.metrics:
-        lines += [
-            "",
-            "## Features (gold)",
-            "",
-            "| set | table | version | rows | features | fitted on | model |",
-        ]
-        lines.append("|---|---|---:|---:|---:|---|---|")
+        rows = []
         for name, m in features.metrics.items():
             fitted_on = ", ".join(f"{t}@{v}" for t, v in m["inputs"].items())
             reuse = "fitted" if not m["reused_model"] else "reused" if m["rewritten"] else "unchanged"
-            cells = [name, m["table"], m["version"], m["rows"], m["features"], fitted_on, reuse]
-            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+            rows.append([name, m["table"], m["version"], m["rows"], m["features"], fitted_on, reuse])
+        header = ["set", "table", "version", "rows", "features", "fitted on", "model"]
+        lines += _table("Features (gold)", header, "|---|---|---:|---:|---:|---|---|", rows)
     analytics = run.results.get("analytics")
     if analytics is not None:
         lines += render_analytics(analytics.metrics, run.run_dir)
@@ -64,18 +59,13 @@ def render_markdown(run: Run) -> str:
         lines += render_training(trained.metrics, run.run_dir)
     predicted = run.results.get("predict")
     if predicted is not None and predicted.metrics:
-        lines += [
-            "",
-            "## Batch inference",
-            "",
-            "| scoring | model | version | input | output | rows | agrees with label |",
-            "|---|---|---:|---|---|---:|---:|",
-        ]
+        rows = []
         for name, m in predicted.metrics.items():
             agrees = m["accuracy_on_labelled_rows"]
             cells = [name, m["model"], m["model_version"], m["input"], m["output"], m["rows"]]
-            cells.append("-" if agrees is None else f"{agrees:.4f}")
-            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+            rows.append([*cells, "-" if agrees is None else f"{agrees:.4f}"])
+        header = ["scoring", "model", "version", "input", "output", "rows", "agrees with label"]
+        lines += _table("Batch inference", header, "|---|---|---:|---|---|---:|---:|", rows)
     notes = [f"- **{name}**: {n}" for name, r in run.results.items() for n in r.notes]
     if notes:
         lines += ["", "## Notes", "", *notes]
@@ -184,6 +174,16 @@ def render_training(metrics: dict, run_dir: Path) -> list[str]:
         ]
         lines += _images(m["plots"], run_dir)
     return lines
+
+
+def _table(title: str, header: list[str], alignment: str, rows: list[list]) -> list[str]:
+    """A report section holding one Markdown table."""
+    return ["", f"## {title}", "", _row(header), alignment, *[_row(cells) for cells in rows]]
+
+
+def _row(cells: list) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def _inputs(metrics: dict) -> str:
