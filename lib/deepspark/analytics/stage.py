@@ -23,15 +23,26 @@ CLUSTER_PLOT_POINTS = 3000
 TOP_RULES = 10
 
 
+PARTS = ("kmeans", "rules", "trees")  # each can run alone: `deepspark analytics --part rules`
+
+
 def analyze(run: Run) -> StageResult:
+    """Every configured analysis, or only ``run.parts`` of them."""
+    unknown = [part for part in run.parts if part not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown analytics part(s) {unknown}; expected some of {list(PARTS)}")
     config = run.config.analytics
+    wanted = set(run.parts or PARTS)
     result = StageResult()
-    if config.kmeans:
+    if config.kmeans and "kmeans" in wanted:
         result.metrics["kmeans"] = segment(run, config.kmeans, result)
-    if config.rules:
+    if config.rules and "rules" in wanted:
         result.metrics["rules"] = mine_rules(run, config.rules, result)
-    if config.trees:
+    if config.trees and "trees" in wanted:
         result.metrics["trees"] = grow_trees(run, config.trees, result)
+    if not result.metrics:
+        result.status = "skipped"
+        result.notes.append(f"nothing configured in conf analytics for {sorted(wanted)}")
     return result
 
 

@@ -301,7 +301,7 @@ def clean(run: Run) -> StageResult:
     result = StageResult()
     key = run.config.secrets.pii_hmac_key
     hmac_key = key.get_secret_value().encode() if key else None
-    for dataset, rules in run.config.clean.datasets.items():
+    for dataset, rules in run.track("clean (datasets)", run.config.clean.datasets.items()):
         counts = clean_one(run, dataset, rules, hmac_key, result.tables)
         result.metrics[dataset] = counts
         if not counts["balanced"]:

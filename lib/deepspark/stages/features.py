@@ -232,7 +232,7 @@ def check_columns(df: DataFrame, spec: FeatureSet, key: str, config: Config) -> 
 
 def build_features(run: Run) -> StageResult:
     result = StageResult()
-    for name, spec in run.config.features.sets.items():
+    for name, spec in run.track("features (sets)", run.config.features.sets.items()):
         built = build_feature_set(run.tables, run.config, name, spec)
         result.rows_in += built["rows"]
         result.rows_out += built["rows"]

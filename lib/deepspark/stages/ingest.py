@@ -236,7 +236,7 @@ def ingest(run: Run) -> StageResult:
     result = StageResult()
     ledger = run.tables.read(LEDGER) if run.tables.exists(LEDGER) else None
     ledger_rows = []
-    for name, source in run.config.ingest.sources.items():
+    for name, source in run.track("ingest (sources)", run.config.ingest.sources.items()):
         table = f"bronze.{name}"
         folder = hadoop_uri(run.config.landing_root / source.path)
         landed = list_landed_files(run.spark, folder)

@@ -149,7 +149,7 @@ def validate(run: Run) -> StageResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = StageResult()
     outcomes: list[Outcome] = []
-    for dataset, suite in suites.items():
+    for dataset, suite in run.track("validate (suites)", suites.items()):
         table = f"silver.{dataset}"
         version = run.tables.version(table)
         frame = run.tables.read(table, version=version).persist()
