@@ -1,6 +1,6 @@
 """spark-submit entry point for the analytics stage.
 
-Usage: `spark-submit jobs/analytics.py [--env cluster] [--set k=v]`.
+Usage: `spark-submit jobs/analytics.py [--part kmeans|rules|trees] [--env cluster] [--run-id ID] [--set k=v]`.
 
 Thin by design: it calls the same code as `deepspark analytics` (see lib/deepspark/cli.py).
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point for the features stage.
 
-Usage: `spark-submit jobs/features.py [--env cluster] [--set k=v]`.
+Usage: `spark-submit jobs/features.py [--env cluster] [--conf-dir DIR] [--run-id ID] [--set k=v]`.
 
 Thin by design: it calls the same code as `deepspark features` (see lib/deepspark/cli.py).
 """

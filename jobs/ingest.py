@@ -1,6 +1,6 @@
 """spark-submit entry point for the ingest stage.
 
-Usage: `spark-submit jobs/ingest.py [--env cluster] [--set k=v]`.
+Usage: `spark-submit jobs/ingest.py [--env cluster] [--conf-dir DIR] [--run-id ID] [--set k=v]`.
 
 Thin by design: it calls the same code as `deepspark ingest` (see lib/deepspark/cli.py).
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point for the predict stage.
 
-Usage: `spark-submit jobs/predict.py [--env cluster] [--set k=v]`.
+Usage: `spark-submit jobs/predict.py [--env cluster] [--conf-dir DIR] [--run-id ID] [--set k=v]`.
 
 Thin by design: it calls the same code as `deepspark predict` (see lib/deepspark/cli.py).
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point for the report stage.
 
-Usage: `spark-submit jobs/report.py [--env cluster] [--set k=v]`.
+Usage: `spark-submit jobs/report.py RUN_ID [--env cluster] [--conf-dir DIR]`: rebuilds the run report.
 
 Thin by design: it calls the same code as `deepspark report` (see lib/deepspark/cli.py).
 """

@@ -1,6 +1,6 @@
 """spark-submit entry point for the validate stage.
 
-Usage: `spark-submit jobs/validate.py [--env cluster] [--set k=v]`.
+Usage: `spark-submit jobs/validate.py [--env cluster] [--conf-dir DIR] [--run-id ID] [--set k=v]`.
 
 Thin by design: it calls the same code as `deepspark validate` (see lib/deepspark/cli.py).
 """

@@ -15,6 +15,8 @@ from deepspark.pipeline import STAGE_NAMES, Run, StageFailed, run_pipeline, sele
 from deepspark.sample.retail import generate_customers
 from pyspark.sql import functions as F
 
+from tests.report.browser import render
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +82,8 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
         assert section in report, section
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
     assert len(images) >= 10 and all((run.run_dir / image).stat().st_size > 1000 for image in images)
+    rendered = render(run.run_dir / "report.html")  # the HTML twin, in a real browser
+    assert rendered.title == "deepspark run run-1" and rendered.images == "1" * len(images)
 
     # Deep learning: both networks trained through Horovod, registered, and scored in batch.
     trained = summary["stages"]["train"]["metrics"]
@@ -181,12 +185,18 @@ def _cli(tmp_path, *args):
     )
 
 
-def test_cli_run_prints_the_summary_path_last_and_lists_tables(tmp_path):
+def test_cli_run_shows_progress_prints_the_report_path_last_and_lists_tables(tmp_path):
     done = _cli(tmp_path, "run")
     assert done.returncode == 0, done.stderr[-3000:]
     assert not re.search(RAW_PII, done.stdout + done.stderr), "raw PII in the logs"
-    summary = Path(done.stdout.strip().splitlines()[-1])
-    assert summary.name == "summary.json" and json.loads(summary.read_text())["status"] == "ok"
+    report = Path(done.stdout.strip().splitlines()[-1])
+    assert report.name == "report.html" and report.is_file()
+    summary = Path(re.search(r"^summary: (.+)$", done.stderr, re.M).group(1))
+    assert summary.parent == report.parent and json.loads(summary.read_text())["status"] == "ok"
+    for stage in STAGE_NAMES:  # stage by stage, then the bars of the long steps, finished
+        assert f"[{stage}] running ..." in done.stderr and f"[{stage}] ok" in done.stderr, stage
+    assert re.search(r"train digits_cnn \(epochs\).*1/1", done.stderr)
+    assert re.search(r"clean \(datasets\).*3/3", done.stderr)
     listing = _cli(tmp_path, "tables")
     assert "silver.orders" in listing.stdout and "gold.digits" in listing.stdout
 

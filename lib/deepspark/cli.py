@@ -1,7 +1,8 @@
-"""``deepspark``: run the pipeline or one stage, list tables, generate sample data.
+"""``deepspark``: run the pipeline or one stage, list tables, generate sample data, rebuild a report.
 
-Every command loads the config once (``--env`` overlay, ``--set`` overrides), builds the one
-SparkSession, and for runs prints the summary path as its last line of output.
+Every command loads the config once (``--env`` overlay, ``--set`` overrides) and builds the one
+SparkSession. Runs show progress on stderr (a bar over the stages and one per long step) and
+print the report path (or, without a report stage, the summary path) as their last line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from deepspark.pipeline import (
     Run,
     StageFailed,
     new_run_id,
+    run_dir,
     run_pipeline,
     select_stages,
 )
@@ -32,37 +34,57 @@ app = typer.Typer(
 Env = Annotated[str, typer.Option("--env", help="config overlay: conf/<env>/ (local, cluster)")]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value")]
 ConfDir = Annotated[Path | None, typer.Option("--conf-dir", help="config folder (default conf/)")]
+RunId = Annotated[
+    str | None,
+    typer.Option("--run-id", help="run id (default: a new one); stages run apart share one"),
+]
 
 
-def _open_run(env: str, sets: list[str] | None, conf_dir: Path | None) -> Run:
-    from deepspark.session import get_spark
-    from deepspark.tables import Tables
-
+def _config(env: str, sets: list[str] | None, conf_dir: Path | None):
     try:
-        config = load_config(conf_dir, env, sets or [])
+        return load_config(conf_dir, env, sets or [])
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    spark = get_spark(config)
-    return Run(config=config, spark=spark, tables=Tables(spark, config), run_id=new_run_id())
 
 
-def _progress(stage: str, state: str) -> None:
-    if state == "start":
-        typer.echo(f"[{stage}] running ...", err=True)
-    else:
-        typer.echo(f"[{stage}] {state}", err=True)
+def _open_run(
+    env: str, sets: list[str] | None, conf_dir: Path | None, run_id: str | None = None, parts=()
+) -> Run:
+    from deepspark.session import get_spark
+    from deepspark.tables import Tables
 
-
-def _execute(stages: list[str], env: str, sets: list[str] | None, conf_dir: Path | None) -> None:
-    run = _open_run(env, sets, conf_dir)
-    typer.echo(f"run {run.run_id}: {' -> '.join(stages)}", err=True)
+    config = _config(env, sets, conf_dir)
+    run_id = run_id or new_run_id()
     try:
-        path = run_pipeline(run, stages, _progress)
-    except StageFailed as failure:
-        typer.echo(f"error: {failure.__cause__}", err=True)
-        typer.echo(str(failure), err=True)
-        raise typer.Exit(1) from None
+        run_dir(config, run_id)
+    except ValueError as error:
+        typer.echo(f"error: --run-id: {error}", err=True)
+        raise typer.Exit(2) from None
+    spark = get_spark(config)
+    return Run(config, spark, Tables(spark, config), run_id, parts=tuple(parts))
+
+
+def _execute(
+    stages: list[str],
+    env: str,
+    sets: list[str] | None,
+    conf_dir: Path | None,
+    run_id: str | None = None,
+    parts=(),
+) -> None:
+    from deepspark.progress import StageProgress
+
+    run = _open_run(env, sets, conf_dir, run_id, parts)
+    with StageProgress(stages) as progress:
+        progress.say(f"run {run.run_id}: {' -> '.join(stages)}")
+        run.on_step = progress.step
+        try:
+            path = run_pipeline(run, stages, progress.stage)
+        except StageFailed as failure:
+            progress.say(f"error: {failure.__cause__}")
+            progress.say(str(failure))
+            raise typer.Exit(1) from None
     for name, result in run.results.items():
         typer.echo(
             f"  {name:<10} {result.status:<8} {result.seconds:7.1f}s  "
@@ -70,7 +92,12 @@ def _execute(stages: list[str], env: str, sets: list[str] | None, conf_dir: Path
             f"quarantined={result.rows_quarantined}",
             err=True,
         )
-    typer.echo(str(path))
+    report = run.results.get("report")
+    if report is not None:
+        typer.echo(f"summary: {path}", err=True)
+        typer.echo(report.metrics["html"])
+    else:
+        typer.echo(str(path))
 
 
 @app.command()
@@ -80,6 +107,7 @@ def run(
     env: Env = "local",
     sets: Sets = None,
     conf_dir: ConfDir = None,
+    run_id: RunId = None,
 ) -> None:
     """Run the whole pipeline (or --only some stages, or --from one on)."""
     try:
@@ -87,20 +115,61 @@ def run(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    _execute(stages, env, sets, conf_dir)
+    _execute(stages, env, sets, conf_dir, run_id)
 
 
 def _stage_command(name: str):
-    def command(env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None) -> None:
-        _execute([name], env, sets, conf_dir)
+    def command(
+        env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None, run_id: RunId = None
+    ) -> None:
+        _execute([name], env, sets, conf_dir, run_id)
 
     command.__doc__ = f"Run the {name} stage alone."
     return command
 
 
 for _name in STAGE_NAMES:
-    if _name != "generate":
+    if _name not in ("generate", "analytics", "report"):
         app.command(name=_name)(_stage_command(_name))
+
+
+@app.command()
+def analytics(
+    part: Annotated[
+        list[str] | None, typer.Option("--part", help="kmeans, rules or trees (repeatable; default all)")
+    ] = None,
+    env: Env = "local",
+    sets: Sets = None,
+    conf_dir: ConfDir = None,
+    run_id: RunId = None,
+) -> None:
+    """Run the analytics stage alone: every configured analysis, or the --part ones."""
+    from deepspark.analytics.stage import PARTS
+
+    unknown = [p for p in part or [] if p not in PARTS]
+    if unknown:
+        typer.echo(f"error: --part {unknown}: expected some of {list(PARTS)}", err=True)
+        raise typer.Exit(2)
+    _execute(["analytics"], env, sets, conf_dir, run_id, part or ())
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="the run whose report to (re)build")],
+    env: Env = "local",
+    sets: Sets = None,
+    conf_dir: ConfDir = None,
+) -> None:
+    """Rebuild a run's report (runs/<id>/report.html and report.md) from its saved stage results."""
+    from deepspark.report.summary import build_report
+
+    config = _config(env, sets, conf_dir)
+    try:
+        _, html = build_report(config, run_id)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(str(html))
 
 
 @app.command()

@@ -13,6 +13,9 @@ one (a run that failed or was killed) resumes from its latest checkpoint.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -98,7 +101,8 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             threads=config.train.threads_per_rank,
             pin_cores=config.train.pin_cores,
         )
-        reports = launch(job, config.train.num_proc, config.train.start_timeout)
+        with watch_epochs(run, name, folder, spec.epochs):
+            reports = launch(job, config.train.num_proc, config.train.start_timeout)
         check_in_sync(reports)
 
     evaluation = evaluate_model(folder, pinned, inputs, config.train.reader_pool)
@@ -146,6 +150,28 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     write_manifest(folder, {**lineage, "config": spec.model_dump(mode="json"), "inputs": asdict(inputs)})
     outcome["registry_version"] = register_model(tables, lineage)
     return outcome
+
+
+@contextmanager
+def watch_epochs(run: Run, name: str, folder: Path, epochs: int, every: float = 2.0) -> Iterator[None]:
+    """Report the epochs rank 0 has checkpointed while training runs (the ranks are other
+    processes, so the driver reads their checkpoint state)."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(every):
+            state = read_state(folder / "checkpoints")
+            run.step(f"train {name} (epochs)", state["epoch"] if state else 0, epochs)
+
+    watcher = threading.Thread(target=poll, name=f"watch-{name}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        state = read_state(folder / "checkpoints")
+        run.step(f"train {name} (epochs)", state["epoch"] if state else 0, epochs)
 
 
 def input_shape(

@@ -12,6 +12,22 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
+def plot_row_accounting(results: dict, path: Path) -> Path:
+    """Rows in, out, quarantined and deduplicated per stage (stage results, in run order)."""
+    kinds = ["rows_in", "rows_out", "rows_quarantined", "rows_deduplicated"]
+    frame = pd.DataFrame(
+        [[getattr(result, kind) for kind in kinds] for result in results.values()],
+        index=list(results),
+        columns=[kind.removeprefix("rows_") for kind in kinds],
+    )
+    figure, axes = plt.subplots(figsize=(8, 3.5))
+    frame.plot.bar(ax=axes, width=0.8, rot=0)
+    axes.set_yscale("symlog")
+    axes.set_ylabel("rows")
+    axes.set_title("Row accounting per stage")
+    return _save(figure, path)
+
+
 def plot_elbow(curve: list[dict], path: Path) -> Path:
     """Inertia (the elbow) and silhouette against k."""
     figure, inertia = plt.subplots(figsize=(6, 3.5))

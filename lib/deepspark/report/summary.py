@@ -1,33 +1,110 @@
-"""Stage report: a Markdown report of the run so far (rows per stage, tables, notes).
+"""Stage report: the run report, as HTML with its plots and as a Markdown twin.
 
-Input: the run's stage results. Output: ``<runs_dir>/<run id>/report.md``.
+Input: the stage results saved under the run (``runs/<id>/stages/``), which may come from one
+process or from one spark-submit per stage. Output: ``runs/<id>/report.html`` and
+``report.md``: rows per stage with a plot, row accounting, validation with a link to Data
+Docs, features, segments, rules, trees, training curves, batch inference and lineage.
+``deepspark report RUN_ID`` rebuilds both at any time, with no Spark session.
 """
 
 from __future__ import annotations
 
+import html
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from deepspark.pipeline import Run, StageResult
+import markdown
+
+from deepspark.config import Config
+from deepspark.pipeline import Run, StageResult, load_results, run_dir
+from deepspark.report import plots
 
 
-def render_markdown(run: Run) -> str:
+@dataclass
+class RunRecord:
+    """What the report shows: a run's saved stage results and their context."""
+
+    run_id: str
+    run_dir: Path
+    results: dict[str, StageResult]
+    config_hash: str
+    delta_engine: str
+
+
+def load_run(config: Config, run_id: str) -> RunRecord:
+    folder = run_dir(config, run_id)
+    results, context = load_results(folder)
+    if not results:
+        known = sorted(p.parent.name for p in Path(config.run.runs_dir).glob("*/stages"))
+        raise FileNotFoundError(
+            f"run {run_id!r}: no stage results under {folder}/stages; runs in "
+            f"{config.run.runs_dir}: {', '.join(known) or 'none'}"
+        )
+    return RunRecord(run_id, folder, results, context["config_hash"], context["delta_engine"])
+
+
+def build_report(config: Config, run_id: str) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` for a run; returns their paths."""
+    record = load_run(config, run_id)
+    text = render_markdown(record)
+    md_path, html_path = record.run_dir / "report.md", record.run_dir / "report.html"
+    md_path.write_text(text, encoding="utf-8")
+    html_path.write_text(render_html(text, f"deepspark run {run_id}"), encoding="utf-8")
+    return md_path, html_path
+
+
+def write_report(run: Run) -> StageResult:
+    md_path, html_path = build_report(run.config, run.run_id)
+    return StageResult(metrics={"report": str(md_path), "html": str(html_path)})
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem;
+       color: #1d232a; line-height: 1.45; }
+table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
+th, td { border: 1px solid #c9d1d9; padding: .25rem .6rem; }
+th { background: #f0f3f6; }
+tr:nth-child(even) td { background: #fafbfc; }
+img { max-width: 100%; margin: .5rem 0; border: 1px solid #e1e4e8; }
+pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85rem; }
+h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
+"""
+
+
+def render_html(text: str, title: str) -> str:
+    """The Markdown report as one HTML page (images stay files beside it, paths relative)."""
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"], output_format="html")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def render_markdown(record: RunRecord) -> str:
+    results = record.results
+    accounting = plots.plot_row_accounting(
+        {name: r for name, r in results.items() if name != "report"}, record.run_dir / "report" / "rows.png"
+    )
     lines = [
-        f"# deepspark run {run.run_id}",
+        f"# deepspark run {record.run_id}",
         "",
-        f"Config hash `{run.config.digest()}`, Delta engine `{run.tables.engine.name}`.",
+        f"Config hash `{record.config_hash}`, Delta engine `{record.delta_engine}`.",
         "",
         "| stage | status | seconds | rows in | rows out | quarantined | deduplicated |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name, r in run.results.items():
+    for name, r in results.items():
         lines.append(
             f"| {name} | {r.status} | {r.seconds:.1f} | {r.rows_in} | {r.rows_out} | "
             f"{r.rows_quarantined} | {r.rows_deduplicated} |"
         )
+    lines += _images([str(accounting)], record.run_dir)
     lines += ["", "## Tables written", "", "| table | version |", "|---|---:|"]
-    for r in run.results.values():
+    for r in results.values():
         lines += [f"| {t} | {v} |" for t, v in r.tables.items()]
-    clean = run.results.get("clean")
+    clean = results.get("clean")
     if clean is not None:
         lines += [
             "",
@@ -42,7 +119,10 @@ def render_markdown(run: Run) -> str:
                 f"| {dataset} | {m['rows_in']} | {m['rows_out']} | {m['rows_quarantined']} | "
                 f"{m['rows_deduplicated']} | {m['balanced']} | {reasons} |"
             )
-    features = run.results.get("features")
+    validated = results.get("validate")
+    if validated is not None:
+        lines += render_validation(validated)
+    features = results.get("features")
     if features is not None and features.metrics:
         rows = []
         for name, m in features.metrics.items():
@@ -51,13 +131,13 @@ def render_markdown(run: Run) -> str:
             rows.append([name, m["table"], m["version"], m["rows"], m["features"], fitted_on, reuse])
         header = ["set", "table", "version", "rows", "features", "fitted on", "model"]
         lines += _table("Features (gold)", header, "|---|---|---:|---:|---:|---|---|", rows)
-    analytics = run.results.get("analytics")
+    analytics = results.get("analytics")
     if analytics is not None:
-        lines += render_analytics(analytics.metrics, run.run_dir)
-    trained = run.results.get("train")
+        lines += render_analytics(analytics.metrics, record.run_dir)
+    trained = results.get("train")
     if trained is not None and trained.metrics:
-        lines += render_training(trained.metrics, run.run_dir)
-    predicted = run.results.get("predict")
+        lines += render_training(trained.metrics, record.run_dir)
+    predicted = results.get("predict")
     if predicted is not None and predicted.metrics:
         rows = []
         for name, m in predicted.metrics.items():
@@ -66,10 +146,47 @@ def render_markdown(run: Run) -> str:
             rows.append([*cells, "-" if agrees is None else f"{agrees:.4f}"])
         header = ["scoring", "model", "version", "input", "output", "rows", "agrees with label"]
         lines += _table("Batch inference", header, "|---|---|---:|---|---|---:|---:|", rows)
-    notes = [f"- **{name}**: {n}" for name, r in run.results.items() for n in r.notes]
+    if trained is not None and trained.metrics:
+        lines += render_lineage(trained.metrics)
+    notes = [f"- **{name}**: {n}" for name, r in results.items() for n in r.notes]
     if notes:
         lines += ["", "## Notes", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def render_validation(validated: StageResult) -> list[str]:
+    """Expectations per silver dataset (the version validated, failures) and the Data Docs link."""
+    metrics = {k: v for k, v in validated.metrics.items() if k != "data_docs"}
+    rows = [
+        [dataset, m["version"], m["expectations"], len(m["failed"]), "; ".join(m["failed"]) or "-"]
+        for dataset, m in metrics.items()
+    ]
+    header = ["dataset", "silver version", "expectations", "failed", "failures"]
+    lines = _table("Validation (Great Expectations)", header, "|---|---:|---:|---:|---|", rows)
+    docs = validated.metrics.get("data_docs")
+    if docs:
+        lines += ["", f"Status **{validated.status}**. Data Docs: [{docs}]({docs})"]
+    return lines
+
+
+def render_lineage(trained: dict) -> list[str]:
+    """Each registered model back to its table versions, their validation runs and the config."""
+    rows = []
+    for name, m in trained.items():
+        manifest = Path(m["model"]).parent / "manifest.json"
+        lineage = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        sources = ", ".join(f"{t}@{v}" for t, v in lineage.get("sources", {}).items())
+        runs = lineage.get("validation", {}).get("runs", {})
+        gates = ", ".join(
+            f"{t}: run {g['run_id']} ({g['expectations']} expectations, {g['critical_failed']} critical)"
+            if g
+            else f"{t}: no validation of this version"
+            for t, g in runs.items()
+        )
+        model = f"{name} v{m['registry_version']}"
+        rows.append([model, sources, gates or "-", lineage.get("config_hash", "-")])
+    header = ["model", "trained on", "validated by", "config hash"]
+    return _table("Lineage", header, "|---|---|---|---|", rows)
 
 
 def render_analytics(metrics: dict, run_dir: Path) -> list[str]:
@@ -190,12 +307,5 @@ def _inputs(metrics: dict) -> str:
     return ", ".join(f"{table}@{version}" for table, version in metrics["inputs"].items())
 
 
-def _images(paths: list[str], run_dir: Path) -> list[str]:
-    return [""] + [f"![{Path(p).stem}]({Path(p).relative_to(run_dir)})" for p in paths]
-
-
-def write_report(run: Run) -> StageResult:
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    path = run.run_dir / "report.md"
-    path.write_text(render_markdown(run), encoding="utf-8")
-    return StageResult(metrics={"report": str(path)})
+def _images(paths: list[str], folder: Path) -> list[str]:
+    return [""] + [f"![{Path(p).stem}]({Path(p).relative_to(folder)})" for p in paths]
