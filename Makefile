@@ -2,13 +2,19 @@
 #   make run    the whole pipeline on the embedded sample data
 #   make test   the test suite
 VENV ?= .venv
+AIRFLOW_VENV ?= .airflow-venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install run test test-fast lint bench
+.PHONY: install install-test run test test-fast lint bench package
 
 install:
 	DEEPSPARK_VENV=$(VENV) deploy/env/install.sh
+
+# What only the tests need: Airflow in its own environment, and Chromium for the report.
+install-test: install
+	AIRFLOW_VENV=$(AIRFLOW_VENV) deploy/airflow/install.sh
+	deploy/env/install_browser.sh
 
 run: install conf/local/secrets.yaml
 	$(VENV)/bin/deepspark run
@@ -17,15 +23,22 @@ run: install conf/local/secrets.yaml
 conf/local/secrets.yaml:
 	umask 077 && $(VENV)/bin/python -c "import secrets; print('pii_hmac_key:', secrets.token_hex(32))" > $@
 
-test: install
+# Two suites: the package's (its environment), then the Airflow DAG's (Airflow's environment).
+test: install-test
 	$(VENV)/bin/pytest
+	$(AIRFLOW_VENV)/bin/pytest tests/airflow --confcutdir tests/airflow
 
-test-fast: install
+test-fast: install-test
 	$(VENV)/bin/pytest -m "not slow"
+	$(AIRFLOW_VENV)/bin/pytest tests/airflow --confcutdir tests/airflow -m "not slow"
+
+# The wheel and conf archive for clusters; `deploy/package.sh --env` also packs the environment.
+package: install
+	deploy/package.sh
 
 lint: install
-	$(VENV)/bin/ruff check lib tests jobs bench
-	$(VENV)/bin/ruff format --check lib tests jobs bench
+	$(VENV)/bin/ruff check lib tests jobs bench deploy
+	$(VENV)/bin/ruff format --check lib tests jobs bench deploy
 
 bench: install
 	$(VENV)/bin/python bench/tables_overhead.py

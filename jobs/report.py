@@ -1,8 +1,9 @@
 """spark-submit entry point for the report stage.
 
-Usage: `spark-submit jobs/report.py RUN_ID [--env cluster] [--conf-dir DIR]`: rebuilds the run report.
+Usage: `spark-submit jobs/report.py --run-id ID [--env cluster] [--conf-dir DIR]`.
 
-Thin by design: it calls the same code as `deepspark report` (see lib/deepspark/cli.py).
+Runs the report stage of that run (same code as `deepspark run --only report`), so the stage is
+recorded with the others; `deepspark report ID` rebuilds a report without Spark.
 """
 
 import sys
@@ -10,4 +11,4 @@ import sys
 from deepspark.cli import main
 
 if __name__ == "__main__":
-    main(["report", *sys.argv[1:]])
+    main(["run", "--only", "report", *sys.argv[1:]])

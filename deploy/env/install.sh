@@ -8,7 +8,7 @@
 # $DEEPSPARK_CACHE (default ~/.cache/deepspark) keyed by the hash of the patch, the
 # TensorFlow version and the Python version, so a fresh venv reuses it.
 #
-# Usage: deploy/env/install.sh            (venv in .venv, or $DEEPSPARK_VENV)
+# Usage: deploy/env/install.sh            (venv in .venv, or $DEEPSPARK_VENV; $DEEPSPARK_WHEEL: see main)
 set -euo pipefail
 shopt -s inherit_errexit  # a failure inside $(...) stops the script too
 
@@ -89,9 +89,15 @@ main() {
   pip_ install --quiet "pip==24.3.1" "setuptools==69.5.1" "wheel==0.48.0"
   say "installing the pinned stack from deploy/env/requirements.lock"
   # Everything but horovod first: horovod's build needs TensorFlow installed (--no-build-isolation).
-  pip_ install --quiet -c "$lock" -e "$root[dev]"
+  # DEEPSPARK_WHEEL (deploy/package.sh): install that wheel, for a packed cluster environment;
+  # otherwise the checkout, editable, with the test tools.
+  local project=("-e" "$root[dev]") with_horovod=("-e" "$root[dev,train]")
+  if [ -n "${DEEPSPARK_WHEEL:-}" ]; then
+    project=("$DEEPSPARK_WHEEL") with_horovod=("$DEEPSPARK_WHEEL[train]")
+  fi
+  pip_ install --quiet -c "$lock" "${project[@]}"
   pip_ install --quiet --no-deps "$(build_horovod_wheel)"
-  pip_ install --quiet -c "$lock" -e "$root[dev,train]"
+  pip_ install --quiet -c "$lock" "${with_horovod[@]}"
   TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" 2>/dev/null -c \
     'import horovod.tensorflow.keras as hvd; assert hvd.gloo_built(), "horovod built without Gloo"' ||
     die "the installed horovod does not import with TensorFlow"
