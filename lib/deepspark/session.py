@@ -44,12 +44,12 @@ def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
     """The resolved Spark settings for ``config``; the master only when not under spark-submit."""
     spark = config.spark
     settings = dict(PORTABLE_SETTINGS)
-    settings["spark.app.name"] = spark.app_name
     settings["spark.sql.shuffle.partitions"] = str(spark.shuffle_partitions)
     settings["spark.ui.enabled"] = str(spark.ui_enabled).lower()
     if not launched_by_spark_submit():
         settings.update(
             {
+                "spark.app.name": spark.app_name,  # under spark-submit, its --name wins
                 "spark.master": spark.master or "local[*]",
                 "spark.driver.bindAddress": spark.bind_address,
                 "spark.driver.host": spark.bind_address,
