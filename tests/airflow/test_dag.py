@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +25,8 @@ STAGES = ["ingest", "clean", "validate", "features", "kmeans", "rules", "trees",
 
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory):
-    """A fresh Airflow home with a migrated SQLite database; the Spark connection in local mode."""
+    """A fresh Airflow home with a migrated SQLite database; the Spark connection in local mode.
+    Set in this process's environment: dag.test() runs the tasks in this process."""
     home = tmp_path_factory.mktemp("airflow")
     settings = {
         "AIRFLOW_HOME": str(home),
@@ -36,7 +38,7 @@ def airflow_home(tmp_path_factory):
     }
     os.environ.update(settings)
     migrated = subprocess.run(
-        [str(Path(os.sys.executable).parent / "airflow"), "db", "migrate"],
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -47,7 +47,9 @@ def load_run(config: Config, run_id: str) -> RunRecord:
 def build_report(config: Config, run_id: str) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` for a run; returns their paths."""
     record = load_run(config, run_id)
-    text = render_markdown(record)
+    stages = {name: result for name, result in record.results.items() if name != "report"}
+    accounting = plots.plot_row_accounting(stages, record.run_dir / "report" / "rows.png")
+    text = render_markdown(record, accounting)
     md_path, html_path = record.run_dir / "report.md", record.run_dir / "report.html"
     md_path.write_text(text, encoding="utf-8")
     html_path.write_text(render_html(text, f"deepspark run {run_id}"), encoding="utf-8")
@@ -82,11 +84,9 @@ def render_html(text: str, title: str) -> str:
     )
 
 
-def render_markdown(record: RunRecord) -> str:
+def render_markdown(record: RunRecord, accounting_plot: Path) -> str:
+    """The report's text; plots are already drawn (``accounting_plot``: rows per stage)."""
     results = record.results
-    accounting = plots.plot_row_accounting(
-        {name: r for name, r in results.items() if name != "report"}, record.run_dir / "report" / "rows.png"
-    )
     lines = [
         f"# deepspark run {record.run_id}",
         "",
@@ -100,7 +100,7 @@ def render_markdown(record: RunRecord) -> str:
             f"| {name} | {r.status} | {r.seconds:.1f} | {r.rows_in} | {r.rows_out} | "
             f"{r.rows_quarantined} | {r.rows_deduplicated} |"
         )
-    lines += _images([str(accounting)], record.run_dir)
+    lines += _images([str(accounting_plot)], record.run_dir)
     lines += ["", "## Tables written", "", "| table | version |", "|---|---:|"]
     for r in results.values():
         lines += [f"| {t} | {v} |" for t, v in r.tables.items()]
