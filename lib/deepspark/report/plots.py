@@ -22,6 +22,7 @@ def plot_row_accounting(results: dict, path: Path) -> Path:
     )
     figure, axes = plt.subplots(figsize=(8, 3.5))
     frame.plot.bar(ax=axes, width=0.8, rot=0)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     axes.set_yscale("symlog")
     axes.set_ylabel("rows")
     axes.set_title("Row accounting per stage")

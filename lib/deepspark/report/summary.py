@@ -101,9 +101,10 @@ def render_markdown(record: RunRecord, accounting_plot: Path) -> str:
             f"{r.rows_quarantined} | {r.rows_deduplicated} |"
         )
     lines += _images([str(accounting_plot)], record.run_dir)
+    # A table several stages touch (silver: clean writes it, validate reads it) once, latest version.
+    tables = {table: version for r in results.values() for table, version in r.tables.items()}
     lines += ["", "## Tables written", "", "| table | version |", "|---|---:|"]
-    for r in results.values():
-        lines += [f"| {t} | {v} |" for t, v in r.tables.items()]
+    lines += [f"| {table} | {version} |" for table, version in tables.items()]
     clean = results.get("clean")
     if clean is not None:
         lines += [
