@@ -144,12 +144,13 @@ def analytics(
     run_id: RunId = None,
 ) -> None:
     """Run the analytics stage alone: every configured analysis, or the --part ones."""
-    from deepspark.analytics.stage import PARTS
+    from deepspark.analytics.stage import check_parts
 
-    unknown = [p for p in part or [] if p not in PARTS]
-    if unknown:
-        typer.echo(f"error: --part {unknown}: expected some of {list(PARTS)}", err=True)
-        raise typer.Exit(2)
+    try:
+        check_parts(part or [])
+    except ValueError as error:
+        typer.echo(f"error: --part: {error}", err=True)
+        raise typer.Exit(2) from None
     _execute(["analytics"], env, sets, conf_dir, run_id, part or ())
 
 

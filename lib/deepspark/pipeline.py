@@ -157,7 +157,6 @@ def run_pipeline(run: Run, stages: list[str], progress: Callable[[str, str], Non
     every stage saved under the run id, this process's and earlier ones) and returns its path."""
     registry = stage_registry()
     started = datetime.now(UTC)
-    status = "ok"
     error = None
     for name in stages:
         if progress:
@@ -174,9 +173,8 @@ def run_pipeline(run: Run, stages: list[str], progress: Callable[[str, str], Non
         if progress:
             progress(name, result.status)
         if error is not None:
-            status = "failed"
             break
-    path = write_summary(run, started, status)
+    path = write_summary(run, started)
     if error is not None:
         raise StageFailed(f"stage failed; summary at {path}") from error
     return path
@@ -233,11 +231,11 @@ def _merge(a: StageResult, b: StageResult) -> StageResult:
     )
 
 
-def write_summary(run: Run, started: datetime, status: str) -> Path:
+def write_summary(run: Run, started: datetime) -> Path:
+    """``summary.json`` over every stage saved under the run; failed if any of them failed."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     results, _ = load_results(run.run_dir)
-    if any(result.status == "failed" for result in results.values()):
-        status = "failed"
+    status = "failed" if any(result.status == "failed" for result in results.values()) else "ok"
     summary = {
         "run_id": run.run_id,
         "status": status,

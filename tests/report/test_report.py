@@ -42,7 +42,7 @@ def test_a_rerun_of_a_stage_replaces_its_result_and_the_summary_covers_every_pro
     save_result(run, "ingest", StageResult(rows_in=3, rows_out=3))  # the retry
     save_result(Run(config, spark, tables, "r2"), "clean", StageResult(rows_in=3, rows_out=3))
 
-    summary = json.loads(write_summary(run, datetime.now(UTC), "ok").read_text())
+    summary = json.loads(write_summary(run, datetime.now(UTC)).read_text())
 
     assert summary["status"] == "ok" and list(summary["stages"]) == ["ingest", "clean"]
     assert summary["stages"]["ingest"]["notes"] == []

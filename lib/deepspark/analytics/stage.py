@@ -26,11 +26,16 @@ TOP_RULES = 10
 PARTS = ("kmeans", "rules", "trees")  # each can run alone: `deepspark analytics --part rules`
 
 
-def analyze(run: Run) -> StageResult:
-    """Every configured analysis, or only ``run.parts`` of them."""
-    unknown = [part for part in run.parts if part not in PARTS]
+def check_parts(parts: tuple[str, ...] | list[str]) -> None:
+    """Refuse part names that are not analyses (the CLI calls this before Spark starts)."""
+    unknown = [part for part in parts if part not in PARTS]
     if unknown:
         raise ValueError(f"unknown analytics part(s) {unknown}; expected some of {list(PARTS)}")
+
+
+def analyze(run: Run) -> StageResult:
+    """Every configured analysis, or only ``run.parts`` of them."""
+    check_parts(run.parts)
     config = run.config.analytics
     wanted = set(run.parts or PARTS)
     result = StageResult()

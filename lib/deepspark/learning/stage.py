@@ -158,10 +158,13 @@ def watch_epochs(run: Run, name: str, folder: Path, epochs: int, every: float = 
     processes, so the driver reads their checkpoint state)."""
     stop = threading.Event()
 
+    def report() -> None:
+        state = read_state(folder / "checkpoints")
+        run.step(f"train {name} (epochs)", state["epoch"] if state else 0, epochs)
+
     def poll() -> None:
         while not stop.wait(every):
-            state = read_state(folder / "checkpoints")
-            run.step(f"train {name} (epochs)", state["epoch"] if state else 0, epochs)
+            report()
 
     watcher = threading.Thread(target=poll, name=f"watch-{name}", daemon=True)
     watcher.start()
@@ -170,8 +173,7 @@ def watch_epochs(run: Run, name: str, folder: Path, epochs: int, every: float = 
     finally:
         stop.set()
         watcher.join()
-        state = read_state(folder / "checkpoints")
-        run.step(f"train {name} (epochs)", state["epoch"] if state else 0, epochs)
+        report()  # the final count, after the ranks have ended
 
 
 def input_shape(

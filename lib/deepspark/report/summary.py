@@ -10,13 +10,13 @@ Docs, features, segments, rules, trees, training curves, batch inference and lin
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import markdown
 
 from deepspark.config import Config
+from deepspark.lineage import read_manifest
 from deepspark.pipeline import Run, StageResult, load_results, run_dir
 from deepspark.report import plots
 
@@ -174,8 +174,7 @@ def render_lineage(trained: dict) -> list[str]:
     """Each registered model back to its table versions, their validation runs and the config."""
     rows = []
     for name, m in trained.items():
-        manifest = Path(m["model"]).parent / "manifest.json"
-        lineage = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        lineage = read_manifest(Path(m["model"]).parent) or {}
         sources = ", ".join(f"{t}@{v}" for t, v in lineage.get("sources", {}).items())
         runs = lineage.get("validation", {}).get("runs", {})
         gates = ", ".join(
