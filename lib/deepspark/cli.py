@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from deepspark.config import ConfigError, load_config
+from deepspark.errors import describe
 from deepspark.pipeline import (
     STAGE_NAMES,
     Run,
@@ -82,7 +83,7 @@ def _execute(
         try:
             path = run_pipeline(run, stages, progress.stage)
         except StageFailed as failure:
-            progress.say(f"error: {failure.__cause__}")
+            progress.say(f"error: {describe(failure.__cause__)}")
             progress.say(str(failure))
             raise typer.Exit(1) from None
     for name, result in run.results.items():

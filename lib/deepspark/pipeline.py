@@ -24,6 +24,7 @@ from typing import TypeVar
 from pyspark.sql import SparkSession
 
 from deepspark.config import Config
+from deepspark.errors import describe
 from deepspark.tables import Tables
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def run_pipeline(run: Run, stages: list[str], progress: Callable[[str, str], Non
         try:
             result = registry[name](run)
         except Exception as failure:  # recorded, then re-raised after the summary is written
-            result = StageResult(status="failed", notes=[f"{type(failure).__name__}: {failure}"])
+            result = StageResult(status="failed", notes=[f"{type(failure).__name__}: {describe(failure)}"])
             error = failure
         result.seconds = round(time.perf_counter() - began, 3)
         run.results[name] = result

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from deepspark.config import ConfigError, Expectation, ValidateConfig
 from deepspark.pipeline import Run, StageFailed
-from deepspark.stages.validate import RESULTS, build_suite, open_context, validate
+from deepspark.stages.validate import RESULTS, ExpectationError, build_suite, open_context, validate
 
 
 def suite_config(**suites) -> ValidateConfig:
@@ -106,3 +106,26 @@ def test_stop_on_critical_false_records_critical_failures_without_stopping(
     result = run_validate(spark, config, tables, settings).results["validate"]
     assert result.status == "warning"
     assert result.notes[0].startswith("critical: expect_column_values_to_not_be_null on silver.orders.amount")
+
+
+def test_an_expectation_gx_cannot_evaluate_stops_the_stage_with_its_error(
+    spark, config, tables, silver_orders
+):
+    # GX catches the error (a mean of text) and reports a failure with no values; it must not
+    # pass for a plain failed expectation.
+    settings = suite_config(
+        orders=[
+            {
+                "expectation": "expect_column_mean_to_be_between",
+                "kwargs": {"column": "channel", "min_value": 0, "max_value": 1},
+                "severity": "warning",
+            }
+        ]
+    )
+    with pytest.raises(ExpectationError) as failure:
+        run_validate(spark, config, tables, settings)
+    message = str(failure.value)
+    assert message.startswith(
+        "expect_column_mean_to_be_between on silver.orders.channel (version 0) could not run:"
+    )
+    assert len(message) > len("... could not run: ") + 20, message

@@ -119,10 +119,30 @@ def run_suite(context, dataset: str, suite, frame: DataFrame, run_id: str):
     return next(iter(result.run_results.values()))
 
 
+class ExpectationError(RuntimeError):
+    """GX could not evaluate an expectation (it reports that as a failure with no values)."""
+
+
+def raised_exception(item) -> str | None:
+    """The message of an exception GX caught while evaluating one expectation, if any. GX 1.x
+    keeps ``exception_info`` either flat or keyed by the metric that raised."""
+    info = item.exception_info or {}
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for entry in entries:
+        if entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "no message")
+    return None
+
+
 def outcomes_of(validation, dataset: str, version: int) -> list[Outcome]:
     outcomes = []
     for item in validation.results:
         config, found = item.expectation_config, item.result or {}
+        error = raised_exception(item)
+        if error is not None:
+            column = config.kwargs.get("column")
+            where = f"silver.{dataset}" + (f".{column}" if column else "")
+            raise ExpectationError(f"{config.type} on {where} (version {version}) could not run: {error}")
         observed = found.get("observed_value")
         outcomes.append(
             Outcome(
@@ -153,6 +173,9 @@ def validate(run: Run) -> StageResult:
         table = f"silver.{dataset}"
         version = run.tables.version(table)
         frame = run.tables.read(table, version=version).persist()
+        # Read it once here: GX turns a read error (a missing or damaged file) into an
+        # expectation failure with no values; here it stops the stage naming the file.
+        frame.count()
         validation = run_suite(context, dataset, suite, frame, run.run_id)
         frame.unpersist()
         (out_dir / f"{dataset}.json").write_text(json.dumps(validation.to_json_dict(), indent=2, default=str))

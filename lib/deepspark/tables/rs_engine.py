@@ -9,6 +9,11 @@ A write goes in three steps, so a failure at any point leaves the table at its p
    actions. Files from a write that never committed are not in the log: readers never see them,
    and ``vacuum`` deletes them.
 
+Concurrent writers: a blind append that loses the race to the log is committed again on the
+winner's version (appends read nothing, so any order is serializable), as is a write that
+finds the table created by another writer meanwhile; an overwrite, merge or compaction that
+loses raises ``ConcurrentWriteError`` and the table keeps the winner's version.
+
 Reads hand Spark the snapshot's own file list (never a folder listing), so files a version has
 logically removed are never read. The driver handles file lists and parquet footers, never rows.
 """
@@ -35,6 +40,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from deepspark.config import TablesConfig
+from deepspark.errors import describe
 from deepspark.tables.api import ConcurrentWriteError, TableError, WriteMode, WriteResult, hadoop_uri
 from deepspark.tables.schema import (
     align_to_table,
@@ -49,6 +55,7 @@ STAGING = "_staging"
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Reader features whose data this engine would misread by scanning files directly.
 UNREADABLE_FEATURES = {"deletionVectors", "columnMapping"}
+COMMIT_ATTEMPTS = 5  # for blind appends that lose the race to the log
 
 
 class DeltaRsEngine:
@@ -147,10 +154,15 @@ class DeltaRsEngine:
         adds = self._stage(df, path, partition_by)
         rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
         if table is None:
-            create_table_with_add_actions(
-                path, _delta_schema(df.schema), adds, mode="error", partition_by=partition_by or None
-            )
-            return WriteResult(path, 0, rows, len(adds))
+            try:
+                create_table_with_add_actions(
+                    path, _delta_schema(df.schema), adds, mode="error", partition_by=partition_by or None
+                )
+                return WriteResult(path, 0, rows, len(adds))
+            except DeltaError as error:
+                if not self.exists(path):
+                    raise TableError(f"{path}: creating the table failed: {describe(error)}") from error
+            table = self._created_meanwhile(path, df, partition_by)
         if not adds and mode == "append" and not new_fields:
             return WriteResult(path, table.version(), 0)  # nothing to add: no empty version
         if new_fields:
@@ -245,38 +257,80 @@ class DeltaRsEngine:
         writer = df.write.mode("errorifexists").option("maxRecordsPerFile", self.config.max_records_per_file)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.parquet(hadoop_uri(str(staging)))
-
         adds = []
-        for file in sorted(staging.rglob("*.parquet")):
-            num_records = pq.read_metadata(file).num_rows  # the footer only
-            if num_records == 0:
-                continue  # Spark writes a file for every empty task; the log needs none of them
-            relative = file.relative_to(staging)
-            destination = Path(path) / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(file, destination)
-            adds.append(_add_action(destination, relative, num_records))
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            # Hadoop reports a read-only or missing folder only as "Mkdirs failed"; the OS says why.
+            staging.mkdir(parents=True)
+            staging.rmdir()
+            writer.parquet(hadoop_uri(str(staging)))
+            for file in sorted(staging.rglob("*.parquet")):
+                num_records = pq.read_metadata(file).num_rows  # the footer only
+                if num_records == 0:
+                    continue  # Spark writes a file for every empty task; the log needs none
+                relative = file.relative_to(staging)
+                destination = Path(path) / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(file, destination)
+                adds.append(_add_action(destination, relative, num_records))
+        except Exception as error:  # Spark's, or the file system's (full, read-only)
+            for moved in adds:
+                (Path(path) / moved.path).unlink(missing_ok=True)
+            raise TableError(
+                f"{path}: the write failed before its commit, so the table is unchanged: {describe(error)}"
+            ) from error
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return adds
 
     def _commit(self, table: DeltaTable, adds, removes, mode: str, path: str) -> int:
         """Step 3: one atomic delta-rs commit; returns the version it made."""
-        schema = Schema.from_json(table.schema().to_json())
-        try:
-            table.create_write_transaction(
-                [*adds, *removes],
-                mode=mode,
-                schema=schema,
-                partition_by=list(table.metadata().partition_columns) or None,
-            )
-        except CommitFailedError as error:
-            raise ConcurrentWriteError(
-                f"{path}: another writer committed a conflicting change first ({error}); "
-                "the table is unchanged by this write, run it again"
-            ) from error
+        schema_json = table.schema().to_json()
+        blind_append = mode == "append" and not removes
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                table.create_write_transaction(
+                    [*adds, *removes],
+                    mode=mode,
+                    schema=Schema.from_json(schema_json),
+                    partition_by=list(table.metadata().partition_columns) or None,
+                )
+                break
+            except CommitFailedError as error:
+                if not blind_append or attempt == COMMIT_ATTEMPTS:
+                    raise ConcurrentWriteError(
+                        f"{path}: another writer committed a conflicting change first "
+                        f"({_first_line(error)}); this write left the table as the other made "
+                        "it, run it again"
+                    ) from error
+                table = self._open(path)
+                if table.schema().to_json() != schema_json:
+                    raise ConcurrentWriteError(
+                        f"{path}: another writer changed the schema while this append ran; "
+                        "the table is unchanged by this append, run it again"
+                    ) from error
+                log.info("%s: append lost the race to version %d, committing again", path, table.version())
+            except (DeltaError, OSError) as error:
+                raise TableError(
+                    f"{path}: the commit failed, so the table stays at version {table.version()}: "
+                    f"{describe(error)}"
+                ) from error
         table.update_incremental()
         return table.version()
+
+    def _created_meanwhile(self, path: str, df: DataFrame, partition_by: list[str]) -> DeltaTable:
+        """The table another writer created while this one staged its files, if it has the same
+        schema and partitioning (this write then commits on top of it)."""
+        table = self._open(path)
+        theirs = spark_schema_from_delta(table.schema().to_json())
+        if theirs != spark_schema_from_delta(delta_schema_json(df.schema)) or list(
+            table.metadata().partition_columns
+        ) != list(partition_by):
+            raise ConcurrentWriteError(
+                f"{path}: another writer created the table meanwhile with a different schema or "
+                "partitioning; this write committed nothing, run it again"
+            )
+        log.info("%s: created by another writer meanwhile; committing on top of it", path)
+        return table
 
     def _removes(
         self, table: DeltaTable, path: str, only: set[str] | None, data_change: bool = True
@@ -330,6 +384,10 @@ def _partition_text(value) -> str | None:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     return str(value)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _relative(uri: str, table_path: str) -> str:

@@ -1,0 +1,42 @@
+"""Failures told in one line a user can act on.
+
+Spark's errors reach Python wrapped by py4j, with JVM stack traces hundreds of lines long; the
+line that matters (the error class, the file involved, the operating system's reason) is buried
+in them. ``describe`` keeps that line and the deepest cause, for the CLI and the run summary.
+"""
+
+from __future__ import annotations
+
+import re
+
+SPARK_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]+\]")
+JVM_FRAME = re.compile(r"^\s+at [\w$.<>]+\(.*\)$|^\s+\.\.\. \d+ more$")
+PY4J_CALL = re.compile(r"^An error occurred while calling [\w.$]+\.?$")
+LONGEST = 600
+
+
+def describe(error: BaseException) -> str:
+    """The error's message without stack frames: Spark's error-class line (or the first line),
+    plus the deepest ``Caused by`` when it says something the first line does not."""
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines()]
+    if not any(JVM_FRAME.match(line) for line in text.splitlines()):
+        return text  # a Python error: its message is already what the user should read
+    lines = [line.removeprefix(": ") for line in lines if line and not JVM_FRAME.match(line)]
+    lines = [line for line in lines if not PY4J_CALL.match(line)]
+    headline = next((line for line in lines if SPARK_ERROR_CLASS.search(line)), lines[0] if lines else text)
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    message = _without_java_prefix(headline)
+    if causes and _without_java_prefix(causes[-1]) not in message:
+        message += f" (cause: {_without_java_prefix(causes[-1])})"
+    return message if len(message) <= LONGEST else message[: LONGEST - 3] + "..."
+
+
+def _without_java_prefix(line: str) -> str:
+    """``org.apache.spark.SparkException: [X] ...`` -> ``[X] ...``; plain Java exceptions keep
+    their short class name (``IOException: No space left on device``)."""
+    name, colon, rest = line.partition(": ")
+    if colon and re.fullmatch(r"[\w$]+(\.[\w$]+)+", name):
+        short = name.rsplit(".", 1)[-1]
+        return rest if SPARK_ERROR_CLASS.match(rest) else f"{short}: {rest}"
+    return line

@@ -1,0 +1,122 @@
+"""Two writers on one table at once: the slow one opens its snapshot, stages its files while the
+fast one commits, then commits on a stale snapshot. Whatever the outcome, the table stays a
+valid Delta table (delta-rs reads it) and no committed or retried row is lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from deepspark.tables import ConcurrentWriteError
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+pytestmark = pytest.mark.slow
+SCHEMA = "id long, who string"
+SLOW_SECONDS = 4
+
+
+def frame(spark, ids, who):
+    return spark.createDataFrame([(i, who) for i in ids], SCHEMA)
+
+
+def slowly(df, seconds=SLOW_SECONDS):
+    """The same rows, computed once in ``seconds`` (the JVM sleeps on the first row; the result
+    is cached, so a merge's several passes over its source pay once)."""
+    pause = F.expr(f"reflect('java.lang.Thread', 'sleep', cast({seconds * 1000} as bigint))")
+    first = F.col("id") == df.agg(F.min("id")).first()[0]
+    return df.coalesce(1).filter(~first | pause.isNull() | pause.isNotNull()).cache()
+
+
+def race(slow, fast, head_start=1.0):
+    """Run ``slow`` in a thread, then ``fast`` here once the slow one has opened the table;
+    returns (slow's outcome, fast's outcome): a result or the exception raised."""
+    outcome = {}
+
+    def run_slow():
+        try:
+            outcome["slow"] = slow()
+        except Exception as error:  # the outcome under test
+            outcome["slow"] = error
+
+    thread = threading.Thread(target=run_slow)
+    thread.start()
+    time.sleep(head_start)
+    outcome["fast"] = fast()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    return outcome["slow"], outcome["fast"]
+
+
+def ids(tables, name):
+    return sorted(r.id for r in tables.read(name).collect())
+
+
+def assert_valid(tables, name, expected_ids):
+    """Spark and delta-rs (the log alone) agree on the rows."""
+    assert ids(tables, name) == sorted(expected_ids)
+    assert sorted(DeltaTable(tables.path(name)).to_pyarrow_table().column("id").to_pylist()) == sorted(
+        expected_ids
+    )
+
+
+def test_two_appends_both_land(spark, tables):
+    tables.write(frame(spark, [0], "base"), "bronze.c")
+    slow, fast = race(
+        lambda: tables.write(slowly(frame(spark, [1, 2], "slow")), "bronze.c"),
+        lambda: tables.write(frame(spark, [3], "fast"), "bronze.c"),
+    )
+    assert (fast.version, slow.version) == (1, 2)  # the fast one committed first
+    assert_valid(tables, "bronze.c", [0, 1, 2, 3])
+
+
+def test_an_append_that_loses_to_an_overwrite_is_committed_again_on_top_of_it(spark, tables):
+    tables.write(frame(spark, [0], "base"), "bronze.c")
+    slow, fast = race(
+        lambda: tables.write(slowly(frame(spark, [1], "slow")), "bronze.c"),
+        lambda: tables.write(frame(spark, [9], "fast"), "bronze.c", mode="overwrite"),
+    )
+    assert (fast.version, slow.version) == (1, 2)
+    assert_valid(tables, "bronze.c", [9, 1])  # as if the overwrite came first, then the append
+
+
+def test_a_merge_that_loses_to_another_merge_fails_and_its_rerun_lands(spark, tables):
+    tables.write(frame(spark, [1, 2], "base"), "silver.c")
+    slow, fast = race(
+        lambda: tables.merge(slowly(frame(spark, [2, 3], "slow")), "silver.c", ["id"]),
+        lambda: tables.merge(frame(spark, [2, 4], "fast"), "silver.c", ["id"]),
+    )
+    assert fast.version == 1
+    assert isinstance(slow, ConcurrentWriteError)
+    assert "silver/c: another writer committed a conflicting change first" in str(slow)
+    assert "run it again" in str(slow)
+    assert_valid(tables, "silver.c", [1, 2, 4])  # the winner's version, nothing half-done
+    assert tables.version("silver.c") == 1
+
+    rerun = tables.merge(frame(spark, [2, 3], "slow"), "silver.c", ["id"])
+    assert rerun.version == 2
+    assert_valid(tables, "silver.c", [1, 2, 3, 4])
+    owners = {r.id: r.who for r in tables.read("silver.c").collect()}
+    assert owners == {1: "base", 2: "slow", 3: "slow", 4: "fast"}
+
+
+def test_two_writers_creating_one_table_both_land(spark, tables):
+    slow, fast = race(
+        lambda: tables.write(slowly(frame(spark, [1], "slow")), "bronze.new"),
+        lambda: tables.write(frame(spark, [2], "fast"), "bronze.new"),
+    )
+    assert (fast.version, slow.version) == (0, 1)
+    assert_valid(tables, "bronze.new", [1, 2])
+
+
+def test_a_creator_with_another_schema_is_refused_and_writes_nothing(spark, tables):
+    other = spark.createDataFrame([(1, 2.5)], "id long, amount double")
+    slow, fast = race(
+        lambda: tables.write(slowly(other), "bronze.new"),
+        lambda: tables.write(frame(spark, [2], "fast"), "bronze.new"),
+    )
+    assert fast.version == 0
+    assert isinstance(slow, ConcurrentWriteError) and "different schema" in str(slow)
+    assert_valid(tables, "bronze.new", [2])
+    assert tables.version("bronze.new") == 0

@@ -1,0 +1,137 @@
+"""Storage that fails under a table: a full disk, a read-only file system, data files deleted or
+damaged behind Delta's back. Each gives a clear error that names the table or the file, and a
+failed write leaves no new table version and no files behind.
+
+The full and read-only file systems are real: a 1 MiB tmpfs mounted under the tables' root
+(mounting needs root, as CI has; elsewhere these tests skip and say why).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deepspark.errors import JVM_FRAME
+from deepspark.tables import TableError
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+from tests.small_conf import REPO, write_small_conf
+
+pytestmark = pytest.mark.slow
+
+
+def _mount(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["mount", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def small_disk(config):
+    """The tables' root on a 1 MiB tmpfs; yields a function that makes it read-only."""
+    root = Path(config.tables_root)
+    root.mkdir(parents=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root))
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield lambda: _mount("-o", "remount,ro", str(root)).check_returncode()
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=True)
+
+
+def incompressible(spark, rows: int):
+    """Rows of 64 hex characters from a hash: about 40 bytes each on disk, even compressed."""
+    return spark.range(rows).select(F.col("id"), F.sha2(F.col("id").cast("string"), 256).alias("text"))
+
+
+def leftovers(table_path: str) -> list[str]:
+    committed = {Path(p).name for p in DeltaTable(table_path).file_uris()}
+    on_disk = {p.name for p in Path(table_path).rglob("*.parquet")}
+    return sorted(on_disk - committed)
+
+
+def test_a_full_disk_fails_the_write_clearly_and_leaves_the_table_as_it_was(spark, tables, small_disk):
+    tables.write(incompressible(spark, 10), "silver.notes")
+    with pytest.raises(TableError) as failure:
+        tables.write(incompressible(spark, 100_000).repartition(2), "silver.notes")
+    message = str(failure.value)
+    assert "silver/notes: the write failed before its commit, so the table is unchanged" in message
+    assert "No space left on device" in message
+    assert "\tat " not in message and len(message.splitlines()) == 1
+    assert tables.version("silver.notes") == 0 and tables.read("silver.notes").count() == 10
+    assert leftovers(tables.path("silver.notes")) == []
+    assert not (Path(tables.path("silver.notes")) / "_staging").exists() or not any(
+        (Path(tables.path("silver.notes")) / "_staging").iterdir()
+    )
+
+
+def test_a_read_only_file_system_fails_the_write_clearly(spark, tables, small_disk):
+    tables.write(incompressible(spark, 10), "silver.notes")
+    small_disk()  # now read-only
+    with pytest.raises(TableError) as failure:
+        tables.write(incompressible(spark, 10), "silver.notes")
+    message = str(failure.value)
+    assert "silver/notes: the write failed before its commit, so the table is unchanged" in message
+    assert "Read-only file system" in message
+    assert tables.version("silver.notes") == 0 and tables.read("silver.notes").count() == 10
+
+
+def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "deepspark.cli", *args, "--conf-dir", str(conf), "--env", "small"]
+    env = {**os.environ, "DEEPSPARK_SECRET_PII_HMAC_KEY": "storage-test-key"}
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def cleaned(tmp_path_factory):
+    """A small run up to silver, in its own process, as a user's would be."""
+    conf = write_small_conf(tmp_path_factory.mktemp("storage") / "conf")
+    done = _cli(conf, "run", "--only", "generate,ingest,clean")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return conf
+
+
+def _silver_file(conf: Path, table: str = "orders") -> Path:
+    return sorted((conf / "data" / "tables" / "silver" / table).glob("*.parquet"))[0]
+
+
+def _error_line(stderr: str) -> str:
+    """The CLI's own message: one line, no JVM stack (Spark's log lines above it may have one)."""
+    [line] = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    following = stderr.splitlines()[stderr.splitlines().index(line) + 1 :]
+    assert not any(JVM_FRAME.match(line) for line in following[:3])
+    return line
+
+
+def test_a_missing_data_file_stops_the_stage_naming_the_file(cleaned):
+    victim = _silver_file(cleaned)
+    kept = victim.read_bytes()
+    victim.unlink()
+    try:
+        done = _cli(cleaned, "validate")
+    finally:
+        victim.write_bytes(kept)
+    assert done.returncode == 1
+    line = _error_line(done.stderr)
+    assert victim.name in line and "does not exist" in line, line
+
+
+def test_a_corrupt_data_file_stops_the_stage_naming_the_file(cleaned):
+    victim = _silver_file(cleaned)
+    kept = victim.read_bytes()
+    victim.write_bytes(b"not parquet at all" * 100)
+    try:
+        done = _cli(cleaned, "validate")
+    finally:
+        victim.write_bytes(kept)
+    assert done.returncode == 1
+    line = _error_line(done.stderr)
+    assert victim.name in line and "FAILED_READ_FILE" in line, line
+
+    again = _cli(cleaned, "validate")  # the file restored, the same stage passes
+    assert again.returncode == 0, again.stderr[-3000:]
