@@ -1,0 +1,103 @@
+"""A real Spark standalone cluster for tests: a master and 1-core workers started with
+``spark-class`` from the installed pyspark on 127.0.0.1, stopped by their process ids; and
+``submit``, which runs a job through deploy/submit.sh as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyspark
+
+from tests.small_conf import REPO
+
+SPARK_HOME = Path(pyspark.__file__).parent
+WORKERS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _master_state(ui_port: int) -> dict:
+    """The master's own view (its web UI's JSON): workers, running and completed applications."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as response:
+            return json.load(response)
+    except OSError:
+        return {}
+
+
+@dataclass
+class Standalone:
+    url: str
+    ui_port: int
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def completed_apps(self) -> list[dict]:
+        return _master_state(self.ui_port).get("completedapps", [])
+
+
+@contextmanager
+def standalone_cluster(home: Path):
+    """A running master with two 1-core workers (their logs in ``home``)."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    port, ui_port = free_port(), free_port()
+    url = f"spark://127.0.0.1:{port}"
+    commands = [
+        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--webui-port", str(ui_port)]
+    ] + [
+        [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "1"]
+        + ["--memory", "4g", "--work-dir", str(home / f"work-{i}"), "--webui-port", str(free_port())]
+        for i in range(WORKERS)
+    ]
+    processes = []
+    try:
+        for i, command in enumerate(commands):
+            log = (home / f"daemon-{i}.log").open("w")
+            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+            if i == 0:
+                time.sleep(3)  # workers register with a master that listens
+        deadline = time.monotonic() + 120
+        while _master_state(ui_port).get("aliveworkers", 0) < WORKERS:
+            assert time.monotonic() < deadline, f"workers did not register; logs in {home}"
+            assert all(p.poll() is None for p in processes), f"a daemon exited; logs in {home}"
+            time.sleep(1)
+        yield Standalone(url, ui_port, processes[1:])
+    finally:
+        for process in reversed(processes):  # spark-class execs java: these are the JVMs' ids
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def submit(
+    master: str, job: str, conf: Path, *args: str, key: str = "cluster-test-key"
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "MASTER": master,
+        "TOTAL_EXECUTOR_CORES": str(WORKERS),
+        "EXECUTOR_MEMORY": "1g",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DEEPSPARK_SECRET_PII_HMAC_KEY": key,
+    }
+    command = [str(REPO / "deploy" / "submit.sh"), job, "--conf-dir", str(conf), "--env", "small", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
