@@ -174,3 +174,20 @@ def test_analytics_must_name_feature_sets_that_exist_and_trees_need_a_label(conf
     (conf / "base" / "analytics.yaml").write_text("kmeans: {features: nowhere}\n")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(conf / 'base' / 'analytics.yaml'))}: key"):
         load_config(conf, "local", [], {})
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("engine: [rs\n", r"tables.yaml: not valid YAML: while parsing a flow sequence"),
+        (
+            "- engine\n- rs\n",
+            r"tables.yaml: expected a mapping of keys to values at the top level, found list",
+        ),
+    ],
+    ids=["broken YAML", "a list, not a mapping"],
+)
+def test_a_file_that_is_not_a_yaml_mapping_is_named(conf, text, expected):
+    (conf / "local" / "tables.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(conf, "local", environ={})

@@ -3,13 +3,16 @@ reason, and every landed row is accounted for (bronze = silver + quarantined + d
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from deepspark.config import CleanConfig, DatasetCleaning, IngestConfig, SourceConfig
-from deepspark.pipeline import Run, run_pipeline
+from deepspark.errors import describe
+from deepspark.pipeline import Run, StageFailed, run_pipeline
 from pyspark.sql import functions as F
 
 HEADER = "id,name,amount,born\n"
@@ -234,3 +237,131 @@ def test_text_sources_land_one_row_per_file_and_log_empty_ones(spark, config, ta
     assert rows == {"a.txt": "first line\nsecond line\n"}
     ledger = {Path(r.path).name: r.rows for r in tables.read("meta.ingested_files").collect()}
     assert ledger == {"a.txt": 1, "b.txt": 0}  # an empty file has no row, but is accounted for
+
+
+# -- the rest of the corpus (tests/stages/BAD_INPUT.md lists every class) ------------------
+
+SMALL_GZIP = gzip.compress((HEADER + "1,Anna,3.5,1990-01-01\n").encode(), mtime=0)
+BIG_GZIP = gzip.compress(
+    (HEADER + "".join(f"{i},N{i},3.5,1990-01-01\n" for i in range(20_000))).encode(), mtime=0
+)
+QUARANTINED = {
+    # class: (files landed, dataset, rows in, quarantine reasons, rows in silver)
+    "unterminated quote": (
+        {"people/a.csv": HEADER + '1,"Anna,3.5,1990-01-01\n2,Ben,4,1991-01-01\n'},
+        "people",
+        2,
+        {"malformed": 1},
+        1,
+    ),
+    "repeated header name": (
+        {"people/a.csv": "id,id,name,amount,born\n1,1,Anna,3.5,1990-01-01\n"},
+        "people",
+        1,
+        {"schema_drift": 1},
+        0,
+    ),
+    "binary garbage named .csv": (
+        {"people/a.csv": bytes(range(256)) * 3},
+        "people",
+        None,  # however many "lines" the bytes make: all of them quarantined
+        {"schema_drift": None},
+        0,
+    ),
+    "text in a numeric column": (
+        {"people/a.csv": HEADER + "1,Anna,abc,1990-01-01\n2,Ben,4,1991-01-01\n"},
+        "people",
+        2,
+        {"type_coercion": 1},
+        1,
+    ),
+    "missing key": (
+        {"people/a.csv": HEADER + ",Anna,3.5,1990-01-01\n2,Ben,4,1991-01-01\n"},
+        "people",
+        2,
+        {"null": 1},
+        1,
+    ),
+    "json lines that are not objects": (
+        {"events/a.json": '[{"id": "1"}]\nnull\n42\n"text"\n{"id": "2", "tags": [], "value": "y"}\n'},
+        "events",
+        5,
+        {"malformed": 4},
+        1,
+    ),
+    "json key given twice": (
+        {"events/a.json": '{"id": "1", "id": "2", "tags": [], "value": "x"}\n'},
+        "events",
+        1,
+        {"malformed": 1},
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", QUARANTINED)
+def test_corpus_class_is_quarantined_with_its_reason(case, land, run_stages, tables):
+    files, dataset, rows_in, reasons, rows_out = QUARANTINED[case]
+    for path, content in files.items():
+        land(path, content)
+    run = run_stages()
+    counts = run.results["clean"].metrics[dataset]
+    assert_balanced(run, dataset, counts["rows_in"] if rows_in is None else rows_in)
+    found = Counter(r["reason"] for r in quarantined(tables, dataset))
+    expected = {r: n if n is not None else counts["rows_in"] for r, n in reasons.items()}
+    assert found == expected and all(r["rule"] and r["record"] for r in quarantined(tables, dataset))
+    assert counts["rows_out"] == rows_out == tables.read(f"silver.{dataset}").count()
+
+
+def test_crlf_line_ends_control_characters_and_emoji_arrive_whole(land, run_stages, tables):
+    land("people/a.csv", (HEADER + "1,An\x07na 😀,3.5,1990-01-01\n").replace("\n", "\r\n"))
+    run = run_stages()
+    assert_balanced(run, "people", 1)
+    [row] = tables.read("silver.people").collect()
+    assert (row.name, str(row.born)) == ("An\x07na 😀", "1990-01-01")
+
+
+def test_a_gzip_compressed_csv_is_read_like_a_plain_one(land, run_stages, tables):
+    land("people/a.csv.gz", SMALL_GZIP)
+    run = run_stages()
+    assert_balanced(run, "people", 1)
+    assert tables.read("silver.people").select("name").first().name == "Anna"
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (SMALL_GZIP[:40], "ingest: cannot read file://{file}: EOFException: Unexpected end of input stream"),
+        (BIG_GZIP[:3000], "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file file://{file}."),
+    ],
+    ids=["header cut off", "body cut off"],
+)
+def test_a_truncated_gzip_file_stops_ingest_naming_it_and_lands_nothing(
+    damage, expected, land, run_stages, tables
+):
+    path = land("people/a.csv.gz", damage)
+    with pytest.raises(StageFailed) as failure:
+        run_stages()
+    assert expected.format(file=path) in describe(failure.value.__cause__)
+    assert not tables.exists("bronze.people")
+
+
+def test_an_undecodable_image_lands_in_bronze_marked_malformed(spark, config, tables, land):
+    from deepspark.stages.ingest import ingest
+    from PIL import Image
+
+    good = land("images/good.png", b"")
+    Image.new("L", (4, 3), color=7).save(good)
+    land("images/bad.png", b"\x89PNG\r\n\x1a\n but then nothing an image decoder can use")
+    images = SourceConfig(format="image", path="images")
+    run = Run(
+        config.model_copy(update={"ingest": IngestConfig(sources={"images": images})}), spark, tables, "i-1"
+    )
+    ingest(run)
+    rows = {Path(r._source_file).name: r for r in tables.read("bronze.images").collect()}
+    assert set(rows) == {"good.png", "bad.png"}
+    assert (rows["good.png"].image.height, rows["good.png"]._ingest_issue) == (3, None)
+    assert (rows["bad.png"]._ingest_issue, rows["bad.png"]._ingest_rule) == (
+        "malformed",
+        "image: not a decodable image",
+    )

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 from deepspark.config import SourceConfig
+from deepspark.errors import describe
 from deepspark.pipeline import Run, StageResult
 from deepspark.tables import hadoop_uri
 
@@ -30,6 +31,10 @@ PROBLEMS = ["_raw_record", "_ingest_issue", "_ingest_rule"]
 LEDGER = "meta.ingested_files"
 CORRUPT = "_corrupt_record"
 BOM = "\ufeff"
+
+
+class UnreadableFileError(OSError):
+    """A landed file that cannot be read at all (damaged compression); it must be replaced."""
 
 
 @dataclass(frozen=True)
@@ -58,13 +63,20 @@ def list_landed_files(spark: SparkSession, folder: str) -> list[LandedFile]:
 
 
 def read_first_line(spark: SparkSession, path: str) -> str | None:
-    """The first line of a file as Latin-1 text (bytes kept 1:1), or None when it is empty."""
+    """The first line of a file as Latin-1 text (bytes kept 1:1), or None when it is empty.
+    Compressed files (``.gz``, ``.bz2``, ...) are decompressed by their codec, as Spark does."""
     jvm = spark.sparkContext._jvm
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    stream = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(hpath)
+    stream = hpath.getFileSystem(hadoop_conf).open(hpath)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(hadoop_conf).getCodec(hpath)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
     reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "ISO-8859-1"))
     try:
         return reader.readLine()
+    except Exception as error:  # py4j's wrapper of an IOException (e.g. a truncated .gz)
+        raise UnreadableFileError(f"ingest: cannot read {path}: {describe(error)}") from error
     finally:
         reader.close()
 
@@ -161,11 +173,16 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
     keys = F.json_object_keys("_line")
     extra = F.filter(keys, lambda k: ~F.array_contains(F.array(*[F.lit(c) for c in declared]), k))
     broken = F.col(f"_parsed.{CORRUPT}").isNotNull() | keys.isNull()
+    # {"id": 1, "id": 2}: parsers disagree on which value wins, so neither may.
+    repeated = F.size(keys) != F.size(F.array_distinct(keys))
     drifted = F.size(extra) > 0
-    issue = F.when(broken, F.lit("malformed")).when(drifted, F.lit("schema_drift"))
-    rule = F.when(broken, F.lit("json: not a record of the declared ddl (syntax or value types)")).when(
-        drifted, F.concat(F.lit("json keys not in the declared ddl: "), F.array_join(extra, ", "))
+    issue = F.when(broken | repeated, F.lit("malformed")).when(drifted, F.lit("schema_drift"))
+    rule = (
+        F.when(broken, F.lit("json: not a record of the declared ddl (syntax or value types)"))
+        .when(repeated, F.lit("json: a key appears more than once"))
+        .when(drifted, F.concat(F.lit("json keys not in the declared ddl: "), F.array_join(extra, ", ")))
     )
+    broken = broken | repeated
     return parsed.select(
         *[F.when(~broken & ~drifted, F.col(f"_parsed.`{c}`")).alias(c) for c in declared],
         F.when(broken | drifted, F.col("_line")).alias("_raw_record"),
