@@ -13,6 +13,7 @@ import pytest
 from deepspark.config import Expectation
 from deepspark.pipeline import STAGE_NAMES, Run, StageFailed, run_pipeline, select_stages
 from deepspark.sample.retail import generate_customers
+from deepspark.tables import Tables
 from pyspark.sql import functions as F
 
 from tests.report.browser import render
@@ -105,30 +106,6 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     assert tables.read("quarantine.rows").count() == quarantined
 
 
-RAW_PII = r"@example\.com|\+33 6 "
-
-
-def test_no_raw_pii_reaches_silver_gold_results_reports_or_data_docs(spark, small, tables):
-    run = Run(small, spark, tables, "run-pii")
-    run_pipeline(run, select_stages())
-    raw = generate_customers(spark, 150, small.generate, small.run.seed).collect()
-    secrets = {v for r in raw for v in (r.email, r.phone, r.birth_date) if v}
-    assert len(secrets) > 300
-
-    outputs = [*Path(small.run.runs_dir).rglob("*"), *(Path(small.run.data_root) / "gx").rglob("*")]
-    files = [p for p in outputs if p.is_file() and p.suffix in (".json", ".md", ".html")]
-    assert any(p.name == "index.html" for p in files) and any(p.name == "report.md" for p in files)
-    texts = {str(path): path.read_text(errors="replace") for path in files}
-    for table in [t for t in tables.list() if t.split(".")[0] in ("silver", "gold", "quality")]:
-        df = tables.read(table).drop("pixels")
-        rows = df.select(F.concat_ws("|", *[F.col(c).cast("string") for c in df.columns])).collect()
-        texts[table] = "\n".join(r[0] for r in rows)
-    for where, text in texts.items():
-        leaked = [value for value in secrets if value in text]
-        assert not leaked, f"raw PII in {where}: {leaked[:3]}"
-        assert not re.search(RAW_PII, text), where
-
-
 def test_a_critical_expectation_stops_the_run_and_still_writes_the_summary(spark, small, tables):
     impossible = Expectation(
         expectation="expect_table_row_count_to_be_between", kwargs={"min_value": 10**9}, severity="critical"
@@ -156,8 +133,13 @@ def test_stage_selection():
         select_stages(only=["ingset"])
 
 
+RAW_PII = r"@example\.com|\+33 6 "
+SECRET_KEY = "sentinel-key-7d41c9e0b2"  # the PII key of CLI runs: it must appear nowhere
+RAW_ZONES = ("landing", "bronze", "quarantine")  # raw records are kept there by design
+
+
 def _cli(tmp_path, *args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DEEPSPARK_SECRET_PII_HMAC_KEY": "cli-test-key"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DEEPSPARK_SECRET_PII_HMAC_KEY": SECRET_KEY}
     return subprocess.run(
         [
             sys.executable,
@@ -185,9 +167,17 @@ def _cli(tmp_path, *args):
     )
 
 
-def test_cli_run_shows_progress_prints_the_report_path_last_and_lists_tables(tmp_path):
-    done = _cli(tmp_path, "run")
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One whole `deepspark run` in its own process: (its folder, the finished process)."""
+    folder = tmp_path_factory.mktemp("cli-run")
+    done = _cli(folder, "run")
     assert done.returncode == 0, done.stderr[-3000:]
+    return folder, done
+
+
+def test_cli_run_shows_progress_prints_the_report_path_last_and_lists_tables(cli_run):
+    tmp_path, done = cli_run
     assert not re.search(RAW_PII, done.stdout + done.stderr), "raw PII in the logs"
     report = Path(done.stdout.strip().splitlines()[-1])
     assert report.name == "report.html" and report.is_file()
@@ -226,3 +216,45 @@ def test_cli_exits_non_zero_naming_the_failed_critical_expectation(tmp_path):
         r"\d+ unexpected values",
         done.stderr,
     )
+
+
+def test_no_raw_pii_or_secret_in_tables_logs_reports_models_or_data_docs(spark, base_config, cli_run):
+    folder, done = cli_run
+    raw = generate_customers(spark, 80, base_config.generate, base_config.run.seed).collect()
+    pii = {v for r in raw for v in (r.email, r.phone, r.birth_date) if v}
+    assert len(pii) > 150
+
+    config = base_config.model_copy(
+        update={
+            "run": base_config.run.model_copy(
+                update={"data_root": folder / "data", "runs_dir": folder / "runs"}
+            )
+        }
+    )
+    tables = Tables(spark, config)
+    outside_raw = [t for t in tables.list() if t.split(".")[0] not in RAW_ZONES]
+    assert {"silver.customers", "gold.segments", "quality.expectation_results", "ml.models"} <= set(
+        outside_raw
+    )
+    assert not {"first_name", "last_name", "email", "phone", "birth_date"} & set(
+        tables.read("silver.customers").columns
+    )
+    texts = {"the run's stdout and stderr": done.stdout + done.stderr}
+    for table in outside_raw:
+        df = tables.read(table).drop("pixels")
+        rows = df.select(F.concat_ws("|", *[F.col(f"`{c}`").cast("string") for c in df.columns])).collect()
+        texts[table] = "\n".join(r[0] or "" for r in rows)
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    # Every other file (reports, summaries, Data Docs, models, TensorBoard logs, Delta logs):
+    for path in files:
+        if path.suffix != ".parquet" and not set(path.relative_to(folder).parts) & set(RAW_ZONES):
+            texts[str(path)] = path.read_bytes().decode("latin-1")
+    assert any(p.name == "index.html" for p in files) and any(p.suffix == ".h5" for p in files)
+    for where, text in texts.items():
+        leaked = [value for value in pii if value in text]
+        assert not leaked, f"raw PII in {where}: {leaked[:3]}"
+        assert not re.search(RAW_PII, text), where
+
+    # The key: nowhere at all, raw zones and data files included.
+    everywhere = [done.stdout, done.stderr, *(p.read_bytes().decode("latin-1") for p in files)]
+    assert not any(SECRET_KEY in text or SECRET_KEY.encode().hex() in text for text in everywhere)

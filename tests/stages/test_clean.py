@@ -20,7 +20,7 @@ from deepspark.stages.clean import (
     tag_orphans,
     tag_row_rules,
 )
-from deepspark.stages.privacy import MissingKeyError, age_band, hmac_sha256, mask, protect
+from deepspark.stages.privacy import MissingKeyError, age_band, hmac_pads, mask, protect
 from pyspark.sql import functions as F
 
 
@@ -28,15 +28,31 @@ def rules(**columns) -> dict[str, ColumnRule]:
     return {name: ColumnRule.model_validate(rule) for name, rule in columns.items()}
 
 
+def hmac_of(df, key: bytes) -> list:
+    protected = protect(df, rules(email={"privacy": "hmac"}), key)
+    return [r.email_hmac for r in protected.orderBy(F.col("email_hmac").asc_nulls_last()).collect()]
+
+
 def test_hmac_matches_pythons_hmac_and_differs_by_key(spark):
     df = spark.createDataFrame([("anna@example.com",), ("é@x.fr",), (None,)], "email string")
     long_key = b"k" * 100  # longer than a block: hashed first, as RFC 2104 says
     for key in (b"secret", long_key):
-        got = [r[0] for r in df.select(hmac_sha256(F.col("email"), key)).collect()]
         want = [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in ("anna@example.com", "é@x.fr")]
-        assert got == [*want, None]
-    one = df.select(hmac_sha256(F.col("email"), b"a")).first()[0]
-    assert one != df.select(hmac_sha256(F.col("email"), b"b")).first()[0]
+        assert hmac_of(df, key) == [*sorted(want), None]
+    assert hmac_of(df, b"a") != hmac_of(df, b"b")
+
+
+def test_the_hmac_key_never_appears_in_a_query_plan(spark):
+    key = b"plan-sentinel-key"
+    df = spark.createDataFrame([("anna@example.com",)], "email string")
+    protected = protect(df, rules(email={"privacy": "hmac"}), key)
+    execution = protected._jdf.queryExecution()
+    plans = execution.toString() + execution.executedPlan().toString()
+    assert protected.columns == ["email_hmac"]
+    for form in (key, *hmac_pads(key)):  # the key, and the pads (the key XOR a constant)
+        for text in (form.hex(), form.hex().upper(), form.decode("latin-1")):
+            assert text not in plans
+    assert "email_hmac" in plans  # the plan is there to be read, only without the key
 
 
 def test_mask_age_band_and_prefix_hide_what_they_should(spark):

@@ -4,7 +4,8 @@ Methods (``clean.datasets.<d>.columns.<c>.privacy``):
 
 * ``hmac``: keyed HMAC-SHA256, hex. The same value and key give the same digest in every
   table, so joins still work; without the key the digest cannot be reversed or recomputed.
-  Built from Spark's own ``sha2`` over binary (no Python UDF): the RFC 2104 construction.
+  Built from Spark's own ``sha2`` over binary (no Python UDF): the RFC 2104 construction. The
+  key's pads reach the executors as a broadcast row, never as literals in a query plan.
 * ``mask``: every character but the last ``keep`` becomes ``*``.
 * ``age_band``: a date of birth becomes an age band (``25-34``).
 * ``prefix``: the first ``length`` characters (a postcode's area).
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 from deepspark.config import ColumnRule, Privacy
 
 BLOCK = 64  # SHA-256 block size in bytes
+INNER_PAD, OUTER_PAD = "_hmac_inner_pad", "_hmac_outer_pad"
 AGE_BANDS = [(18, "<18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (65, "55-64")]
 
 
@@ -31,15 +33,30 @@ class MissingKeyError(ValueError):
     """An hmac rule is configured but no key was given."""
 
 
-def hmac_sha256(value: Column, key: bytes) -> Column:
-    """HMAC-SHA256(key, utf8(value)) as 64 hex characters; null stays null."""
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """The RFC 2104 inner and outer pads of ``key``: the key itself, XORed with constants."""
     if len(key) > BLOCK:
         key = hashlib.sha256(key).digest()
     key = key.ljust(BLOCK, b"\0")
-    inner_pad = bytearray(b ^ 0x36 for b in key)
-    outer_pad = bytearray(b ^ 0x5C for b in key)
-    inner = F.unhex(F.sha2(F.concat(F.lit(inner_pad), F.encode(value, "UTF-8")), 256))
-    return F.sha2(F.concat(F.lit(outer_pad), inner), 256)
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def hmac_sha256(value: Column, inner_pad: Column, outer_pad: Column) -> Column:
+    """HMAC-SHA256(key, utf8(value)) as 64 hex characters, given the key's pads as columns;
+    null stays null."""
+    inner = F.unhex(F.sha2(F.concat(inner_pad, F.encode(value, "UTF-8")), 256))
+    return F.sha2(F.concat(outer_pad, inner), 256)
+
+
+def with_key_pads(df: DataFrame, key: bytes) -> DataFrame:
+    """``df`` with the key's pads as two columns from a broadcast one-row frame. As literals they
+    would be printed in every query plan (Spark UI, event logs, explain); a local relation's
+    rows are not."""
+    inner_pad, outer_pad = hmac_pads(key)
+    pads = df.sparkSession.createDataFrame(
+        [(inner_pad, outer_pad)], f"{INNER_PAD} binary, {OUTER_PAD} binary"
+    )
+    return df.crossJoin(F.broadcast(pads))
 
 
 def mask(value: Column, keep: int) -> Column:
@@ -71,14 +88,19 @@ def protect(df: DataFrame, columns: dict[str, ColumnRule], key: bytes | None) ->
             "an hmac privacy rule needs secrets.pii_hmac_key: set DEEPSPARK_SECRET_PII_HMAC_KEY "
             "or add pii_hmac_key to conf/local/secrets.yaml (`make run` creates one)"
         )
+    if any(r.method == "hmac" for r in rules.values()):
+        df = with_key_pads(df, key)
     selected = []
     for name in df.columns:
+        if name in (INNER_PAD, OUTER_PAD):
+            continue
         rule = rules.get(name)
         column = F.col(f"`{name}`")
         if rule is None:
             selected.append(column)
         elif rule.method == "hmac":
-            selected.append(hmac_sha256(column.cast("string"), key).alias(output_name(name, rule)))
+            digest = hmac_sha256(column.cast("string"), F.col(INNER_PAD), F.col(OUTER_PAD))
+            selected.append(digest.alias(output_name(name, rule)))
         elif rule.method == "mask":
             selected.append(mask(column.cast("string"), rule.keep).alias(output_name(name, rule)))
         elif rule.method == "age_band":
