@@ -6,7 +6,7 @@ AIRFLOW_VENV ?= .airflow-venv
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install install-test run test test-fast lint bench package
+.PHONY: install install-test run test test-fast lint audit bench package
 
 install:
 	DEEPSPARK_VENV=$(VENV) deploy/env/install.sh
@@ -39,6 +39,10 @@ package: install
 lint: install
 	$(VENV)/bin/ruff check lib tests jobs bench deploy
 	$(VENV)/bin/ruff format --check lib tests jobs bench deploy
+
+# Pinned packages against known advisories (offline; deploy/env/advisories.toml says why).
+audit: install
+	$(VENV)/bin/python deploy/env/audit.py
 
 bench: install
 	$(VENV)/bin/python bench/tables_overhead.py

@@ -29,6 +29,8 @@ if [ "${1:-}" != --refresh-constraints ] && [ -f "$stamp_file" ] && [ "$(cat "$s
   exit 0
 fi
 [ -x "$venv/bin/python" ] || { say "creating $venv"; "$python" -m venv "$venv"; }
+# A new venv's own pip and setuptools carry known advisories (deploy/env/audit.py).
+pip_ install --quiet "pip==25.3" "setuptools==80.9.0"
 if [ "${1:-}" = --refresh-constraints ]; then
   pip_ install --quiet -r "$here/requirements.txt"
   { sed -n '1,2p' "$here/constraints.txt"; pip_ freeze --exclude-editable; } >"$here/constraints.txt.new"

@@ -94,9 +94,9 @@ def test_secrets_come_from_env_or_ignored_file_and_are_redacted(conf):
     dumped = json.dumps(config.redacted())
     assert "s3cr3t-from-env" not in dumped and "**********" in dumped
 
-    (conf / "local" / "secrets.yaml").write_text("pii_hmac_key: s3cr3t-from-file\n")
+    (conf / "local" / "secrets.yaml").write_text("pii_hmac_key: test-key-from-file\n")
     from_file = load_config(conf, "local", environ={})
-    assert from_file.secrets.pii_hmac_key.get_secret_value() == "s3cr3t-from-file"
+    assert from_file.secrets.pii_hmac_key.get_secret_value() == "test-key-from-file"
     assert "s3cr3t" not in repr(from_file) and "s3cr3t" not in str(from_file.redacted())
 
 

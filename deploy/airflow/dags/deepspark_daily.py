@@ -14,6 +14,10 @@
   every other task retries with exponential back-off.
 * Params: ``env`` (the conf overlay), ``conf_dir``, ``venv`` (the deepspark environment: its
   ``spark-submit`` and Python are used, never Airflow's own).
+* Secrets never pass through the DAG (its templates are rendered in the UI): the PII key is
+  ``DEEPSPARK_SECRET_PII_HMAC_KEY`` in the workers' environment, set by the deployment from its
+  secret store, or ``secrets.yaml`` in ``conf_dir``'s ``local/`` overlay. Only the drivers
+  (spark-submit) read it.
 
 Where the repository lives: ``DEEPSPARK_HOME`` (default: three folders up from this file).
 """
