@@ -26,7 +26,7 @@ def describe(error: BaseException) -> str:
     lines = [line for line in lines if not PY4J_CALL.match(line)]
     headline = next((line for line in lines if SPARK_ERROR_CLASS.search(line)), lines[0] if lines else text)
     causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
-    message = _without_java_prefix(headline)
+    message = _without_java_prefix(headline.removeprefix("Caused by: "))
     if causes and _without_java_prefix(causes[-1]) not in message:
         message += f" (cause: {_without_java_prefix(causes[-1])})"
     return message if len(message) <= LONGEST else message[: LONGEST - 3] + "..."

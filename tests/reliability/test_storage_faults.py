@@ -102,36 +102,35 @@ def _silver_file(conf: Path, table: str = "orders") -> Path:
 
 def _error_line(stderr: str) -> str:
     """The CLI's own message: one line, no JVM stack (Spark's log lines above it may have one)."""
-    [line] = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    following = stderr.splitlines()[stderr.splitlines().index(line) + 1 :]
-    assert not any(JVM_FRAME.match(line) for line in following[:3])
+    lines = stderr.splitlines()
+    [line] = [text for text in lines if text.startswith("error: ")]
+    assert not any(JVM_FRAME.match(text) for text in lines[lines.index(line) + 1 :][:3])
     return line
 
 
-def test_a_missing_data_file_stops_the_stage_naming_the_file(cleaned):
+def corrupt(file: Path) -> None:
+    file.write_bytes(b"not parquet at all" * 100)
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (Path.unlink, "does not exist"),
+        (corrupt, "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file"),
+    ],
+    ids=["missing", "corrupt"],
+)
+def test_a_missing_or_corrupt_data_file_stops_the_stage_naming_the_file(cleaned, damage, expected):
     victim = _silver_file(cleaned)
     kept = victim.read_bytes()
-    victim.unlink()
+    damage(victim)
     try:
         done = _cli(cleaned, "validate")
     finally:
         victim.write_bytes(kept)
     assert done.returncode == 1
     line = _error_line(done.stderr)
-    assert victim.name in line and "does not exist" in line, line
-
-
-def test_a_corrupt_data_file_stops_the_stage_naming_the_file(cleaned):
-    victim = _silver_file(cleaned)
-    kept = victim.read_bytes()
-    victim.write_bytes(b"not parquet at all" * 100)
-    try:
-        done = _cli(cleaned, "validate")
-    finally:
-        victim.write_bytes(kept)
-    assert done.returncode == 1
-    line = _error_line(done.stderr)
-    assert victim.name in line and "FAILED_READ_FILE" in line, line
+    assert victim.name in line and expected in line, line
 
     again = _cli(cleaned, "validate")  # the file restored, the same stage passes
     assert again.returncode == 0, again.stderr[-3000:]

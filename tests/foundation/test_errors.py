@@ -1,0 +1,39 @@
+"""Spark's wrapped errors become one line: the error class line and the deepest cause."""
+
+from __future__ import annotations
+
+from deepspark.errors import describe
+
+# A real one, shortened: reading a damaged parquet file in local mode.
+PY4J = """An error occurred while calling o84.count.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Task 1 in stage 8.0 failed 1 times
+\tat org.apache.spark.scheduler.DAGScheduler.failJobAndIndependentStages(DAGScheduler.scala:2856)
+\tat scala.collection.immutable.List.foreach(List.scala:334)
+Caused by: org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error \
+while reading file file:///t/part-0.parquet.  SQLSTATE: KD001
+\tat org.apache.spark.sql.errors.QueryExecutionErrors$.cannotReadFilesError(QueryExecutionErrors.scala:849)
+\t... 20 more
+Caused by: java.lang.RuntimeException: file:///t/part-0.parquet is not a Parquet file. \
+Expected magic number at tail
+\tat org.apache.parquet.hadoop.ParquetFileReader.readFooter(ParquetFileReader.java:565)
+"""
+
+
+def test_a_py4j_error_is_its_error_class_line_and_its_root_cause():
+    text = describe(RuntimeError(PY4J))
+    assert text == (
+        "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file file:///t/part-0.parquet.  "
+        "SQLSTATE: KD001 (cause: RuntimeException: file:///t/part-0.parquet is not a Parquet file. "
+        "Expected magic number at tail)"
+    )
+
+
+def test_an_io_error_keeps_the_operating_systems_reason():
+    text = "An error occurred while calling o9.parquet.\n: java.io.IOException: No space left on device\n"
+    text += "\tat org.apache.hadoop.fs.RawLocalFileSystem.write(RawLocalFileSystem.java:1)"
+    assert describe(RuntimeError(text)) == "IOException: No space left on device"
+
+
+def test_a_python_error_is_left_as_it_is():
+    message = "critical expectations failed:\nexpect_x on silver.orders: observed 3"
+    assert describe(ValueError(message)) == message
