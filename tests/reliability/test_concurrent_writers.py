@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.slow
 SCHEMA = "id long, who string"
-SLOW_SECONDS = 4
+SLOW_SECONDS = 8  # the fast writer's whole write fits in it, even on a loaded machine
 
 
 def frame(spark, ids, who):
@@ -30,7 +30,8 @@ def slowly(df, seconds=SLOW_SECONDS):
 
 
 def race(slow, fast, head_start=1.0):
-    """Run ``slow`` in a thread, then ``fast`` here once the slow one has opened the table;
+    """Run ``slow`` in a thread (it opens the table's snapshot at once, then computes its rows
+    for SLOW_SECONDS), then ``fast`` here after ``head_start``;
     returns (slow's outcome, fast's outcome): a result or the exception raised."""
     outcome = {}
 
@@ -63,8 +64,9 @@ def assert_valid(tables, name, expected_ids):
 
 def test_two_appends_both_land(spark, tables):
     tables.write(frame(spark, [0], "base"), "bronze.c")
+    slow_rows = slowly(frame(spark, [1, 2], "slow"))
     slow, fast = race(
-        lambda: tables.write(slowly(frame(spark, [1, 2], "slow")), "bronze.c"),
+        lambda: tables.write(slow_rows, "bronze.c"),
         lambda: tables.write(frame(spark, [3], "fast"), "bronze.c"),
     )
     assert (fast.version, slow.version) == (1, 2)  # the fast one committed first
@@ -73,8 +75,9 @@ def test_two_appends_both_land(spark, tables):
 
 def test_an_append_that_loses_to_an_overwrite_is_committed_again_on_top_of_it(spark, tables):
     tables.write(frame(spark, [0], "base"), "bronze.c")
+    slow_rows = slowly(frame(spark, [1], "slow"))
     slow, fast = race(
-        lambda: tables.write(slowly(frame(spark, [1], "slow")), "bronze.c"),
+        lambda: tables.write(slow_rows, "bronze.c"),
         lambda: tables.write(frame(spark, [9], "fast"), "bronze.c", mode="overwrite"),
     )
     assert (fast.version, slow.version) == (1, 2)
@@ -83,8 +86,9 @@ def test_an_append_that_loses_to_an_overwrite_is_committed_again_on_top_of_it(sp
 
 def test_a_merge_that_loses_to_another_merge_fails_and_its_rerun_lands(spark, tables):
     tables.write(frame(spark, [1, 2], "base"), "silver.c")
+    slow_rows = slowly(frame(spark, [2, 3], "slow"))
     slow, fast = race(
-        lambda: tables.merge(slowly(frame(spark, [2, 3], "slow")), "silver.c", ["id"]),
+        lambda: tables.merge(slow_rows, "silver.c", ["id"]),
         lambda: tables.merge(frame(spark, [2, 4], "fast"), "silver.c", ["id"]),
     )
     assert fast.version == 1
@@ -102,8 +106,9 @@ def test_a_merge_that_loses_to_another_merge_fails_and_its_rerun_lands(spark, ta
 
 
 def test_two_writers_creating_one_table_both_land(spark, tables):
+    slow_rows = slowly(frame(spark, [1], "slow"))
     slow, fast = race(
-        lambda: tables.write(slowly(frame(spark, [1], "slow")), "bronze.new"),
+        lambda: tables.write(slow_rows, "bronze.new"),
         lambda: tables.write(frame(spark, [2], "fast"), "bronze.new"),
     )
     assert (fast.version, slow.version) == (0, 1)
@@ -112,8 +117,9 @@ def test_two_writers_creating_one_table_both_land(spark, tables):
 
 def test_a_creator_with_another_schema_is_refused_and_writes_nothing(spark, tables):
     other = spark.createDataFrame([(1, 2.5)], "id long, amount double")
+    slow_rows = slowly(other)
     slow, fast = race(
-        lambda: tables.write(slowly(other), "bronze.new"),
+        lambda: tables.write(slow_rows, "bronze.new"),
         lambda: tables.write(frame(spark, [2], "fast"), "bronze.new"),
     )
     assert fast.version == 0

@@ -47,11 +47,12 @@ def test_no_tracked_file_holds_a_secret_value():
 
 
 def test_the_scan_finds_what_it_looks_for():
+    # Split, so that this file does not hold what the scan of the repository looks for.
     leaks = [
-        "pii_hmac_key: 3f9a1c0e5d7b2a4c6e8f0a1b",
-        "password = 'hunter2hunter2hunter2'",
-        "-----BEGIN RSA PRIVATE KEY-----",
-        "AKIAABCDEFGHIJKLMNOP",
+        "pii_hmac_key" + ": 3f9a1c0e5d7b2a4c6e8f0a1b",
+        "pass" + "word = 'hunter2hunter2hunter2'",
+        "-----BEGIN RSA " + "PRIVATE KEY-----",
+        "AKIA" + "ABCDEFGHIJKLMNOP",
     ]
     fine = ["pii_hmac_key: ${PII_KEY}", "password: null", "token = os.environ['TOKEN']"]
     assert all(any(p.search(line) for p in SECRET_VALUE) for line in leaks)
