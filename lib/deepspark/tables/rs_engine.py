@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, Schema
+from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
@@ -56,6 +56,7 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Reader features whose data this engine would misread by scanning files directly.
 UNREADABLE_FEATURES = {"deletionVectors", "columnMapping"}
 COMMIT_ATTEMPTS = 5  # for blind appends that lose the race to the log
+WRITE_ID = "deepspark.write_id"  # in each commit's commitInfo
 
 
 class DeltaRsEngine:
@@ -286,6 +287,8 @@ class DeltaRsEngine:
         """Step 3: one atomic delta-rs commit; returns the version it made."""
         schema_json = table.schema().to_json()
         blind_append = mode == "append" and not removes
+        # The commit is found again by this id: the version it made, not a later writer's.
+        marker = CommitProperties(custom_metadata={WRITE_ID: uuid.uuid4().hex})
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 table.create_write_transaction(
@@ -293,6 +296,7 @@ class DeltaRsEngine:
                     mode=mode,
                     schema=Schema.from_json(schema_json),
                     partition_by=list(table.metadata().partition_columns) or None,
+                    commit_properties=marker,
                 )
                 break
             except CommitFailedError as error:
@@ -314,8 +318,15 @@ class DeltaRsEngine:
                     f"{path}: the commit failed, so the table stays at version {table.version()}: "
                     f"{describe(error)}"
                 ) from error
-        table.update_incremental()
-        return table.version()
+        return self._version_made_by(path, marker.custom_metadata[WRITE_ID])
+
+    def _version_made_by(self, path: str, write_id: str) -> int:
+        """The version of the commit carrying ``write_id`` (newest first: it is recent)."""
+        for limit in (2 * COMMIT_ATTEMPTS, None):
+            for entry in DeltaTable(path).history(limit):
+                if entry.get(WRITE_ID) == write_id:
+                    return entry["version"]
+        raise TableError(f"{path}: committed, but the commit {write_id} is not in the table's history")
 
     def _created_meanwhile(self, path: str, df: DataFrame, partition_by: list[str]) -> DeltaTable:
         """The table another writer created while this one staged its files, if it has the same
