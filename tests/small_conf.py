@@ -6,7 +6,9 @@ Plain Python and PyYAML only: the Airflow tests import it from Airflow's own env
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import yaml
@@ -31,3 +33,22 @@ def write_small_conf(folder: Path, env: str = "small", **sections: dict) -> Path
     for section, values in overlay.items():
         (folder / env / f"{section}.yaml").write_text(yaml.safe_dump(values))
     return folder
+
+
+def cli_command(conf: Path, *args: str) -> list[str]:
+    """``deepspark <args>`` on a ``write_small_conf`` folder, run by this interpreter."""
+    return [sys.executable, "-m", "deepspark.cli", *args, "--conf-dir", str(conf), "--env", "small"]
+
+
+def cli_environment() -> dict[str, str]:
+    """This process's environment plus the tests' PII key, for ``cli_command``."""
+    from tests.conftest import TEST_HMAC_KEY  # deepspark's side only: Airflow's never calls this
+
+    return {**os.environ, "DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY}
+
+
+def load_small_config(conf: Path):
+    """The typed Config of a ``write_small_conf`` folder, with the tests' PII key."""
+    from deepspark.config import load_config
+
+    return load_config(conf, "small", environ=cli_environment())

@@ -19,10 +19,10 @@ def describe(error: BaseException) -> str:
     """The error's message without stack frames: Spark's error-class line (or the first line),
     plus the deepest ``Caused by`` when it says something the first line does not."""
     text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines()]
-    if not any(JVM_FRAME.match(line) for line in text.splitlines()):
+    raw = text.splitlines()
+    if not any(JVM_FRAME.match(line) for line in raw):
         return text  # a Python error: its message is already what the user should read
-    lines = [line.removeprefix(": ") for line in lines if line and not JVM_FRAME.match(line)]
+    lines = [line.strip().removeprefix(": ") for line in raw if line.strip() and not JVM_FRAME.match(line)]
     lines = [line for line in lines if not PY4J_CALL.match(line)]
     headline = next((line for line in lines if SPARK_ERROR_CLASS.search(line)), lines[0] if lines else text)
     causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]

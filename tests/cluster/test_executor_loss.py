@@ -15,13 +15,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from deepspark.config import load_config
 from deepspark.pipeline import Run, run_pipeline
 from deepspark.tables import Tables
 
 from tests.cluster.standalone import free_port, standalone_cluster, submit
 from tests.conftest import TEST_HMAC_KEY
-from tests.small_conf import write_small_conf
+from tests.small_conf import load_small_config, write_small_conf
 
 pytestmark = pytest.mark.slow
 RUN_ID = "executor-loss"
@@ -83,7 +82,7 @@ def kill_a_busy_executor(cluster, ui_port: int, after_jobs: int, record: dict) -
 def small_config(folder: Path, ui_port: int | None = None):
     spark = {"ui_enabled": True, "conf": {"spark.ui.port": str(ui_port)}} if ui_port else {}
     conf = write_small_conf(folder, generate={"customers": CUSTOMERS}, spark=spark)
-    return conf, load_config(conf, "small", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
+    return conf, load_small_config(conf)
 
 
 def test_a_worker_killed_mid_stage_changes_nothing_in_the_output(spark, tmp_path):

@@ -13,26 +13,22 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from deepspark.config import load_config
 from deepspark.pipeline import Run, run_pipeline
 from deepspark.tables import Tables
 
-from tests.conftest import TEST_HMAC_KEY
-from tests.small_conf import REPO, write_small_conf
+from tests.small_conf import REPO, cli_command, cli_environment, load_small_config, write_small_conf
 
 pytestmark = pytest.mark.slow
 SOURCES = ["customers", "orders", "reviews", "digits"]
 
 
 def small_run(spark, folder: Path, run_id: str) -> Run:
-    conf = write_small_conf(folder)
-    config = load_config(conf, "small", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
+    config = load_small_config(write_small_conf(folder))
     return Run(config, spark, Tables(spark, config), run_id)
 
 
@@ -55,10 +51,13 @@ def reference(spark, tmp_path_factory):
 
 
 def kill_ingest_when(conf: Path, moment) -> None:
-    command = [sys.executable, "-m", "deepspark.cli", "ingest", "--conf-dir", str(conf), "--env", "small"]
-    env = {**os.environ, "DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY}
     driver = subprocess.Popen(
-        command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cli_command(conf, "ingest"),
+        cwd=REPO,
+        env=cli_environment(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 300
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from deepspark.tables import TableError
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from tests.small_conf import REPO, write_small_conf
+from tests.small_conf import REPO, cli_command, cli_environment, write_small_conf
 
 pytestmark = pytest.mark.slow
 
@@ -82,9 +81,9 @@ def test_a_read_only_file_system_fails_the_write_clearly(spark, tables, small_di
 
 
 def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "deepspark.cli", *args, "--conf-dir", str(conf), "--env", "small"]
-    env = {**os.environ, "DEEPSPARK_SECRET_PII_HMAC_KEY": "storage-test-key"}
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    return subprocess.run(
+        cli_command(conf, *args), capture_output=True, text=True, cwd=REPO, env=cli_environment(), timeout=600
+    )
 
 
 @pytest.fixture(scope="module")

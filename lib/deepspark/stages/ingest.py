@@ -175,17 +175,17 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
     broken = F.col(f"_parsed.{CORRUPT}").isNotNull() | keys.isNull()
     # {"id": 1, "id": 2}: parsers disagree on which value wins, so neither may.
     repeated = F.size(keys) != F.size(F.array_distinct(keys))
+    malformed = broken | repeated
     drifted = F.size(extra) > 0
-    issue = F.when(broken | repeated, F.lit("malformed")).when(drifted, F.lit("schema_drift"))
+    issue = F.when(malformed, F.lit("malformed")).when(drifted, F.lit("schema_drift"))
     rule = (
         F.when(broken, F.lit("json: not a record of the declared ddl (syntax or value types)"))
         .when(repeated, F.lit("json: a key appears more than once"))
         .when(drifted, F.concat(F.lit("json keys not in the declared ddl: "), F.array_join(extra, ", ")))
     )
-    broken = broken | repeated
     return parsed.select(
-        *[F.when(~broken & ~drifted, F.col(f"_parsed.`{c}`")).alias(c) for c in declared],
-        F.when(broken | drifted, F.col("_line")).alias("_raw_record"),
+        *[F.when(~malformed & ~drifted, F.col(f"_parsed.`{c}`")).alias(c) for c in declared],
+        F.when(malformed | drifted, F.col("_line")).alias("_raw_record"),
         issue.alias("_ingest_issue"),
         rule.alias("_ingest_rule"),
         "_source_file",

@@ -83,12 +83,13 @@ def output_name(column: str, rule: Privacy) -> str:
 def protect(df: DataFrame, columns: dict[str, ColumnRule], key: bytes | None) -> DataFrame:
     """Replace every column with a privacy rule by its protected form (or drop it)."""
     rules = {c: r.privacy for c, r in columns.items() if r.privacy is not None and c in df.columns}
-    if any(r.method == "hmac" for r in rules.values()) and not key:
+    keyed = any(r.method == "hmac" for r in rules.values())
+    if keyed and not key:
         raise MissingKeyError(
             "an hmac privacy rule needs secrets.pii_hmac_key: set DEEPSPARK_SECRET_PII_HMAC_KEY "
             "or add pii_hmac_key to conf/local/secrets.yaml (`make run` creates one)"
         )
-    if any(r.method == "hmac" for r in rules.values()):
+    if keyed:
         df = with_key_pads(df, key)
     selected = []
     for name in df.columns:
