@@ -11,8 +11,9 @@ slice, it times, alternating which goes first:
 * decision tree (depth 5, gini, string label): ``tree.grow_tree`` vs ``StringIndexer`` +
   ``DecisionTreeClassifier`` in a Pipeline;
 
-each the best of ``--repeats`` runs, and, up to ``--reference-max-rows``, the same fits in
-scikit-learn / mlxtend on the collected data (collection not timed). Usage:
+``--repeats`` times each, and, up to ``--reference-max-rows``, the same fits in scikit-learn /
+mlxtend on the collected data (collection not timed). ``bench/run.py`` drives it (``--json``
+prints every time measured). Usage:
 
     .venv/bin/python bench/analytics.py [--rows 100000 1000000 10000000] [--reference-max-rows 1000000]
 """
@@ -26,13 +27,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from stats import spread, timed
 
 SUPPORT, CONFIDENCE, K, DEPTH = 0.01, 0.2, 4, 5
 
 
 def measure(rows: int, repeats: int, reference: bool) -> dict:
+    """Seconds of every fit: {name: {deepspark: [...], mllib: [...], reference: [...] or None}}."""
     from deepspark.config import load_config
     from deepspark.session import get_spark
 
@@ -44,13 +47,13 @@ def measure(rows: int, repeats: int, reference: bool) -> dict:
     spark = get_spark(config)
     try:
         points, baskets, labelled = inputs(spark, config, rows, scratch)
-        result = {"rows": rows}
+        result = {}
         for ours, raw, _ in contenders(*[f.limit(5_000) for f in (points, baskets, labelled)], 1).values():
             ours(), raw()  # warm up the JVM's code paths on a slice, untimed
         for name, (ours, raw, ref) in contenders(points, baskets, labelled, config.run.seed).items():
-            result[f"{name}_deepspark_s"], result[f"{name}_mllib_s"] = best_of_alternating(ours, raw, repeats)
-            result[f"{name}_ratio"] = round(result[f"{name}_deepspark_s"] / result[f"{name}_mllib_s"], 3)
-            result[f"{name}_reference_s"] = round(timed(ref()), 2) if reference else None
+            result[name] = dict(zip(["deepspark", "mllib"], alternating(ours, raw, repeats), strict=True))
+            fit = ref() if reference else None
+            result[name]["reference"] = [timed(fit) for _ in range(repeats)] if fit else None
         return result
     finally:
         spark.stop()
@@ -164,20 +167,27 @@ def reference_tree(labelled):
     return lambda: DecisionTreeClassifier(max_depth=DEPTH).fit(x, y)
 
 
-def best_of_alternating(ours, raw, repeats: int) -> tuple[float, float]:
-    """Best time of each over ``repeats`` rounds, alternating which goes first."""
+def alternating(ours, raw, repeats: int) -> tuple[list[float], list[float]]:
+    """The times of each over ``repeats`` rounds, alternating which goes first."""
     ours_times, raw_times = [], []
     for round_ in range(repeats):
         pair = [(ours, ours_times), (raw, raw_times)]
         for fit, times in pair if round_ % 2 == 0 else pair[::-1]:
             times.append(timed(fit))
-    return round(min(ours_times), 2), round(min(raw_times), 2)
+    return ours_times, raw_times
 
 
-def timed(fit) -> float:
-    began = time.perf_counter()
-    fit()
-    return time.perf_counter() - began
+def measure_sizes(sizes: list[int], repeats: int, reference_max_rows: int) -> dict[int, dict]:
+    """``measure`` at each size, each in a fresh process."""
+    results = {}
+    for rows in sizes:
+        command = [sys.executable, __file__, "--one", str(rows), "--repeats", str(repeats)]
+        command += ["--reference-max-rows", str(reference_max_rows)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"analytics at {rows:,} rows failed:\n{done.stderr[-4000:]}")
+        results[rows] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results
 
 
 def main() -> None:
@@ -185,34 +195,24 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference-max-rows", type=int, default=1_000_000)
+    parser.add_argument("--json", action="store_true", help="print the times as one JSON object")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args.repeats, args.one <= args.reference_max_rows)))
         return
-
-    results = {}
-    for rows in args.rows:
-        command = [sys.executable, __file__, "--one", str(rows), "--repeats", str(args.repeats)]
-        command += ["--reference-max-rows", str(args.reference_max_rows)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.exit(f"size {rows} failed:\n{done.stderr[-4000:]}")
-        results[rows] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(json.dumps(results[rows]), file=sys.stderr)
-
-    print(
-        f"machine: {platform.machine()}, Python {platform.python_version()}, local[2]; "
-        f"seconds, best of {args.repeats}"
-    )
+    results = measure_sizes(args.rows, args.repeats, args.reference_max_rows)
+    if args.json:
+        print(json.dumps(results))
+        return
+    machine = f"{platform.machine()}, Python {platform.python_version()}, local[2]"
+    print(f"machine: {machine}; medians of {args.repeats}")
     print(f"{'':10}{'rows':>12}{'deepspark':>11}{'MLlib':>9}{'ratio':>8}{'sklearn/mlxtend':>17}")
     for name in ["kmeans", "fpgrowth", "tree"]:
         for rows, r in results.items():
-            reference = "-" if r[f"{name}_reference_s"] is None else f"{r[f'{name}_reference_s']:.2f}"
-            print(
-                f"{name:10}{rows:>12,}{r[f'{name}_deepspark_s']:>11.2f}{r[f'{name}_mllib_s']:>9.2f}"
-                f"{r[f'{name}_ratio']:>7.2f}x{reference:>17}"
-            )
+            ours, raw = spread(r[name]["deepspark"])["median"], spread(r[name]["mllib"])["median"]
+            reference = f"{spread(r[name]['reference'])['median']:.2f}" if r[name]["reference"] else "-"
+            print(f"{name:10}{rows:>12,}{ours:>11.2f}{raw:>9.2f}{ours / raw:>7.2f}x{reference:>17}")
 
 
 if __name__ == "__main__":

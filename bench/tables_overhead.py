@@ -1,9 +1,10 @@
 """Delta layer overhead: deepspark ``Tables`` (delta-rs log + Spark parquet) vs raw Spark parquet.
 
 Writes and reads the same generated DataFrame both ways, side by side in one run, and prints
-min / median / max seconds and the ratio of medians. Usage:
+min / median / max seconds and the ratio of medians (``--json``: every time measured, as
+``bench/run.py`` reads it). Usage:
 
-    .venv/bin/python bench/tables_overhead.py [--rows 1000000] [--repeat 3]
+    .venv/bin/python bench/tables_overhead.py [--rows 1000000] [--repeat 3] [--json]
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import argparse
 import json
 import platform
 import shutil
-import statistics
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
@@ -22,22 +21,18 @@ from deepspark.config import load_config
 from deepspark.session import get_spark
 from deepspark.tables import Tables
 from pyspark.sql import functions as F
+from stats import spread, timed
 
 
 def total(df) -> None:
     df.agg(F.sum("amount")).collect()
 
 
-def timed(fn) -> float:
-    began = time.perf_counter()
-    fn()
-    return time.perf_counter() - began
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the times as one JSON object")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="deepspark-bench-"))
@@ -65,7 +60,12 @@ def main() -> None:
         timings["spark parquet read"].append(timed(partial(total, spark.read.parquet(raw))))
         timings["deepspark read"].append(timed(partial(total, tables.read(name))))
 
-    rows = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)} for k, v in timings.items()}
+    spark.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+    if args.json:
+        print(json.dumps(timings))
+        return
+    rows = {k: spread(v) for k, v in timings.items()}
     print(
         f"# Delta layer overhead, {args.rows:,} rows, {args.repeat} runs, "
         f"{platform.processor() or platform.machine()}, local[2]\n"
@@ -76,9 +76,6 @@ def main() -> None:
     write_ratio = rows["deepspark write"]["median"] / rows["spark parquet write"]["median"]
     read_ratio = rows["deepspark read"]["median"] / rows["spark parquet read"]["median"]
     print(f"\nratio deepspark/raw: write {write_ratio:.2f}x, read {read_ratio:.2f}x")
-    (scratch / "result.json").write_text(json.dumps(rows, indent=2))
-    spark.stop()
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

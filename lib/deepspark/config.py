@@ -325,6 +325,7 @@ class TreeConfig(Section):
     folds: int = Field(3, ge=2)  # cross_validator
     train_ratio: float = Field(0.75, gt=0, lt=1)  # train_validation_split
     test_fraction: float = Field(0.2, gt=0, lt=1)  # held out for the reported metrics
+    parallelism: int = Field(2, ge=1)  # candidate models fitted at once while tuning
 
     @model_validator(mode="after")
     def _impurity_fits_kind(self) -> TreeConfig:

@@ -148,6 +148,15 @@ def test_iqr_caps_outliers_but_leaves_nulls_for_the_imputer(spark):
     assert filled.agg(F.max("amount")).first()[0] == pytest.approx(high)
 
 
+def test_a_numeric_column_with_no_value_keeps_its_nulls(spark):
+    # Every row of a batch rejected, or every value missing: nothing to take a median of.
+    df = spark.createDataFrame([(None, 1.0), (None, None)], "amount double, n double")
+    filled = fill_nulls(df, rules(amount={"nulls": "median"}, n={"nulls": "median"}))
+    assert [(r.amount, r.n) for r in filled.collect()] == [(None, 1.0), (None, 1.0)]
+    empty = fill_nulls(df.limit(0), rules(amount={"nulls": "mean"}))
+    assert empty.columns == ["amount", "n"] and empty.count() == 0
+
+
 def test_mode_of_text_and_constants_fill_nulls(spark):
     df = spark.createDataFrame([("web", None), ("web", 1), ("app", None), (None, 2)], "channel string, n int")
     filled = fill_nulls(df, rules(channel={"nulls": "mode"}, n={"nulls": "constant", "fill": 0}))

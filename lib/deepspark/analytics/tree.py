@@ -104,7 +104,12 @@ def grow_tree(train: DataFrame, config: TreeConfig, seed: int) -> GrownTree:
         model = pipeline.copy(grid[0]).fit(train)
     elif config.tuning == "cross_validator":
         tuner = CrossValidator(
-            estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator, numFolds=config.folds, seed=seed
+            estimator=pipeline,
+            estimatorParamMaps=grid,
+            evaluator=evaluator,
+            numFolds=config.folds,
+            seed=seed,
+            parallelism=config.parallelism,
         )
         model = tuner.fit(train).bestModel
     else:
@@ -114,6 +119,7 @@ def grow_tree(train: DataFrame, config: TreeConfig, seed: int) -> GrownTree:
             evaluator=evaluator,
             trainRatio=config.train_ratio,
             seed=seed,
+            parallelism=config.parallelism,
         )
         model = tuner.fit(train).bestModel
     fitted = model.stages[-1]

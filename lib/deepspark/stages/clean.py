@@ -226,12 +226,7 @@ def fill_nulls(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
         wanted = [c for c, r in columns.items() if r.nulls == strategy and c in df.columns]
         numeric = [c for c in wanted if isinstance(df.schema[c].dataType, NumericType)]
         if numeric:
-            outputs = [f"__imputed_{c}" for c in numeric]
-            model = Imputer(strategy=strategy, inputCols=numeric, outputCols=outputs).fit(df)
-            df = model.transform(df)
-            df = df.withColumns(
-                {c: F.col(o).cast(df.schema[c].dataType) for c, o in zip(numeric, outputs, strict=True)}
-            ).drop(*outputs)
+            df = _impute(df, numeric, strategy)
         for name in [c for c in wanted if c not in numeric]:
             if strategy != "mode":
                 raise StageFailed(
@@ -247,6 +242,24 @@ def fill_nulls(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
             if top is not None:
                 df = df.withColumn(name, F.coalesce(F.col(name), F.lit(top[name])))
     return df
+
+
+def _impute(df: DataFrame, columns: list[str], strategy: str) -> DataFrame:
+    """Nulls of numeric ``columns`` filled by pyspark.ml's Imputer. A column with no value at all
+    (e.g. every row of the batch was rejected) has nothing to fill from and keeps its nulls."""
+    imputer = Imputer(strategy=strategy, inputCols=columns, outputCols=[f"__imputed_{c}" for c in columns])
+    try:
+        model = imputer.fit(df)
+    except Exception as failure:
+        if "surrogate cannot be computed" not in str(failure):
+            raise
+        counts = df.agg(*[F.count(c).alias(c) for c in columns]).first()  # only on this rare path
+        columns = [c for c in columns if counts[c]]
+        if not columns:
+            return df
+        model = imputer.setInputCols(columns).setOutputCols([f"__imputed_{c}" for c in columns]).fit(df)
+    imputed = {c: F.col(f"__imputed_{c}").cast(df.schema[c].dataType) for c in columns}
+    return model.transform(df).withColumns(imputed).drop(*[f"__imputed_{c}" for c in columns])
 
 
 def mark_duplicates(

@@ -268,10 +268,15 @@ def ingest(run: Run) -> StageResult:
         frame = files_to_bronze(run.spark, [f.path for f in fresh], source)
         rows_per_file: dict[str, int] = {}
         if frame is not None:
-            bronze = add_ingest_metadata(frame, run.run_id).persist()
-            counts = bronze.groupBy("_source_file", "_ingest_issue").count().collect()
-            written = run.tables.write(bronze, table, evolve_schema=True)
-            bronze.unpersist()
+            # Parsed once, as it is written; the counts come from the committed files.
+            written = run.tables.write(add_ingest_metadata(frame, run.run_id), table, evolve_schema=True)
+            counts = (
+                run.tables.read(table, version=written.version)
+                .filter(F.col("_source_file").isin([f.path for f in fresh]))
+                .groupBy("_source_file", "_ingest_issue")
+                .count()
+                .collect()
+            )
             for row in counts:
                 rows_per_file[row["_source_file"]] = rows_per_file.get(row["_source_file"], 0) + row["count"]
                 if row["_ingest_issue"]:

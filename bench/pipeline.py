@@ -1,0 +1,121 @@
+"""The tabular pipeline at scale: ingest -> clean -> validate -> features -> analytics.
+
+The sample shop is generated once per size (about ``rows`` landed records: per customer one
+customer record, five orders and one review) and kept under ``--scratch``. Every run is a fresh
+process with a fresh data root over that landing folder, so it ingests everything and its
+driver peak memory is its own: the Python driver's peak resident set and the driver JVM's
+(VmHWM). Usage (``bench/run.py`` drives it; alone it prints one JSON object per run):
+
+    .venv/bin/python bench/pipeline.py [--rows 1000000] [--runs 3] [--master 'local[2]']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STAGES = ["ingest", "clean", "validate", "features", "analytics"]
+RECORDS_PER_CUSTOMER = 7  # 1 customer record, 5 orders, 1 review
+
+
+def overrides(scratch: Path, rows: int, master: str) -> list[str]:
+    return [
+        f"run.data_root={scratch / 'data'}",
+        f"run.runs_dir={scratch / 'runs'}",
+        f"spark.master={master}",
+        f"generate.customers={rows // RECORDS_PER_CUSTOMER}",
+        f"generate.landing_dir={scratch.parent / 'landing'}",
+    ]
+
+
+def one_run(rows: int, master: str, landing_parent: Path) -> dict:
+    """One pipeline run in this process: seconds and rows of each stage, driver peak memory."""
+    from deepspark.config import load_config
+    from deepspark.pipeline import Run, stage_registry
+    from deepspark.session import get_spark
+    from deepspark.tables import Tables
+
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=landing_parent))
+    config = load_config(overrides=overrides(scratch, rows, master), environ=BENCH_KEY)
+    spark = get_spark(config)
+    run = Run(config, spark, Tables(spark, config), "bench")
+    registry = stage_registry()
+    try:
+        registry["generate"](run)  # a no-op once the size's landing folder exists
+        result: dict = {"rows": rows, "master": master, "stages": {}}
+        for name in STAGES:
+            began = time.perf_counter()
+            stage = registry[name](run)
+            seconds = time.perf_counter() - began
+            if stage.status != "ok":
+                raise RuntimeError(f"stage {name} ended {stage.status}: {stage.notes}")
+            run.results[name] = stage
+            result["stages"][name] = {"seconds": round(seconds, 2), "rows_in": stage.rows_in}
+        result["landed"] = result["stages"]["ingest"]["rows_in"]
+        result["driver_python_peak_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        result["driver_jvm_peak_mib"] = round(vm_hwm_kib(spark.sparkContext._gateway.proc.pid) / 1024)
+        return result
+    finally:
+        spark.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+BENCH_KEY = {"DEEPSPARK_SECRET_PII_HMAC_KEY": "bench-only-key"}
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def runs(rows: int, master: str, count: int, scratch: Path) -> list[dict]:
+    """``count`` runs at one size and master, each in a fresh process."""
+    landing_parent = scratch / f"rows-{rows}"
+    landing_parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    for _ in range(count):
+        command = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(rows),
+            "--master",
+            master,
+            "--at",
+            str(landing_parent),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"pipeline at {rows:,} rows on {master} failed:\n{done.stderr[-4000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), file=sys.stderr)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "deepspark-bench")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one run, this process
+    parser.add_argument("--at", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args.one, args.master, args.at)))
+        return
+    for result in runs(args.rows, args.master, args.runs, args.scratch):
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
