@@ -35,8 +35,9 @@ def overrides(scratch: Path, rows: int, master: str) -> list[str]:
     ]
 
 
-def one_run(rows: int, master: str, landing_parent: Path) -> dict:
-    """One pipeline run in this process: seconds and rows of each stage, driver peak memory."""
+def one_run(rows: int, master: str, landing_parent: Path, generate_only: bool = False) -> dict:
+    """One pipeline run in this process: seconds and rows of each stage, driver peak memory.
+    With ``generate_only``, only lands the size's data (so that no measured run does)."""
     from deepspark.config import load_config
     from deepspark.pipeline import Run, stage_registry
     from deepspark.session import get_spark
@@ -49,6 +50,8 @@ def one_run(rows: int, master: str, landing_parent: Path) -> dict:
     registry = stage_registry()
     try:
         registry["generate"](run)  # a no-op once the size's landing folder exists
+        if generate_only:
+            return {"rows": rows, "landing": str(config.landing_root)}
         result: dict = {"rows": rows, "master": master, "stages": {}}
         for name in STAGES:
             began = time.perf_counter()
@@ -81,24 +84,15 @@ def runs(rows: int, master: str, count: int, scratch: Path) -> list[dict]:
     """``count`` runs at one size and master, each in a fresh process."""
     landing_parent = scratch / f"rows-{rows}"
     landing_parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, __file__, "--one", str(rows), "--master", master, "--at", str(landing_parent)]
     results = []
-    for _ in range(count):
-        command = [
-            sys.executable,
-            __file__,
-            "--one",
-            str(rows),
-            "--master",
-            master,
-            "--at",
-            str(landing_parent),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    for extra in [["--generate-only"]] + [[]] * count:
+        done = subprocess.run(command + extra, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"pipeline at {rows:,} rows on {master} failed:\n{done.stderr[-4000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), file=sys.stderr)
-    return results
+    return results[1:]  # the measured runs, not the one that generated
 
 
 def main() -> None:
@@ -109,9 +103,10 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "deepspark-bench")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one run, this process
     parser.add_argument("--at", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_run(args.one, args.master, args.at)))
+        print(json.dumps(one_run(args.one, args.master, args.at, args.generate_only)))
         return
     for result in runs(args.rows, args.master, args.runs, args.scratch):
         print(json.dumps(result))
