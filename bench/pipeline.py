@@ -25,8 +25,12 @@ STAGES = ["ingest", "clean", "validate", "features", "analytics"]
 RECORDS_PER_CUSTOMER = 7  # 1 customer record, 5 orders, 1 review
 
 
+DRIVER_MEMORY = "6g"  # local mode: the executors live in the driver's heap (2g ran out at 10M rows)
+
+
 def overrides(scratch: Path, rows: int, master: str) -> list[str]:
     return [
+        f"spark.driver_memory={DRIVER_MEMORY}",
         f"run.data_root={scratch / 'data'}",
         f"run.runs_dir={scratch / 'runs'}",
         f"spark.master={master}",
@@ -89,7 +93,11 @@ def runs(rows: int, master: str, count: int, scratch: Path) -> list[dict]:
     for extra in [["--generate-only"]] + [[]] * count:
         done = subprocess.run(command + extra, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            sys.exit(f"pipeline at {rows:,} rows on {master} failed:\n{done.stderr[-4000:]}")
+            log = landing_parent / f"failed-{master}.log"
+            log.write_text(done.stderr)
+            sys.exit(
+                f"pipeline at {rows:,} rows on {master} failed (whole log: {log}):\n{done.stderr[-4000:]}"
+            )
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), file=sys.stderr)
     return results[1:]  # the measured runs, not the one that generated

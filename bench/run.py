@@ -223,7 +223,7 @@ def markdown(results: dict, summary: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}; "
         f"{m['java']}; pyspark {m['pyspark']}. Commit {m['commit']}; {results['started']} to "
         f"{results['finished']}. Each figure: median (min–max) of {runs} runs; each pipeline run is "
-        "a fresh process.",
+        f"a fresh process, local mode with driver memory {pipeline.DRIVER_MEMORY}.",
     ]
     parts = [head, pipeline_table(summary), ratio_table(summary)]
     if summary["peers"]:

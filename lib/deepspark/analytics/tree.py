@@ -102,24 +102,18 @@ def grow_tree(train: DataFrame, config: TreeConfig, seed: int) -> GrownTree:
     )
     if len(grid) == 1:
         model = pipeline.copy(grid[0]).fit(train)
-    elif config.tuning == "cross_validator":
-        tuner = CrossValidator(
-            estimator=pipeline,
-            estimatorParamMaps=grid,
-            evaluator=evaluator,
-            numFolds=config.folds,
-            seed=seed,
-            parallelism=config.parallelism,
-        )
-        model = tuner.fit(train).bestModel
     else:
-        tuner = TrainValidationSplit(
-            estimator=pipeline,
-            estimatorParamMaps=grid,
-            evaluator=evaluator,
-            trainRatio=config.train_ratio,
-            seed=seed,
-            parallelism=config.parallelism,
+        tuning = {
+            "estimator": pipeline,
+            "estimatorParamMaps": grid,
+            "evaluator": evaluator,
+            "seed": seed,
+            "parallelism": config.parallelism,  # candidates fitted at once
+        }
+        tuner = (
+            CrossValidator(numFolds=config.folds, **tuning)
+            if config.tuning == "cross_validator"
+            else TrainValidationSplit(trainRatio=config.train_ratio, **tuning)
         )
         model = tuner.fit(train).bestModel
     fitted = model.stages[-1]
