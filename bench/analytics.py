@@ -24,12 +24,11 @@ import argparse
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from stats import spread, timed
+from stats import json_of, spread, timed
 
 SUPPORT, CONFIDENCE, K, DEPTH = 0.01, 0.2, 4, 5
 
@@ -179,15 +178,15 @@ def alternating(ours, raw, repeats: int) -> tuple[list[float], list[float]]:
 
 def measure_sizes(sizes: list[int], repeats: int, reference_max_rows: int) -> dict[int, dict]:
     """``measure`` at each size, each in a fresh process."""
-    results = {}
-    for rows in sizes:
-        command = [sys.executable, __file__, "--one", str(rows), "--repeats", str(repeats)]
-        command += ["--reference-max-rows", str(reference_max_rows)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.exit(f"analytics at {rows:,} rows failed:\n{done.stderr[-4000:]}")
-        results[rows] = json.loads(done.stdout.strip().splitlines()[-1])
-    return results
+    command = [
+        sys.executable,
+        __file__,
+        "--repeats",
+        str(repeats),
+        "--reference-max-rows",
+        str(reference_max_rows),
+    ]
+    return {rows: json_of([*command, "--one", str(rows)], f"analytics at {rows:,} rows") for rows in sizes}
 
 
 def main() -> None:

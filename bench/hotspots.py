@@ -63,31 +63,18 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "deepspark-bench")
     args = parser.parse_args()
 
-    from deepspark.config import load_config
-    from deepspark.pipeline import Run, stage_registry
-    from deepspark.session import get_spark
-    from deepspark.tables import Tables
-
     landing_parent = args.scratch / f"rows-{args.rows}"
     landing_parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="profile-", dir=landing_parent))
-    config = load_config(
-        overrides=pipeline.overrides(scratch, args.rows, args.master), environ=pipeline.BENCH_KEY
-    )
-    spark = get_spark(config)
-    run = Run(config, spark, Tables(spark, config), "profile")
-    registry = stage_registry()
-    registry["generate"](run)
     profiled = set(args.stages.split(","))
-    for name in pipeline.STAGES:
-        began = time.perf_counter()
-        with LineSampler(threading.get_ident(), args.interval) as sampler:
-            run.results[name] = registry[name](run)
-        print(f"{name}: {time.perf_counter() - began:.1f} s")
-        if name in profiled:
-            for line, seconds in sampler.top(args.top):
-                print(f"  {seconds:7.1f} s  {line}")
-    spark.stop()
+    with pipeline.prepared_run(args.rows, args.master, landing_parent) as (run, registry):
+        for name in pipeline.STAGES:
+            began = time.perf_counter()
+            with LineSampler(threading.get_ident(), args.interval) as sampler:
+                run.results[name] = registry[name](run)
+            print(f"{name}: {time.perf_counter() - began:.1f} s")
+            if name in profiled:
+                for line, seconds in sampler.top(args.top):
+                    print(f"  {seconds:7.1f} s  {line}")
 
 
 if __name__ == "__main__":

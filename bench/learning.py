@@ -121,15 +121,12 @@ def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
         "row_groups": pinned.row_groups["train"],
         "epochs": epochs,
     }
-    result["scan_seconds"] = {
-        "raw pyarrow": [timed(lambda: raw_pyarrow_scan(files, columns)) for _ in range(repeats)],
-        **{
-            f"petastorm {pool}": [
-                timed(lambda pool=pool: read_split(pinned, "train", columns, pool)) for _ in range(repeats)
-            ]
-            for pool in ("dummy", "process")
-        },
+    scans = {
+        "raw pyarrow": lambda: raw_pyarrow_scan(files, columns),
+        "petastorm dummy": lambda: read_split(pinned, "train", columns, "dummy"),
+        "petastorm process": lambda: read_split(pinned, "train", columns, "process"),
     }
+    result["scan_seconds"] = {name: [timed(scan) for _ in range(repeats)] for name, scan in scans.items()}
 
     spec = config.train.models["digits_cnn"].model_copy(
         update={"epochs": epochs, "batch_size": batch_size, "warmup_epochs": 0, "decay_epochs": []}

@@ -15,17 +15,18 @@ import argparse
 import json
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from stats import json_of
 
 STAGES = ["ingest", "clean", "validate", "features", "analytics"]
 RECORDS_PER_CUSTOMER = 7  # 1 customer record, 5 orders, 1 review
-
-
 DRIVER_MEMORY = "6g"  # local mode: the executors live in the driver's heap (2g ran out at 10M rows)
+BENCH_KEY = {"DEEPSPARK_SECRET_PII_HMAC_KEY": "bench-only-key"}
 
 
 def overrides(scratch: Path, rows: int, master: str) -> list[str]:
@@ -39,9 +40,10 @@ def overrides(scratch: Path, rows: int, master: str) -> list[str]:
     ]
 
 
-def one_run(rows: int, master: str, landing_parent: Path, generate_only: bool = False) -> dict:
-    """One pipeline run in this process: seconds and rows of each stage, driver peak memory.
-    With ``generate_only``, only lands the size's data (so that no measured run does)."""
+@contextmanager
+def prepared_run(rows: int, master: str, landing_parent: Path):
+    """A Run with a fresh data root over the size's landing data (generated on first use), and
+    the stage registry; the session stops and the data root goes at the end."""
     from deepspark.config import load_config
     from deepspark.pipeline import Run, stage_registry
     from deepspark.session import get_spark
@@ -50,12 +52,19 @@ def one_run(rows: int, master: str, landing_parent: Path, generate_only: bool = 
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=landing_parent))
     config = load_config(overrides=overrides(scratch, rows, master), environ=BENCH_KEY)
     spark = get_spark(config)
-    run = Run(config, spark, Tables(spark, config), "bench")
     registry = stage_registry()
+    run = Run(config, spark, Tables(spark, config), "bench")
     try:
         registry["generate"](run)  # a no-op once the size's landing folder exists
-        if generate_only:
-            return {"rows": rows, "landing": str(config.landing_root)}
+        yield run, registry
+    finally:
+        spark.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def one_run(rows: int, master: str, landing_parent: Path) -> dict:
+    """One pipeline run in this process: seconds and rows of each stage, driver peak memory."""
+    with prepared_run(rows, master, landing_parent) as (run, registry):
         result: dict = {"rows": rows, "master": master, "stages": {}}
         for name in STAGES:
             began = time.perf_counter()
@@ -67,14 +76,14 @@ def one_run(rows: int, master: str, landing_parent: Path, generate_only: bool = 
             result["stages"][name] = {"seconds": round(seconds, 2), "rows_in": stage.rows_in}
         result["landed"] = result["stages"]["ingest"]["rows_in"]
         result["driver_python_peak_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        result["driver_jvm_peak_mib"] = round(vm_hwm_kib(spark.sparkContext._gateway.proc.pid) / 1024)
+        result["driver_jvm_peak_mib"] = round(vm_hwm_kib(run.spark.sparkContext._gateway.proc.pid) / 1024)
         return result
-    finally:
-        spark.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
-BENCH_KEY = {"DEEPSPARK_SECRET_PII_HMAC_KEY": "bench-only-key"}
+def land(rows: int, master: str, landing_parent: Path) -> dict:
+    """Only generate the size's landing data, so that no measured run does."""
+    with prepared_run(rows, master, landing_parent) as (run, _):
+        return {"rows": rows, "landing": str(run.config.landing_root)}
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -91,14 +100,7 @@ def runs(rows: int, master: str, count: int, scratch: Path) -> list[dict]:
     command = [sys.executable, __file__, "--one", str(rows), "--master", master, "--at", str(landing_parent)]
     results = []
     for extra in [["--generate-only"]] + [[]] * count:
-        done = subprocess.run(command + extra, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            log = landing_parent / f"failed-{master}.log"
-            log.write_text(done.stderr)
-            sys.exit(
-                f"pipeline at {rows:,} rows on {master} failed (whole log: {log}):\n{done.stderr[-4000:]}"
-            )
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results.append(json_of(command + extra, f"pipeline at {rows:,} rows on {master}"))
         print(json.dumps(results[-1]), file=sys.stderr)
     return results[1:]  # the measured runs, not the one that generated
 
@@ -114,7 +116,8 @@ def main() -> None:
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_run(args.one, args.master, args.at, args.generate_only)))
+        measure = land if args.generate_only else one_run
+        print(json.dumps(measure(args.one, args.master, args.at)))
         return
     for result in runs(args.rows, args.master, args.runs, args.scratch):
         print(json.dumps(result))

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pipeline
-from stats import spread
+from stats import json_of, spread
 
 BENCH = Path(__file__).resolve().parent
 TARGETS = {  # name -> (comparison, bound): what the issues ask of each ratio
@@ -70,13 +70,9 @@ def machine() -> dict:
     }
 
 
-def json_of(script: str, *args: object) -> dict:
-    """Run ``bench/<script> --json`` in a fresh process and return what it printed."""
-    command = [sys.executable, str(BENCH / script), *map(str, args), "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{script} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def script(name: str, *args: object) -> dict:
+    """``bench/<name> --json``, in a fresh process."""
+    return json_of([sys.executable, str(BENCH / name), *map(str, args), "--json"], name)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -91,9 +87,9 @@ def measure(args: argparse.Namespace) -> dict:
     results["pipeline"] = runs
     if not args.skip_ratios:
         sizes = ["--rows", *args.analytics_rows, "--reference-max-rows", max(args.analytics_rows)]
-        results["analytics"] = json_of("analytics.py", *sizes, "--repeats", args.runs)
-        results["learning"] = json_of("learning.py", "--copies", args.copies, "--repeats", args.runs)
-        results["tables"] = json_of("tables_overhead.py", "--repeat", args.runs)
+        results["analytics"] = script("analytics.py", *sizes, "--repeats", args.runs)
+        results["learning"] = script("learning.py", "--copies", args.copies, "--repeats", args.runs)
+        results["tables"] = script("tables_overhead.py", "--repeat", args.runs)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results
 
