@@ -44,7 +44,7 @@ lint: install
 audit: install
 	$(VENV)/bin/python deploy/env/audit.py
 
-# Every benchmark, one JSON + Markdown table in bench/results/ (about 80 min on 2 cores);
+# Every benchmark, one JSON + Markdown table in bench/results/ (about 70 min on 2 cores);
 # e.g. BENCH_ARGS="--rows 100000 1000000 --runs 3" for a shorter run.
 bench: install
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
