@@ -25,7 +25,7 @@ from stats import json_of
 
 STAGES = ["ingest", "clean", "validate", "features", "analytics"]
 RECORDS_PER_CUSTOMER = 7  # 1 customer record, 5 orders, 1 review
-DRIVER_MEMORY = "6g"  # local mode: the executors live in the driver's heap (2g ran out at 10M rows)
+DRIVER_MEMORY = "6g"  # local mode: the executors live in the driver's heap (README: "Memory in local mode")
 BENCH_KEY = {"DEEPSPARK_SECRET_PII_HMAC_KEY": "bench-only-key"}
 
 
