@@ -36,9 +36,11 @@ test-fast: install-test
 package: install
 	deploy/package.sh
 
+# Style, then the import layers (pyproject.toml [tool.importlinter]: one direction only).
 lint: install
 	$(VENV)/bin/ruff check lib tests jobs bench deploy
 	$(VENV)/bin/ruff format --check lib tests jobs bench deploy
+	$(VENV)/bin/lint-imports
 
 # Pinned packages against known advisories (offline; deploy/env/advisories.toml says why).
 audit: install

@@ -5,7 +5,7 @@ baskets from the sample shop's order generator; ten integer features with a two-
 writes them to parquet and caches them. After one untimed warm-up fit of each on a 5,000-row
 slice, it times, alternating which goes first:
 
-* k-means (k=4, 20 iterations): ``deepspark.analytics.kmeans.fit_kmeans`` vs ``KMeans.fit``;
+* k-means (k=4, 20 iterations): ``deepspark.stages.analytics.kmeans.fit_kmeans`` vs ``KMeans.fit``;
 * FP-growth (support 0.01, confidence 0.2, itemsets and rules counted): ``rules.mine`` (guard
   included) vs ``FPGrowth.fit``;
 * decision tree (depth 5, gini, string label): ``tree.grow_tree`` vs ``StringIndexer`` +
@@ -61,7 +61,7 @@ def measure(rows: int, repeats: int, reference: bool) -> dict:
 
 def inputs(spark, config, rows: int, scratch: Path):
     """The three inputs, written to parquet once and cached, so every fit reads the same rows."""
-    from deepspark.sample.retail import Dice, generate_orders
+    from deepspark.stages.generate.retail import Dice, generate_orders
     from pyspark.sql import functions as F
 
     dice = Dice(config.run.seed)
@@ -89,8 +89,8 @@ def inputs(spark, config, rows: int, scratch: Path):
 
 def contenders(points, baskets, labelled, seed: int) -> dict:
     """name -> (deepspark fit, raw MLlib fit, reference fit), each a zero-argument callable."""
-    from deepspark.analytics import kmeans, rules, tree
     from deepspark.config import TreeConfig
+    from deepspark.stages.analytics import kmeans, rules, tree
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import DecisionTreeClassifier
     from pyspark.ml.clustering import KMeans

@@ -61,15 +61,16 @@ def raw_pyarrow_scan(files: list[str], columns: list[str]) -> dict:
 
 def plain_fit(job_path: str, core: int) -> None:
     """In a fresh process on one core: tf-keras fit on the same data, no Horovod."""
-    from deepspark.learning.train import bind_cores
+    from deepspark.stages.train.horovod import bind_cores
 
     bind_cores(core, 1)  # one core, as each Horovod rank gets
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from deepspark.learning.data import read_rows
-    from deepspark.learning.models import build_model, tf_keras
+    from deepspark.stages.train.data import read_rows
+    from deepspark.stages.train.models import build_model
+    from deepspark.tensors import tf_keras
 
     job = pickle.loads(Path(job_path).read_bytes())
     data = read_rows(job.train_files, [job.inputs.column, "label"], job.train_rows, "bench train")
@@ -88,12 +89,12 @@ def plain_fit(job_path: str, core: int) -> None:
 def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
     """Seconds of each scan and examples/s of each training run, ``repeats`` of each."""
     from deepspark.config import load_config
-    from deepspark.learning.data import DIGITS_TABLE, pin_table, prepare_digits, read_split
-    from deepspark.learning.models import InputShape
-    from deepspark.learning.train import TrainingJob, launch
-    from deepspark.sample.digits import write_digits
     from deepspark.session import get_spark
+    from deepspark.stages.generate.digits import write_digits
+    from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits, read_split
+    from deepspark.stages.train.horovod import TrainingJob, launch
     from deepspark.tables import Tables
+    from deepspark.tensors import InputShape
     from pyspark.sql import functions as F
 
     work = Path(tempfile.mkdtemp(prefix="deepspark-bench-learning-"))

@@ -45,14 +45,14 @@ def prepared_run(rows: int, master: str, landing_parent: Path):
     """A Run with a fresh data root over the size's landing data (generated on first use), and
     the stage registry; the session stops and the data root goes at the end."""
     from deepspark.config import load_config
-    from deepspark.pipeline import Run, stage_registry
+    from deepspark.pipeline import STAGES as registry
+    from deepspark.run import Run
     from deepspark.session import get_spark
     from deepspark.tables import Tables
 
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=landing_parent))
     config = load_config(overrides=overrides(scratch, rows, master), environ=BENCH_KEY)
     spark = get_spark(config)
-    registry = stage_registry()
     run = Run(config, spark, Tables(spark, config), "bench")
     try:
         registry["generate"](run)  # a no-op once the size's landing folder exists

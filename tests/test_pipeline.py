@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from deepspark.config import Expectation
-from deepspark.pipeline import STAGE_NAMES, Run, StageFailed, run_pipeline, select_stages
-from deepspark.sample.retail import generate_customers
+from deepspark.pipeline import STAGE_NAMES, run_pipeline, select_stages
+from deepspark.run import Run, StageFailed
+from deepspark.stages.generate.retail import generate_customers
 from deepspark.tables import Tables
 from pyspark.sql import functions as F
 
@@ -40,7 +41,7 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     summary = json.loads(summary_path.read_text())
 
     assert summary["status"] == "ok" and summary["delta_engine"] == "rs"
-    assert list(summary["stages"]) == STAGE_NAMES
+    assert tuple(summary["stages"]) == STAGE_NAMES
     for dataset, counts in summary["stages"]["clean"]["metrics"].items():
         assert counts["rows_in"] == (
             counts["rows_out"] + counts["rows_quarantined"] + counts["rows_deduplicated"]

@@ -16,15 +16,8 @@ import typer
 
 from deepspark.config import ConfigError, load_config
 from deepspark.errors import describe
-from deepspark.pipeline import (
-    STAGE_NAMES,
-    Run,
-    StageFailed,
-    new_run_id,
-    run_dir,
-    run_pipeline,
-    select_stages,
-)
+from deepspark.pipeline import STAGE_NAMES, run_pipeline, select_stages
+from deepspark.run import Run, StageFailed, new_run_id, run_dir
 
 app = typer.Typer(
     add_completion=False,
@@ -145,7 +138,7 @@ def analytics(
     run_id: RunId = None,
 ) -> None:
     """Run the analytics stage alone: every configured analysis, or the --part ones."""
-    from deepspark.analytics.stage import check_parts
+    from deepspark.stages.analytics.stage import check_parts
 
     try:
         check_parts(part or [])
@@ -163,11 +156,11 @@ def report(
     conf_dir: ConfDir = None,
 ) -> None:
     """Rebuild a run's report (runs/<id>/report.html and report.md) from its saved stage results."""
-    from deepspark.report.summary import build_report
+    from deepspark.stages.report.stage import build_report
 
     config = _config(env, sets, conf_dir)
     try:
-        _, html = build_report(config, run_id)
+        _, html = build_report(config, run_id, STAGE_NAMES)
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -185,7 +178,7 @@ def generate(
     conf_dir: ConfDir = None,
 ) -> None:
     """Write the sample retail domain and digits as raw landing files."""
-    from deepspark.stages.generate import generate as generate_stage
+    from deepspark.stages.generate.stage import generate as generate_stage
 
     run = _open_run(env, sets, conf_dir)
     result = generate_stage(run, customers=rows, force=force)
@@ -203,6 +196,49 @@ def tables(env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None) -> N
         typer.echo(f"no tables under {run.tables.root}")
     for name, version in listing.items():
         typer.echo(f"{name:<32} v{version}")
+
+
+config_app = typer.Typer(
+    no_args_is_help=True, help="Show the configuration: resolved values, schema, key reference."
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    sources: Annotated[
+        bool, typer.Option("--sources", help="name the file or --set behind each value")
+    ] = False,
+    env: Env = "local",
+    sets: Sets = None,
+    conf_dir: ConfDir = None,
+) -> None:
+    """The resolved configuration (base + overlay + --set), secrets redacted."""
+    from deepspark.config.reference import resolved
+
+    typer.echo(resolved(_config(env, sets, conf_dir), sources), nl=False)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """The JSON Schema of every key, with its type, default and description."""
+    import json
+
+    from deepspark.config.reference import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+@config_app.command("docs")
+def config_docs(
+    output: Annotated[Path, typer.Option(help="where to write the key reference")] = Path("docs/config.md"),
+) -> None:
+    """Write the Markdown key reference (docs/config.md) from the schema."""
+    from deepspark.config.reference import key_reference
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(key_reference(), encoding="utf-8")
+    typer.echo(str(output))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,11 +11,16 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deepspark.tables import hadoop_uri
+from deepspark.config import Config
+from deepspark.tables import Tables, hadoop_uri
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 MANIFEST = "manifest.json"
+LATEST = "latest.json"  # beside a feature set's versions: the one the features stage last wrote
 
 
 def fingerprint(*parts: Any) -> str:
@@ -79,3 +84,18 @@ def register_model(tables, entry: dict[str, Any]) -> int:
     frame = tables.spark.createDataFrame([tuple(row[c] for c in columns)], REGISTRY_SCHEMA)
     tables.write(frame, MODELS_TABLE)
     return version
+
+
+def read_latest(config: Config, name: str) -> dict | None:
+    """What the features stage last wrote for a set: gold table and version, model, manifest."""
+    path = config.models_root / "features" / name / LATEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def latest_features(config: Config, name: str, tables: Tables) -> tuple[DataFrame, dict]:
+    """A set's gold table at the version the features stage last wrote, and its manifest (feature
+    names included)."""
+    latest = read_latest(config, name)
+    if latest is None:
+        raise FileNotFoundError(f"feature set '{name}' has not been built yet; run the features stage first")
+    return tables.read(latest["table"], version=latest["version"]), latest

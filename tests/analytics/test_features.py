@@ -7,12 +7,12 @@ from datetime import datetime
 
 import pytest
 from deepspark.config import ConfigError, FeaturesConfig, FeatureSet, load_config
+from deepspark.lineage import latest_features
 from deepspark.stages.features import (
     build_feature_set,
     customer_activity,
     feature_layout,
     feature_pipeline,
-    latest_features,
     to_gold,
 )
 from deepspark.tables import Tables

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from deepspark.analytics.kmeans import SEGMENT, as_vectors, fit_kmeans, profile_segments
+from deepspark.stages.analytics.kmeans import SEGMENT, as_vectors, fit_kmeans, profile_segments
 from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import make_blobs
 

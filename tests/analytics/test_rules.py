@@ -6,7 +6,13 @@ import random
 
 import pandas as pd
 import pytest
-from deepspark.analytics.rules import ItemsetExplosion, as_baskets, association_rules, frequent_itemsets, mine
+from deepspark.stages.analytics.rules import (
+    ItemsetExplosion,
+    as_baskets,
+    association_rules,
+    frequent_itemsets,
+    mine,
+)
 from mlxtend.frequent_patterns import association_rules as mlxtend_rules
 from mlxtend.frequent_patterns import fpgrowth as mlxtend_fpgrowth
 from mlxtend.preprocessing import TransactionEncoder

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from deepspark.analytics.stage import grow_one_tree, mine_rules
 from deepspark.config import ConfigError, load_config
-from deepspark.pipeline import Run, StageResult
+from deepspark.run import Run, StageResult
+from deepspark.stages.analytics.stage import grow_one_tree, mine_rules
 from deepspark.stages.features import build_feature_set
 from deepspark.tables import Tables
 

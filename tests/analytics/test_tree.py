@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from deepspark.analytics.tree import (
+from deepspark.config import TreeConfig
+from deepspark.stages.analytics.tree import (
     Leaf,
     Split,
     condition,
@@ -16,7 +17,6 @@ from deepspark.analytics.tree import (
     training_frame,
     tree_nodes,
 )
-from deepspark.config import TreeConfig
 from sklearn.metrics import accuracy_score, mean_squared_error
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 

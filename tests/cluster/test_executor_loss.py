@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from deepspark.pipeline import Run, run_pipeline
+from deepspark.pipeline import run_pipeline
+from deepspark.run import Run
 from deepspark.tables import Tables
 
 from tests.cluster.standalone import free_port, standalone_cluster, submit

@@ -12,12 +12,13 @@ import subprocess
 import sys
 
 import pytest
+from deepspark.pipeline import STAGE_NAMES
 
 from tests.cluster.standalone import standalone_cluster, submit
 from tests.small_conf import write_small_conf
 
 pytestmark = pytest.mark.slow
-JOBS = ["generate", "ingest", "clean", "validate", "features", "analytics", "train", "predict", "report"]
+JOBS = list(STAGE_NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from deepspark.sample.digits import write_digits
-from deepspark.sample.retail import generate_reviews
+from deepspark.stages.generate.digits import write_digits
+from deepspark.stages.generate.retail import generate_reviews
 from deepspark.tables import Tables
 from pyspark.sql import functions as F
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from deepspark.config import SequenceData
-from deepspark.learning.data import (
+from deepspark.stages.train.data import (
     DIGITS_TABLE,
     PAD,
     UNKNOWN,
@@ -102,7 +102,7 @@ def test_more_ranks_than_row_groups_is_refused_with_the_fix(small_digits, config
 
 def test_more_ranks_than_local_task_slots_is_refused(spark, config):
     from deepspark.config import ConfigError
-    from deepspark.learning.stage import check_task_slots
+    from deepspark.stages.train.stage import check_task_slots
 
     three = config.model_copy(update={"train": config.train.model_copy(update={"num_proc": 3})})
     with pytest.raises(ConfigError, match=r"key 'train.num_proc' = 3: Spark local\[2\] runs 2 task"):
@@ -111,7 +111,7 @@ def test_more_ranks_than_local_task_slots_is_refused(spark, config):
 
 
 def test_a_model_records_the_validation_run_of_exactly_its_silver_versions(spark, tables):
-    from deepspark.learning.stage import validation_of
+    from deepspark.stages.train.stage import validation_of
 
     schema = "run_id string, dataset string, table_version long, severity string, success boolean"
     rows = [

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from deepspark.config import CnnConfig, ConfigError, ModelConfig, RnnConfig, load_config
-from deepspark.learning.evaluate import bag_of_words, classification_metrics, majority_baseline
-from deepspark.learning.models import InputShape, build_cnn, build_model, build_rnn
-from deepspark.learning.train import choose_device
+from deepspark.stages.train.evaluate import bag_of_words, classification_metrics, majority_baseline
+from deepspark.stages.train.horovod import choose_device
+from deepspark.stages.train.models import build_cnn, build_model, build_rnn
+from deepspark.tensors import InputShape
 
 MNIST = InputShape("pixels", (28, 28, 1), 10)
 

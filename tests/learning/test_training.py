@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 from deepspark.config import CnnConfig, load_config
-from deepspark.learning.data import DIGITS_TABLE, pin_table, prepare_digits
-from deepspark.learning.infer import predict
-from deepspark.learning.models import InputShape
-from deepspark.learning.stage import train, train_model
-from deepspark.learning.train import TrainingJob, launch, read_state
 from deepspark.lineage import MODELS_TABLE
-from deepspark.pipeline import Run
+from deepspark.run import Run
+from deepspark.stages.predict import predict
+from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits
+from deepspark.stages.train.horovod import TrainingJob, launch, read_state
+from deepspark.stages.train.stage import train, train_model
 from deepspark.tables import Tables
+from deepspark.tensors import InputShape
 
 from tests.conftest import TEST_HMAC_KEY
 from tests.learning.conftest import land_digits, land_reviews
@@ -226,7 +226,7 @@ GPU_SCRIPT = """
 import json, pickle, sys
 from deepspark.config import CnnConfig, load_config
 from deepspark.session import get_spark
-from deepspark.learning.train import launch
+from deepspark.stages.train.horovod import launch
 
 folder = sys.argv[1]
 config = load_config(env="local", overrides=[

@@ -18,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from deepspark.pipeline import Run, run_pipeline
+from deepspark.pipeline import run_pipeline
+from deepspark.run import Run
 from deepspark.tables import Tables
 
 from tests.small_conf import REPO, cli_command, cli_environment, load_small_config, write_small_conf

@@ -9,7 +9,8 @@ import sys
 from datetime import UTC, datetime
 
 import pytest
-from deepspark.pipeline import Run, StageResult, load_results, run_dir, save_result, write_summary
+from deepspark.pipeline import STAGE_NAMES, write_summary
+from deepspark.run import Run, StageResult, load_results, run_dir, save_result
 
 from tests.report.browser import render
 
@@ -26,7 +27,7 @@ def test_parts_of_a_stage_saved_by_separate_processes_merge_into_one_result(spar
     _save(config, spark, tables, "r1", "analytics", kmeans, parts=("kmeans",))
     _save(config, spark, tables, "r1", "ingest", StageResult(rows_in=10, rows_out=10))
 
-    results, context = load_results(run_dir(config, "r1"))
+    results, context = load_results(run_dir(config, "r1"), STAGE_NAMES)
 
     assert list(results) == ["ingest", "clean", "analytics"]  # pipeline order, not save order
     merged = results["analytics"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from deepspark.config import DirtConfig, GenerateConfig
-from deepspark.sample.digits import load_digits
-from deepspark.sample.retail import generate_customers, generate_orders, generate_reviews
+from deepspark.stages.generate.digits import load_digits
+from deepspark.stages.generate.retail import generate_customers, generate_orders, generate_reviews
 from pyspark.sql import functions as F
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from deepspark.config import CleanConfig, DatasetCleaning, IngestConfig, SourceConfig
 from deepspark.errors import describe
-from deepspark.pipeline import Run, StageFailed, run_pipeline
+from deepspark.pipeline import run_pipeline
+from deepspark.run import Run, StageFailed
 from pyspark.sql import functions as F
 
 HEADER = "id,name,amount,born\n"

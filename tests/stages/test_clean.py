@@ -8,8 +8,10 @@ from datetime import date
 
 import pytest
 from deepspark.config import CleanConfig, ColumnRule, DatasetCleaning, IngestConfig, SourceConfig
-from deepspark.pipeline import Run, run_pipeline
-from deepspark.stages.clean import (
+from deepspark.pipeline import run_pipeline
+from deepspark.run import Run
+from deepspark.stages.clean.privacy import MissingKeyError, age_band, hmac_pads, mask, protect
+from deepspark.stages.clean.stage import (
     TYPED,
     cap_outliers,
     clean_dataset,
@@ -20,7 +22,6 @@ from deepspark.stages.clean import (
     tag_orphans,
     tag_row_rules,
 )
-from deepspark.stages.privacy import MissingKeyError, age_band, hmac_pads, mask, protect
 from pyspark.sql import functions as F
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from deepspark.config import ConfigError, Expectation, ValidateConfig
-from deepspark.pipeline import Run, StageFailed
+from deepspark.run import Run, StageFailed
 from deepspark.stages.validate import RESULTS, ExpectationError, build_suite, open_context, validate
 
 

@@ -1,1 +1,8 @@
-"""The pipeline's stages in order: generate, ingest, clean, validate, features."""
+"""The pipeline's stages, one module or folder each, in pipeline order:
+
+generate -> ingest -> clean -> validate -> features -> analytics -> train -> predict -> report.
+
+A stage is a function ``(Run) -> StageResult`` (see :mod:`deepspark.run`). Stages never import
+each other: what two of them share lives in a lower module (``bronze``, ``lineage``, ``plots``,
+``tensors``, ``tables``); ``deepspark.pipeline`` is the registry that knows them all.
+"""

@@ -41,14 +41,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
 from deepspark.config import Config, FeatureSet
-from deepspark.lineage import fingerprint, model_uri, read_manifest, save_model
-from deepspark.pipeline import Run, StageResult
+from deepspark.lineage import LATEST, fingerprint, model_uri, read_latest, read_manifest, save_model
+from deepspark.run import Run, StageResult
 from deepspark.tables import Tables
 
 ACTIVITY_INPUTS = ["silver.orders", "silver.customers"]
 ASSEMBLED, SCALED = "_f_assembled", "_f_scaled"
 TEXT, TOKENS, WORDS, TEXT_VECTOR = "_f_text", "_f_tokens", "_f_words", "_f_text_vector"
-LATEST = "latest.json"
 
 
 @dataclass(frozen=True)
@@ -320,21 +319,6 @@ def read_input(tables: Tables, spec: FeatureSet, versions: dict[str, int]) -> Da
     if spec.input == "customer_activity":
         return customer_activity(pinned["silver.orders"], pinned["silver.customers"])
     return pinned[spec.input]
-
-
-def read_latest(config: Config, name: str) -> dict | None:
-    """What the features stage last wrote for a set: gold table and version, model, manifest."""
-    path = config.models_root / "features" / name / LATEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def latest_features(config: Config, name: str, tables: Tables) -> tuple[DataFrame, dict]:
-    """A set's gold table at the version the features stage last wrote, and its manifest (feature
-    names included)."""
-    latest = read_latest(config, name)
-    if latest is None:
-        raise FileNotFoundError(f"feature set '{name}' has not been built yet; run the features stage first")
-    return tables.read(latest["table"], version=latest["version"]), latest
 
 
 # --- small pieces ------------------------------------------------------------------------------

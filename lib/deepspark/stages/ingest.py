@@ -21,13 +21,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
+from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import SourceConfig
 from deepspark.errors import describe
-from deepspark.pipeline import Run, StageResult
+from deepspark.run import Run, StageResult
 from deepspark.tables import hadoop_uri
 
-METADATA = ["_source_file", "_batch_id", "_ingested_at", "_row_hash"]
-PROBLEMS = ["_raw_record", "_ingest_issue", "_ingest_rule"]
 LEDGER = "meta.ingested_files"
 CORRUPT = "_corrupt_record"
 BOM = "\ufeff"

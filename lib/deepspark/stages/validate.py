@@ -23,7 +23,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 
 from deepspark.config import ConfigError, Expectation
-from deepspark.pipeline import Run, StageFailed, StageResult
+from deepspark.run import Run, StageFailed, StageResult
 
 RESULTS = "quality.expectation_results"
 DATASOURCE = "silver"

@@ -1,14 +1,17 @@
-"""The Delta table layer: the only package that knows Delta. Use :class:`Tables`."""
+"""The Delta table layer: the only package that knows Delta. Use :class:`Tables`.
 
-from deepspark.tables.api import (
+Modules, lowest first: ``errors`` and ``types`` (shared by everything here), ``schema``, the two
+engines (``spark_engine``: delta-spark; ``rs_engine``: delta-rs), then ``api`` (:class:`Tables`).
+"""
+
+from deepspark.tables.api import Tables
+from deepspark.tables.errors import (
     ConcurrentWriteError,
     SchemaMismatchError,
     TableError,
     TableNotFoundError,
-    Tables,
-    WriteResult,
-    hadoop_uri,
 )
+from deepspark.tables.types import WriteResult, hadoop_uri
 
 __all__ = [
     "ConcurrentWriteError",

@@ -14,74 +14,21 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
 
 from pyspark.sql import DataFrame, SparkSession
 
 from deepspark.config import Config
+from deepspark.tables.errors import SchemaMismatchError, TableError, TableNotFoundError
+from deepspark.tables.rs_engine import DeltaRsEngine
+from deepspark.tables.spark_engine import DeltaSparkEngine
+from deepspark.tables.types import Engine, WriteMode, WriteResult
 
 log = logging.getLogger(__name__)
 
-WriteMode = Literal["append", "overwrite"]
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 DELTA_SPARK_CLASS = "io.delta.tables.DeltaTable"
-
-
-class TableError(RuntimeError):
-    """A Delta table operation that cannot go ahead; the message says why and where."""
-
-
-class TableNotFoundError(TableError):
-    pass
-
-
-class SchemaMismatchError(TableError):
-    pass
-
-
-class ConcurrentWriteError(TableError):
-    pass
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    table: str
-    version: int
-    rows_written: int
-    files_added: int = 0
-    files_removed: int = 0
-    metrics: dict[str, int] = field(default_factory=dict)
-
-
-class Engine(Protocol):
-    name: str
-
-    def exists(self, path: str) -> bool: ...
-    def read(self, path: str, version: int | None, timestamp: datetime | None) -> DataFrame: ...
-    def files(self, path: str, version: int | None) -> list[str]: ...
-    def write(
-        self,
-        df: DataFrame,
-        path: str,
-        mode: WriteMode,
-        partition_by: list[str] | None,
-        evolve_schema: bool,
-    ) -> WriteResult: ...
-    def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult: ...
-    def version(self, path: str) -> int: ...
-    def history(self, path: str) -> list[dict]: ...
-    def compact(self, path: str) -> WriteResult: ...
-    def vacuum(self, path: str, retention_hours: float) -> list[str]: ...
-
-
-def hadoop_uri(path: str | Path) -> str:
-    """A path as Spark and Hadoop take it: URIs unchanged, local paths as absolute ``file://``
-    paths written as-is (no percent-encoding: ``Path.as_uri`` would encode ``=``)."""
-    text = str(path)
-    return text if "://" in text else "file://" + str(Path(text).resolve())
 
 
 def delta_spark_on_classpath(spark: SparkSession) -> bool:
@@ -123,13 +70,8 @@ class Tables:
     @staticmethod
     def _make_engine(spark: SparkSession, config: Config) -> Engine:
         name = choose_engine(config.tables.engine, delta_spark_on_classpath(spark))
-        if name == "spark":
-            from deepspark.tables.spark_engine import DeltaSparkEngine
-
-            return DeltaSparkEngine(spark, config.tables)
-        from deepspark.tables.rs_engine import DeltaRsEngine
-
-        return DeltaRsEngine(spark, config.tables)
+        engine = DeltaSparkEngine if name == "spark" else DeltaRsEngine
+        return engine(spark, config.tables)
 
     def path(self, name: str) -> str:
         if not TABLE_NAME.match(name):

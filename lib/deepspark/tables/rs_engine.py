@@ -41,13 +41,14 @@ from pyspark.sql.types import StructType
 
 from deepspark.config import TablesConfig
 from deepspark.errors import describe
-from deepspark.tables.api import ConcurrentWriteError, TableError, WriteMode, WriteResult, hadoop_uri
+from deepspark.tables.errors import ConcurrentWriteError, TableError
 from deepspark.tables.schema import (
     align_to_table,
     check_storable,
     delta_schema_json,
     spark_schema_from_delta,
 )
+from deepspark.tables.types import WriteMode, WriteResult, hadoop_uri
 
 log = logging.getLogger(__name__)
 

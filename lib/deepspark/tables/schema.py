@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, NullType, StructField, StructType, UserDefinedType
 
-from deepspark.tables.api import SchemaMismatchError
+from deepspark.tables.errors import SchemaMismatchError
 
 
 def delta_schema_json(schema: StructType) -> str:

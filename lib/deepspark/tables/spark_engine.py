@@ -13,14 +13,9 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from deepspark.config import TablesConfig
-from deepspark.tables.api import (
-    ConcurrentWriteError,
-    SchemaMismatchError,
-    TableError,
-    WriteMode,
-    WriteResult,
-)
+from deepspark.tables.errors import ConcurrentWriteError, SchemaMismatchError, TableError
 from deepspark.tables.schema import check_storable
+from deepspark.tables.types import WriteMode, WriteResult
 
 
 class DeltaSparkEngine:

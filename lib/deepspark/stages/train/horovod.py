@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from deepspark.config import ModelConfig
-from deepspark.learning.models import InputShape
+from deepspark.tensors import InputShape
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def train_rank(job: TrainingJob) -> RankReport:
     import numpy as np
     import tensorflow as tf
 
-    from deepspark.learning.models import build_model, tf_keras
+    from deepspark.stages.train.models import build_model
+    from deepspark.tensors import tf_keras
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
@@ -229,7 +230,7 @@ def read_state(checkpoints: Path) -> dict[str, Any] | None:
 
 def _validation_arrays(job: TrainingJob) -> tuple[Any, Any] | None:
     """The whole validation split in memory: every rank scores all of it, so all agree."""
-    from deepspark.learning.data import read_rows
+    from deepspark.stages.train.data import read_rows
 
     if not job.validation_files:
         return None
@@ -239,7 +240,7 @@ def _validation_arrays(job: TrainingJob) -> tuple[Any, Any] | None:
 
 
 def _batches(job: TrainingJob, rank: int, size: int, initial_epoch: int, tf) -> Any:
-    from deepspark.learning.data import stream_batches
+    from deepspark.stages.train.data import stream_batches
 
     column, inputs = job.inputs.column, job.inputs
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType
 
-from deepspark.analytics import kmeans, rules, tree
+from deepspark import plots
 from deepspark.config import KMeansConfig, RulesConfig, TreeConfig
-from deepspark.lineage import save_model
-from deepspark.pipeline import Run, StageResult
-from deepspark.report import plots
-from deepspark.stages.features import latest_features
+from deepspark.lineage import latest_features, save_model
+from deepspark.run import Run, StageResult
+from deepspark.stages.analytics import kmeans, rules, tree
 
 CLUSTER_PLOT_POINTS = 3000
 TOP_RULES = 10

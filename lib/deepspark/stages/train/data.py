@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from deepspark.config import Config, DigitsData, SequenceData
 from deepspark.lineage import fingerprint
 from deepspark.tables import Tables
+from deepspark.tensors import as_rows
 
 log = logging.getLogger(__name__)
 
@@ -319,14 +320,3 @@ def _quiet_petastorm() -> None:
     say nothing a user can act on (the pinned pyarrow is the one petastorm supports)."""
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=r"petastorm(\..*)?$")
-
-
-def as_rows(values: np.ndarray) -> np.ndarray:
-    """A column's values as one numpy array, a row per example. List columns arrive 2-D already
-    from Petastorm, or as an object array of rows (from pandas). Binary columns arrive as an
-    object array of bytes and become a 2-D uint8 array."""
-    if values.dtype == object and len(values) and isinstance(values[0], bytes):
-        return np.frombuffer(b"".join(values), dtype=np.uint8).reshape(len(values), -1)
-    if values.dtype == object and len(values):
-        return np.stack(values)
-    return values

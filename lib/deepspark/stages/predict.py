@@ -21,10 +21,10 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from deepspark.learning.models import InputShape
 from deepspark.lineage import MANIFEST, MODELS_TABLE, read_manifest
-from deepspark.pipeline import Run, StageResult
+from deepspark.run import Run, StageResult
 from deepspark.tables import Tables
+from deepspark.tensors import InputShape, tf_keras
 
 _loaded: dict[str, object] = {}  # per Python worker: model digest -> loaded model
 
@@ -56,8 +56,6 @@ def score(df: DataFrame, model_bytes, inputs: InputShape, key: str) -> DataFrame
 def _model(data: bytes):
     digest = hashlib.sha256(data).hexdigest()
     if digest not in _loaded:
-        from deepspark.learning.models import tf_keras
-
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "model.h5")
             Path(path).write_bytes(data)

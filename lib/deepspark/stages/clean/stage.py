@@ -24,12 +24,12 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
+from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import ColumnRule, DatasetCleaning
-from deepspark.pipeline import Run, StageFailed, StageResult
-from deepspark.stages.ingest import METADATA, PROBLEMS
-from deepspark.stages.privacy import protect
-from deepspark.stages.quarantine import KEYS as QUARANTINE_KEYS
-from deepspark.stages.quarantine import QUARANTINE, to_quarantine
+from deepspark.run import Run, StageFailed, StageResult
+from deepspark.stages.clean.privacy import protect
+from deepspark.stages.clean.quarantine import KEYS as QUARANTINE_KEYS
+from deepspark.stages.clean.quarantine import QUARANTINE, to_quarantine
 
 CLEANED = "meta.cleaned_batches"
 TYPED = "__typed_"  # prefix of the converted copy of a column, next to its text

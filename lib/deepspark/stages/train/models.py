@@ -11,42 +11,10 @@ TensorFlow is imported inside the functions, so importing this module stays chea
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from deepspark.config import CnnConfig, ModelConfig, RnnConfig
-
-
-def tf_keras() -> Any:
-    """tf-keras, with TensorFlow told to use it (must be set before TensorFlow is imported)."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras
-
-    return tf_keras
-
-
-@dataclass(frozen=True)
-class InputShape:
-    """What a network reads from a gold table and the shape of one example."""
-
-    column: str  # pixels | tokens
-    shape: tuple[int, ...]  # (side, side, 1) | (max_len,)
-    classes: int
-    vocabulary: int = 0  # rnn: ids 0..vocabulary-1
-
-    @property
-    def dtype(self) -> str:
-        return "int32" if self.column == "tokens" else "uint8"
-
-    def batch(self, values: np.ndarray) -> np.ndarray:
-        """Examples shaped for the network from a column's values: a 2-D array (a row per
-        example), or an object array of rows or of pixel bytes (as pandas hands them over)."""
-        from deepspark.learning.data import as_rows
-
-        return np.asarray(as_rows(values), dtype=self.dtype).reshape((len(values), *self.shape))
+from deepspark.tensors import InputShape, tf_keras
 
 
 def build_model(spec: ModelConfig, inputs: InputShape) -> Any:

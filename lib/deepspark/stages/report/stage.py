@@ -10,15 +10,16 @@ Docs, features, segments, rules, trees, training curves, batch inference and lin
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import markdown
 
+from deepspark import plots
 from deepspark.config import Config
 from deepspark.lineage import read_manifest
-from deepspark.pipeline import Run, StageResult, load_results, run_dir
-from deepspark.report import plots
+from deepspark.run import Run, StageResult, load_results, run_dir
 
 
 @dataclass
@@ -32,9 +33,10 @@ class RunRecord:
     delta_engine: str
 
 
-def load_run(config: Config, run_id: str) -> RunRecord:
+def load_run(config: Config, run_id: str, order: Sequence[str]) -> RunRecord:
+    """A run's saved stage results, listed in ``order`` (the pipeline's)."""
     folder = run_dir(config, run_id)
-    results, context = load_results(folder)
+    results, context = load_results(folder, order)
     if not results:
         known = sorted(p.parent.name for p in Path(config.run.runs_dir).glob("*/stages"))
         raise FileNotFoundError(
@@ -44,9 +46,10 @@ def load_run(config: Config, run_id: str) -> RunRecord:
     return RunRecord(run_id, folder, results, context["config_hash"], context["delta_engine"])
 
 
-def build_report(config: Config, run_id: str) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` for a run; returns their paths."""
-    record = load_run(config, run_id)
+def build_report(config: Config, run_id: str, order: Sequence[str]) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` for a run, its stages listed in ``order``;
+    returns their paths."""
+    record = load_run(config, run_id, order)
     stages = {name: result for name, result in record.results.items() if name != "report"}
     accounting = plots.plot_row_accounting(stages, record.run_dir / "report" / "rows.png")
     text = render_markdown(record, accounting)
@@ -57,7 +60,7 @@ def build_report(config: Config, run_id: str) -> tuple[Path, Path]:
 
 
 def write_report(run: Run) -> StageResult:
-    md_path, html_path = build_report(run.config, run.run_id)
+    md_path, html_path = build_report(run.config, run.run_id, run.stage_order)
     return StageResult(metrics={"report": str(md_path), "html": str(html_path)})
 
 

@@ -22,7 +22,10 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from deepspark.config import Config, ModelConfig
-from deepspark.learning.data import (
+from deepspark.lineage import MODELS_TABLE, fingerprint, register_model, write_manifest
+from deepspark.plots import plot_confusion, plot_training_curves
+from deepspark.run import Run, StageResult
+from deepspark.stages.train.data import (
     DIGITS_TABLE,
     SEQUENCES_TABLE,
     PinnedTable,
@@ -32,13 +35,10 @@ from deepspark.learning.data import (
     prepare_sequences,
     read_split,
 )
-from deepspark.learning.evaluate import bag_of_words_baseline, classification_metrics, majority_baseline
-from deepspark.learning.models import InputShape, tf_keras
-from deepspark.learning.train import FINAL_MODEL, RankReport, TrainingJob, launch, read_state
-from deepspark.lineage import MODELS_TABLE, fingerprint, register_model, write_manifest
-from deepspark.pipeline import Run, StageResult
-from deepspark.report.plots import plot_confusion, plot_training_curves
+from deepspark.stages.train.evaluate import bag_of_words_baseline, classification_metrics, majority_baseline
+from deepspark.stages.train.horovod import FINAL_MODEL, RankReport, TrainingJob, launch, read_state
 from deepspark.tables import Tables
+from deepspark.tensors import InputShape, tf_keras
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ re-running the pipeline never re-lands the same records under new file names.
 
 from __future__ import annotations
 
-from deepspark.pipeline import Run, StageResult
-from deepspark.sample.digits import write_digits
-from deepspark.sample.retail import write_landing
+from deepspark.run import Run, StageResult
+from deepspark.stages.generate.digits import write_digits
+from deepspark.stages.generate.retail import write_landing
 
 
 def generate(run: Run, customers: int | None = None, force: bool = False) -> StageResult:

@@ -1,0 +1,226 @@
+"""Loads the configuration: conf/base/*.yaml, an environment overlay, ``--set`` overrides, secrets.
+
+Each YAML file in ``conf/base/`` holds one section (``spark.yaml`` -> ``config.spark``).
+An overlay folder (``conf/local/`` or ``conf/cluster/``) deep-merges over base, then
+``--set section.key=value`` overrides (values parsed as YAML scalars). The result is
+validated once into :class:`~deepspark.config.schema.Config`; unknown keys and wrong types raise
+:class:`ConfigError` naming the file that set the key, the key and the expected value. Where
+each value came from is kept (``Config.source_of``).
+
+Secrets never come from the tracked YAML: only from ``DEEPSPARK_SECRET_<NAME>`` environment
+variables or the git-ignored ``conf/local/secrets.yaml``. They are ``SecretStr`` and so are
+redacted whenever the config is dumped or logged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from deepspark.config.schema import Config, ConfigError
+
+SECRETS_FILE = "secrets.yaml"
+SECRET_ENV_PREFIX = "DEEPSPARK_SECRET_"
+DEFAULT_CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+SECTIONS = {(field.alias or name) for name, field in Config.model_fields.items() if name != "secrets"}
+
+
+def load_config(
+    conf_dir: Path | str | None = None,
+    env: str | None = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Load base + ``env`` overlay + ``overrides`` (``section.key=value``) + secrets into a Config."""
+    conf_dir = Path(conf_dir or os.environ.get("DEEPSPARK_CONF_DIR") or DEFAULT_CONF_DIR)
+    environ = os.environ if environ is None else environ
+    if not (conf_dir / "base").is_dir():
+        raise ConfigError(f"{conf_dir}: no 'base' folder with the stage YAML files was found")
+
+    merged: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    layers = [conf_dir / "base"] + ([conf_dir / env] if env else [])
+    if env and not (conf_dir / env).is_dir():
+        raise ConfigError(f"{conf_dir / env}: the overlay folder for environment '{env}' is missing")
+    for folder in layers:
+        for path in sorted(folder.glob("*.yaml")):
+            if path.name == SECRETS_FILE:
+                continue
+            section = path.stem
+            if section not in SECTIONS:
+                raise ConfigError(
+                    f"{path}: unknown section file '{path.name}'; "
+                    f"expected one of {', '.join(sorted(s + '.yaml' for s in SECTIONS))}"
+                )
+            _merge(merged, {section: _read_yaml(path)}, origin, str(path), ())
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({error})") from error
+        parts = tuple(key.strip().split("."))
+        if parts[0] == "secrets":
+            raise ConfigError(
+                f"--set {item!r}: secrets come only from {SECRET_ENV_PREFIX}* "
+                f"environment variables or conf/<env>/{SECRETS_FILE}"
+            )
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        _merge(merged, nested, origin, f"--set {item}", ())
+
+    merged["secrets"] = _read_secrets(conf_dir, env, environ, origin)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, origin)) from None
+    config._origin = origin
+    _check_references(config)
+    return config
+
+
+def _check_references(config: Config) -> None:
+    """Names that point across sections: analytics reads the feature sets that features defines."""
+    sets = config.features.sets
+    known = ", ".join(sorted(sets)) or "(none defined)"
+    uses = [("analytics.kmeans.features", config.analytics.kmeans)] + [
+        (f"analytics.trees.{name}.features", tree) for name, tree in config.analytics.trees.items()
+    ]
+    for key, section in uses:
+        if section is None:
+            continue
+        if section.features not in sets:
+            raise config.error(
+                key, f"= {section.features!r}: expected a feature set from features.sets: {known}"
+            )
+        if key.startswith("analytics.trees.") and not sets[section.features].label:
+            raise config.error(
+                key,
+                f"= {section.features!r}: a tree needs a feature set with a label; "
+                f"set features.sets.{section.features}.label",
+            )
+
+    models = ", ".join(sorted(config.train.models)) or "(none defined)"
+    for name, spec in config.train.predict.items():
+        if spec.model not in config.train.models:
+            raise config.error(
+                f"train.predict.{name}.model",
+                f"= {spec.model!r}: expected a model from train.models: {models}",
+            )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of keys to values at the top level, found {type(data).__name__}"
+        )
+    if "secrets" in data or any("secret" in str(k).lower() for k in data):
+        raise ConfigError(
+            f"{path}: secrets do not belong in tracked config; set "
+            f"{SECRET_ENV_PREFIX}<NAME> or conf/local/{SECRETS_FILE}"
+        )
+    return data
+
+
+def _read_secrets(conf_dir: Path, env: str | None, environ, origin) -> dict[str, Any]:
+    secrets: dict[str, Any] = {}
+    if env:
+        path = conf_dir / env / SECRETS_FILE
+        if path.is_file():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: expected a mapping of secret names to values")
+            for key, value in data.items():
+                secrets[key] = value
+                origin[("secrets", key)] = str(path)
+    for name, value in environ.items():
+        if name.startswith(SECRET_ENV_PREFIX):
+            key = name[len(SECRET_ENV_PREFIX) :].lower()
+            secrets[key] = value
+            origin[("secrets", key)] = f"environment variable {name}"
+    return secrets
+
+
+def _merge(into: dict, new: dict, origin: dict, source: str, prefix: tuple[str, ...]) -> None:
+    for key, value in new.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origin, source, path)  # keys not in `new` keep their origin
+            continue
+        into[key] = value
+        for known in [k for k in origin if k[: len(path)] == path]:
+            del origin[known]
+        _record_origin(value, origin, source, path)
+
+
+def _record_origin(value: Any, origin: dict, source: str, path: tuple[str, ...]) -> None:
+    origin[path] = source
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _record_origin(inner, origin, source, (*path, str(key)))
+
+
+def _describe(error: ValidationError, origin: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for problem in error.errors():
+        loc = tuple(str(part) for part in problem["loc"])
+        loc = tuple("validate" if part == "validate_" else part for part in loc)
+        source = next((origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), "defaults")
+        key = ".".join(loc)
+        if problem["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            names = [field.alias or name for name, field in model.model_fields.items()] if model else ["?"]
+            known = ", ".join(sorted(names))
+            lines.append(f"{source}: unknown key '{key}'; expected one of: {known}")
+        elif isinstance(problem.get("input"), dict):  # a section's own check: name every file in it
+            sources = dict.fromkeys(source for k, source in origin.items() if k[: len(loc)] == loc)
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{' + '.join(sources) or source}: key '{key}': {message}")
+        else:
+            got = problem.get("input")
+            if problem["type"] == "value_error":  # our validators' own words
+                lines.append(
+                    f"{source}: key '{key}' = {got!r}: {problem['msg'].removeprefix('Value error, ')}"
+                )
+            else:
+                lines.append(f"{source}: key '{key}' = {got!r}: expected {problem['msg'].lower()}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    model: Any = Config
+    skip_mapping_key = False
+    for part in loc:
+        if skip_mapping_key:  # the user's own name in a dict[str, Section], e.g. a source name
+            skip_mapping_key = False
+            continue
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+        field = fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        args = getattr(annotation, "__args__", ())
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[-1]
+        skip_mapping_key = getattr(annotation, "__origin__", None) is dict
+    return model

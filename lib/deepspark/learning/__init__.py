@@ -1,1 +1,0 @@
-"""Deep learning: training data from gold tables, models, distributed training, inference."""

@@ -1,0 +1,1 @@
+"""The report stage: the run report (HTML and Markdown) from the saved stage results."""

@@ -1,0 +1,55 @@
+"""The Delta layer's types, shared by :class:`~deepspark.tables.Tables` and both engines: what a
+write returns, the write modes, the engine protocol and how paths are written for Spark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pyspark.sql import DataFrame
+
+WriteMode = Literal["append", "overwrite"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """One commit: the table, the version it made, and what it added and removed."""
+
+    table: str
+    version: int
+    rows_written: int
+    files_added: int = 0
+    files_removed: int = 0
+    metrics: dict[str, int] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """What :class:`~deepspark.tables.Tables` needs of a Delta engine (``spark`` or ``rs``)."""
+
+    name: str
+
+    def exists(self, path: str) -> bool: ...
+    def read(self, path: str, version: int | None, timestamp: datetime | None) -> DataFrame: ...
+    def files(self, path: str, version: int | None) -> list[str]: ...
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: list[str] | None,
+        evolve_schema: bool,
+    ) -> WriteResult: ...
+    def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult: ...
+    def version(self, path: str) -> int: ...
+    def history(self, path: str) -> list[dict]: ...
+    def compact(self, path: str) -> WriteResult: ...
+    def vacuum(self, path: str, retention_hours: float) -> list[str]: ...
+
+
+def hadoop_uri(path: str | Path) -> str:
+    """A path as Spark and Hadoop take it: URIs unchanged, local paths as absolute ``file://``
+    paths written as-is (no percent-encoding: ``Path.as_uri`` would encode ``=``)."""
+    text = str(path)
+    return text if "://" in text else "file://" + str(Path(text).resolve())
