@@ -184,12 +184,34 @@ def test_cli_run_shows_progress_prints_the_report_path_last_and_lists_tables(cli
     assert report.name == "report.html" and report.is_file()
     summary = Path(re.search(r"^summary: (.+)$", done.stderr, re.M).group(1))
     assert summary.parent == report.parent and json.loads(summary.read_text())["status"] == "ok"
-    for stage in STAGE_NAMES:  # stage by stage, then the bars of the long steps, finished
-        assert f"[{stage}] running ..." in done.stderr and f"[{stage}] ok" in done.stderr, stage
+    for stage in STAGE_NAMES:  # one line per stage, then the bars of the long steps, finished
+        assert re.search(rf"^\[{stage}\] +ok +\d+\.\ds", done.stderr, re.M), stage
     assert re.search(r"train digits_cnn \(epochs\).*1/1", done.stderr)
     assert re.search(r"clean \(datasets\).*3/3", done.stderr)
     listing = _cli(tmp_path, "tables")
     assert "silver.orders" in listing.stdout and "gold.digits" in listing.stdout
+
+
+def test_a_successful_cli_run_is_quiet_and_its_log_holds_the_rest(cli_run):
+    _, done = cli_run
+    console = done.stdout + done.stderr
+    for noise in [
+        "WARN",
+        "Traceback",
+        "absl",
+        "cuda",
+        "Cache cleanup",
+        "<stderr>",
+        "INFO",
+        "resolved config",
+    ]:
+        assert noise not in console, noise
+    assert len(done.stderr.splitlines()) <= 30  # one screen: run line, stages, bars, paths
+    log = Path(re.search(r"^log: (.+)$", done.stderr, re.M).group(1))
+    assert log.parent.name == "logs" and log.name == "run.log"
+    text = log.read_text(encoding="utf-8", errors="replace")
+    assert "spark session: master=local[2]" in text and "log4j" in text  # ours and the JVM's
+    assert "<stderr>" in text  # the Horovod ranks' output
 
 
 def test_cli_bad_config_names_the_key_and_exits_2(tmp_path):

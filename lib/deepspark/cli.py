@@ -1,27 +1,42 @@
 """``deepspark``: run the pipeline or one stage, list tables, generate sample data, rebuild a report.
 
 Every command loads the config once (``--env`` overlay, ``--set`` overrides) and builds the one
-SparkSession. Runs show progress on stderr (a bar over the stages and one per long step) and
-print the report path (or, without a report stage, the summary path) as their last line.
+SparkSession. While it runs, Spark, TensorFlow and the Horovod ranks write to
+``runs/<id>/logs/<command>.log``, not the terminal (:mod:`deepspark.console`). A run shows
+progress on stderr (a bar over the stages and one per long step), one line per stage, deepspark's
+warnings once each and the log's path, and prints the report path (or, without a report stage,
+the summary path) as its last line on stdout. An error is one line plus the log's path.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from deepspark.config import ConfigError, load_config
+from deepspark.console import LOGS, Terminal, quiet_console, warnings_to
 from deepspark.errors import describe
 from deepspark.pipeline import STAGE_NAMES, run_pipeline, select_stages
+from deepspark.progress import StageProgress
 from deepspark.run import Run, StageFailed, new_run_id, run_dir
+from deepspark.session import get_spark
+from deepspark.tables import Tables
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,  # an unexpected error is one line too (see main)
     help="deepspark: Spark + Delta data-quality, analytics and deep-learning pipeline.",
 )
 
@@ -42,21 +57,38 @@ def _config(env: str, sets: list[str] | None, conf_dir: Path | None):
         raise typer.Exit(2) from None
 
 
-def _open_run(
-    env: str, sets: list[str] | None, conf_dir: Path | None, run_id: str | None = None, parts=()
-) -> Run:
-    from deepspark.session import get_spark
-    from deepspark.tables import Tables
-
+@contextmanager
+def _opened_run(
+    command: str,
+    env: str,
+    sets: list[str] | None,
+    conf_dir: Path | None,
+    run_id: str | None = None,
+    parts=(),
+) -> Iterator[tuple[Run, Terminal]]:
+    """A Run with its session, while the console is quiet: everything but the command's own lines
+    goes to ``runs/<id>/logs/<command>.log``. Any failure inside ends the command with one line
+    and the log's path (its traceback stays in the log)."""
     config = _config(env, sets, conf_dir)
     run_id = run_id or new_run_id()
     try:
-        run_dir(config, run_id)
+        folder = run_dir(config, run_id)
     except ValueError as error:
         typer.echo(f"error: --run-id: {error}", err=True)
         raise typer.Exit(2) from None
-    spark = get_spark(config)
-    return Run(config, spark, Tables(spark, config), run_id, parts=tuple(parts))
+    log_name = ".".join([command, "+".join(parts)] if parts else [command]) + ".log"
+    with quiet_console(folder / LOGS / log_name) as terminal:
+        try:
+            spark = get_spark(config)
+            yield Run(config, spark, Tables(spark, config), run_id, parts=tuple(parts)), terminal
+        except typer.Exit:
+            raise
+        except Exception as error:  # said in one line here; the whole of it is in the log
+            cause = error.__cause__ if isinstance(error, StageFailed) and error.__cause__ else error
+            log.error("%s failed", command, exc_info=error)
+            print(f"error: {describe(cause)}", file=terminal.err)
+            print(f"log: {terminal.log}", file=terminal.err)
+            raise typer.Exit(1) from None
 
 
 def _execute(
@@ -66,32 +98,22 @@ def _execute(
     conf_dir: Path | None,
     run_id: str | None = None,
     parts=(),
+    command: str = "run",
 ) -> None:
-    from deepspark.progress import StageProgress
-
-    run = _open_run(env, sets, conf_dir, run_id, parts)
-    with StageProgress(stages) as progress:
-        progress.say(f"run {run.run_id}: {' -> '.join(stages)}")
-        run.on_step = progress.step
-        try:
+    """Run ``stages``: progress, one line per stage, the log and summary paths on the terminal's
+    stderr; the report's path (or the summary's, without a report stage) last, on its stdout."""
+    with _opened_run(command, env, sets, conf_dir, run_id, parts) as (run, terminal):
+        with StageProgress(stages, terminal.err) as progress, warnings_to(progress.say):
+            progress.say(f"run {run.run_id}: {' -> '.join(stages)}")
+            run.on_step = progress.step
             path = run_pipeline(run, stages, progress.stage)
-        except StageFailed as failure:
-            progress.say(f"error: {describe(failure.__cause__)}")
-            progress.say(str(failure))
-            raise typer.Exit(1) from None
-    for name, result in run.results.items():
-        typer.echo(
-            f"  {name:<10} {result.status:<8} {result.seconds:7.1f}s  "
-            f"in={result.rows_in} out={result.rows_out} "
-            f"quarantined={result.rows_quarantined}",
-            err=True,
-        )
-    report = run.results.get("report")
-    if report is not None:
-        typer.echo(f"summary: {path}", err=True)
-        typer.echo(report.metrics["html"])
-    else:
-        typer.echo(str(path))
+        print(f"log: {terminal.log}", file=terminal.err)
+        report = run.results.get("report")
+        if report is not None:
+            print(f"summary: {path}", file=terminal.err)
+            print(report.metrics["html"], file=terminal.out)
+        else:
+            print(path, file=terminal.out)
 
 
 @app.command()
@@ -116,7 +138,7 @@ def _stage_command(name: str):
     def command(
         env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None, run_id: RunId = None
     ) -> None:
-        _execute([name], env, sets, conf_dir, run_id)
+        _execute([name], env, sets, conf_dir, run_id, command=name)
 
     command.__doc__ = f"Run the {name} stage alone."
     return command
@@ -145,7 +167,7 @@ def analytics(
     except ValueError as error:
         typer.echo(f"error: --part: {error}", err=True)
         raise typer.Exit(2) from None
-    _execute(["analytics"], env, sets, conf_dir, run_id, part or ())
+    _execute(["analytics"], env, sets, conf_dir, run_id, part or (), command="analytics")
 
 
 @app.command()
@@ -180,22 +202,22 @@ def generate(
     """Write the sample retail domain and digits as raw landing files."""
     from deepspark.stages.generate.stage import generate as generate_stage
 
-    run = _open_run(env, sets, conf_dir)
-    result = generate_stage(run, customers=rows, force=force)
-    for note in result.notes:
-        typer.echo(note, err=True)
-    typer.echo(str(run.config.landing_root))
+    with _opened_run("generate", env, sets, conf_dir) as (run, terminal):
+        result = generate_stage(run, customers=rows, force=force)
+        for note in result.notes:
+            print(note, file=terminal.err)
+        print(run.config.landing_root, file=terminal.out)
 
 
 @app.command()
 def tables(env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None) -> None:
     """List every Delta table with its current version."""
-    run = _open_run(env, sets, conf_dir)
-    listing = run.tables.list()
-    if not listing:
-        typer.echo(f"no tables under {run.tables.root}")
-    for name, version in listing.items():
-        typer.echo(f"{name:<32} v{version}")
+    with _opened_run("tables", env, sets, conf_dir) as (run, terminal):
+        listing = run.tables.list()
+        if not listing:
+            print(f"no tables under {run.tables.root}", file=terminal.out)
+        for name, version in listing.items():
+            print(f"{name:<32} v{version}", file=terminal.out)
 
 
 config_app = typer.Typer(
@@ -246,7 +268,14 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    app(args=argv, prog_name="deepspark")
+    try:
+        app(args=argv, prog_name="deepspark")
+    except Exception as error:  # none of the commands' own errors: a bug, or the environment
+        crash = Path(tempfile.gettempdir()) / f"deepspark-error-{os.getpid()}.log"
+        crash.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"error: {describe(error)}", file=sys.stderr)
+        print(f"log: {crash}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

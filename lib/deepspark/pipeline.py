@@ -61,7 +61,10 @@ def select_stages(only: list[str] | None = None, start: str | None = None) -> li
     return list(STAGE_NAMES)
 
 
-def run_pipeline(run: Run, stages: list[str], progress: Callable[[str, str], None] | None = None) -> Path:
+Progress = Callable[[str, StageResult | None], None]  # (stage, None) as it starts, (stage, result) as it ends
+
+
+def run_pipeline(run: Run, stages: list[str], progress: Progress | None = None) -> Path:
     """Run ``stages`` in order, saving each result as it ends; always writes the summary (of
     every stage saved under the run id, this process's and earlier ones) and returns its path."""
     run.stage_order = STAGE_NAMES
@@ -69,7 +72,7 @@ def run_pipeline(run: Run, stages: list[str], progress: Callable[[str, str], Non
     error = None
     for name in stages:
         if progress:
-            progress(name, "start")
+            progress(name, None)
         began = time.perf_counter()
         try:
             result = STAGES[name](run)
@@ -80,7 +83,7 @@ def run_pipeline(run: Run, stages: list[str], progress: Callable[[str, str], Non
         run.results[name] = result
         save_result(run, name, result)
         if progress:
-            progress(name, result.status)
+            progress(name, result)
         if error is not None:
             break
     path = write_summary(run, started)

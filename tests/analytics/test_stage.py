@@ -41,7 +41,13 @@ def test_a_classifier_on_a_label_with_one_class_is_refused_naming_the_tree(spark
     tables.write(reviews(spark, [5, 1] * 20), "silver.reviews", mode="overwrite")  # now two classes
     build_feature_set(tables, config, "reviews", config.features.sets["reviews"])
     summary, leaves = grow_one_tree(run, "review_sentiment", config.analytics.trees["review_sentiment"])
-    assert summary["rows"] == 40 and leaves and summary["metrics"]["accuracy"] >= 0
+    assert summary["rows"] == 40 and leaves
+    # The held-out accuracy is the confusion matrix's: its diagonal over the held-out rows.
+    confusion = summary["metrics"]["confusion"]
+    held_out = sum(map(sum, confusion["counts"]))
+    assert sorted(confusion["classes"]) == ["not positive", "positive"] and 0 < held_out < 40
+    hits = sum(confusion["counts"][i][i] for i in range(2))
+    assert summary["metrics"]["accuracy"] == pytest.approx(hits / held_out, abs=1e-4)
 
 
 def orders(spark, baskets):

@@ -28,10 +28,12 @@ def dist(tmp_path_factory):
     return folder
 
 
-def test_the_wheel_holds_every_module_and_the_cli_entry_point(dist):
+def test_the_wheel_holds_every_module_its_templates_and_the_cli_entry_point(dist):
     [wheel] = dist.glob("deepspark-*-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {str(p.relative_to(REPO / "lib")) for p in (REPO / "lib" / "deepspark").rglob("*.py")}
+    package = REPO / "lib" / "deepspark"
+    modules = {str(p.relative_to(REPO / "lib")) for p in [*package.rglob("*.py"), *package.rglob("*.j2")]}
+    assert any(name.endswith("report.md.j2") for name in modules)
     assert modules <= names, sorted(modules - names)
     [entry_points] = [n for n in names if n.endswith("entry_points.txt")]
     assert "deepspark = deepspark.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

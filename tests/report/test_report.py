@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -104,3 +106,27 @@ def test_the_report_of_an_unknown_run_names_the_runs_there(spark, config, tables
     done = _report_cli(config, "no-such-run")
     assert done.returncode == 2
     assert "run 'no-such-run': no stage results under" in done.stderr and "known-run" in done.stderr
+
+
+def test_data_in_a_report_cell_neither_breaks_its_table_nor_becomes_markup(tmp_path):
+    from deepspark.stages.report.stage import RunRecord, render_html, render_markdown
+
+    items = ["milk | honey", "<script>alert(1)</script>", "*bold*", "[x](javascript:alert(1))"]
+    rule = {"antecedent": items, "consequent": ["tea, green"], "support": 0.5, "confidence": 0.9}
+    rules = {
+        "baskets": 2,
+        "inputs": {"silver.baskets": 3},
+        "itemsets": 5,
+        "itemset_bound": 31,
+        "rules": 1,
+        "top_by_lift": [{**rule, "lift": 1.5, "leverage": 0.1, "conviction": None}],
+        "plots": [],
+    }
+    record = RunRecord("r4", tmp_path, {"analytics": StageResult(metrics={"rules": rules})}, "hash", "rs")
+    page = render_html(render_markdown(record, tmp_path / "rows.png"), "t")
+
+    rows = re.findall(r"<tr>(.*?)</tr>", page, re.S)
+    [cells] = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows if "honey" in row]
+    assert len(cells) == 7  # if, then, support, confidence, lift, leverage, conviction
+    assert html.unescape(cells[0]) == ", ".join(items) and cells[1] == "tea, green"
+    assert "<script>" not in page and "<em>" not in page and 'href="javascript' not in page

@@ -15,6 +15,7 @@ from pyspark.sql.types import ArrayType
 from deepspark import plots
 from deepspark.config import KMeansConfig, RulesConfig, TreeConfig
 from deepspark.lineage import latest_features, save_model
+from deepspark.results import TreeSummary
 from deepspark.run import Run, StageResult
 from deepspark.stages.analytics import kmeans, rules, tree
 
@@ -177,7 +178,7 @@ def grow_trees(run: Run, trees: dict[str, TreeConfig], result: StageResult) -> d
     return summaries
 
 
-def grow_one_tree(run: Run, name: str, config: TreeConfig) -> tuple[dict, list[dict]]:
+def grow_one_tree(run: Run, name: str, config: TreeConfig) -> tuple[TreeSummary, list[dict]]:
     features, latest = latest_features(run.config, config.features, run.tables)
     spec = run.config.features.sets[config.features]
     data = tree.training_frame(features, spec.label, config.kind).cache()
@@ -226,7 +227,7 @@ def grow_one_tree(run: Run, name: str, config: TreeConfig) -> tuple[dict, list[d
         grown.model, folder, {"inputs": inputs, **config.model_dump(), **grown.params, "run_id": run.run_id}
     )
     leaves = [{"tree": name, **row} for row in tree.leaf_rules(root, names, kinds, grown.classes)]
-    summary = {
+    summary: TreeSummary = {
         "inputs": inputs,
         "kind": config.kind,
         "label": spec.label,

@@ -26,6 +26,7 @@ from pyspark.sql.types import NumericType, StringType
 
 from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import ColumnRule, DatasetCleaning
+from deepspark.results import CleanCounts
 from deepspark.run import Run, StageFailed, StageResult
 from deepspark.stages.clean.privacy import protect
 from deepspark.stages.clean.quarantine import KEYS as QUARANTINE_KEYS
@@ -326,14 +327,27 @@ def clean(run: Run) -> StageResult:
     return result
 
 
-def clean_one(run: Run, dataset: str, rules: DatasetCleaning, hmac_key: bytes | None, versions: dict) -> dict:
+def clean_one(
+    run: Run, dataset: str, rules: DatasetCleaning, hmac_key: bytes | None, versions: dict
+) -> CleanCounts:
     """Clean the new batches of one dataset; returns its row accounting."""
     bronze_name, silver_name = f"bronze.{dataset}", f"silver.{dataset}"
     if not run.tables.exists(bronze_name):
         raise StageFailed(f"clean {dataset}: {bronze_name} does not exist; run ingest first")
     batches = _new_batches(run, bronze_name, dataset)
     if not batches:
-        return {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "rows_deduplicated": 0, "balanced": True}
+        return CleanCounts(
+            rows_in=0,
+            rows_out=0,
+            rows_quarantined=0,
+            rows_deduplicated=0,
+            balanced=True,
+            exact_duplicates=0,
+            key_duplicates=0,
+            superseded=0,
+            quarantine_reasons={},
+            batches=[],
+        )
     bronze = run.tables.read(bronze_name).filter(F.col("_batch_id").isin(batches)).persist()
     references = {
         rule.references: run.tables.read(rule.referenced_table)
@@ -372,18 +386,18 @@ def clean_one(run: Run, dataset: str, rules: DatasetCleaning, hmac_key: bytes | 
     versions[CLEANED] = run.tables.write(entries, CLEANED).version
 
     deduplicated = (rows_in - unique_rows) + fates.get("duplicate_key", 0) + fates.get("superseded", 0)
-    return {
-        "rows_in": rows_in,
-        "rows_out": written.rows_written,
-        "rows_quarantined": rows_quarantined,
-        "rows_deduplicated": deduplicated,
-        "balanced": rows_in == written.rows_written + rows_quarantined + deduplicated,
-        "exact_duplicates": rows_in - unique_rows,
-        "key_duplicates": fates.get("duplicate_key", 0),
-        "superseded": fates.get("superseded", 0),
-        "quarantine_reasons": reasons,
-        "batches": batches,
-    }
+    return CleanCounts(
+        rows_in=rows_in,
+        rows_out=written.rows_written,
+        rows_quarantined=rows_quarantined,
+        rows_deduplicated=deduplicated,
+        balanced=rows_in == written.rows_written + rows_quarantined + deduplicated,
+        exact_duplicates=rows_in - unique_rows,
+        key_duplicates=fates.get("duplicate_key", 0),
+        superseded=fates.get("superseded", 0),
+        quarantine_reasons=reasons,
+        batches=batches,
+    )
 
 
 def _new_batches(run: Run, bronze_name: str, dataset: str) -> list[str]:

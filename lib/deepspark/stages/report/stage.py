@@ -10,15 +10,19 @@ Docs, features, segments, rules, trees, training curves, batch inference and lin
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import markdown
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from deepspark import plots
 from deepspark.config import Config
 from deepspark.lineage import read_manifest
+from deepspark.results import CleanCounts, TrainOutcome, TreeSummary
 from deepspark.run import Run, StageResult, load_results, run_dir
 
 
@@ -64,116 +68,191 @@ def write_report(run: Run) -> StageResult:
     return StageResult(metrics={"report": str(md_path), "html": str(html_path)})
 
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem;
-       color: #1d232a; line-height: 1.45; }
-table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
-th, td { border: 1px solid #c9d1d9; padding: .25rem .6rem; }
-th { background: #f0f3f6; }
-tr:nth-child(even) td { background: #fafbfc; }
-img { max-width: 100%; margin: .5rem 0; border: 1px solid #e1e4e8; }
-pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85rem; }
-h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.2rem; }
-"""
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=StrictUndefined,
+    finalize=lambda value: value if isinstance(value, Markup) else escape_markdown(value),
+)
+TEMPLATES.filters.update(
+    stem=lambda path: Path(path).stem,
+    relative=lambda path, folder: str(Path(path).relative_to(folder)),
+    versions=lambda inputs: ", ".join(f"{table}@{version}" for table, version in inputs.items()),
+)
+PAGE = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+MARKDOWN_ESCAPES = {"\\": "\\\\", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]", "|": "\\|"}
+
+
+def escape_markdown(value: object) -> str:
+    """A value as literal text in Markdown, a table cell included: no emphasis, link, code or
+    column break comes from data, and HTML in it is shown, not interpreted (Python-Markdown passes
+    raw HTML through to the page). Intraword underscores stay: they are no emphasis there."""
+    text = html.escape(" ".join(str(value).split()) if value is not None else "None", quote=False)
+    return "".join(MARKDOWN_ESCAPES.get(char, char) for char in text)
 
 
 def render_html(text: str, title: str) -> str:
     """The Markdown report as one HTML page (images stay files beside it, paths relative)."""
     body = markdown.markdown(text, extensions=["tables", "fenced_code"], output_format="html")
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n"
-        f"<body>\n{body}\n</body>\n</html>\n"
-    )
+    return PAGE.get_template("page.html.j2").render(title=title, body=Markup(body))
 
 
 def render_markdown(record: RunRecord, accounting_plot: Path) -> str:
-    """The report's text; plots are already drawn (``accounting_plot``: rows per stage)."""
+    """The report's text, from ``templates/report.md.j2``; plots are already drawn
+    (``accounting_plot``: rows per stage)."""
     results = record.results
-    lines = [
-        f"# deepspark run {record.run_id}",
-        "",
-        f"Config hash `{record.config_hash}`, Delta engine `{record.delta_engine}`.",
-        "",
-        "| stage | status | seconds | rows in | rows out | quarantined | deduplicated |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r.status} | {r.seconds:.1f} | {r.rows_in} | {r.rows_out} | "
-            f"{r.rows_quarantined} | {r.rows_deduplicated} |"
+    template = TEMPLATES.get_template("report.md.j2")
+    analytics = results["analytics"].metrics if "analytics" in results else {}
+    trained = results["train"].metrics if "train" in results else {}
+    return template.render(
+        record=record,
+        run_dir=record.run_dir,
+        accounting_plot=str(accounting_plot),
+        stage_rows=[
+            [
+                name,
+                r.status,
+                f"{r.seconds:.1f}",
+                r.rows_in,
+                r.rows_out,
+                r.rows_quarantined,
+                r.rows_deduplicated,
+            ]
+            for name, r in results.items()
+        ],
+        # A table several stages touch (silver: clean writes it, validate reads it) once, latest version.
+        tables_written=list({t: v for r in results.values() for t, v in r.tables.items()}.items()),
+        clean=clean_rows(results["clean"].metrics) if "clean" in results else [],
+        validation=validation_view(results["validate"]) if "validate" in results else None,
+        features=feature_rows(results["features"].metrics) if "features" in results else [],
+        kmeans=kmeans_view(analytics["kmeans"]) if analytics.get("kmeans") else None,
+        rules=rules_view(analytics["rules"]) if analytics.get("rules") else None,
+        trees=[tree_view(name, t) for name, t in analytics.get("trees", {}).items()],
+        models=[model_view(name, m) for name, m in trained.items()],
+        predictions=prediction_rows(results["predict"].metrics) if "predict" in results else [],
+        lineage=lineage_rows(trained),
+        notes=[(name, note) for name, r in results.items() for note in r.notes],
+    )
+
+
+def clean_rows(metrics: dict[str, CleanCounts]) -> list[list]:
+    rows = []
+    for dataset, m in metrics.items():
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(m.get("quarantine_reasons", {}).items()))
+        rows.append(
+            [
+                dataset,
+                m["rows_in"],
+                m["rows_out"],
+                m["rows_quarantined"],
+                m["rows_deduplicated"],
+                m["balanced"],
+                reasons,
+            ]
         )
-    lines += _images([str(accounting_plot)], record.run_dir)
-    # A table several stages touch (silver: clean writes it, validate reads it) once, latest version.
-    tables = {table: version for r in results.values() for table, version in r.tables.items()}
-    lines += ["", "## Tables written", "", "| table | version |", "|---|---:|"]
-    lines += [f"| {table} | {version} |" for table, version in tables.items()]
-    clean = results.get("clean")
-    if clean is not None:
-        lines += [
-            "",
-            "## Row accounting (clean)",
-            "",
-            "| dataset | in | silver | quarantined | deduplicated | balanced | reasons |",
-            "|---|---:|---:|---:|---:|---|---|",
-        ]
-        for dataset, m in clean.metrics.items():
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(m.get("quarantine_reasons", {}).items()))
-            lines.append(
-                f"| {dataset} | {m['rows_in']} | {m['rows_out']} | {m['rows_quarantined']} | "
-                f"{m['rows_deduplicated']} | {m['balanced']} | {reasons} |"
-            )
-    validated = results.get("validate")
-    if validated is not None:
-        lines += render_validation(validated)
-    features = results.get("features")
-    if features is not None and features.metrics:
-        rows = []
-        for name, m in features.metrics.items():
-            fitted_on = ", ".join(f"{t}@{v}" for t, v in m["inputs"].items())
-            reuse = "fitted" if not m["reused_model"] else "reused" if m["rewritten"] else "unchanged"
-            rows.append([name, m["table"], m["version"], m["rows"], m["features"], fitted_on, reuse])
-        header = ["set", "table", "version", "rows", "features", "fitted on", "model"]
-        lines += _table("Features (gold)", header, "|---|---|---:|---:|---:|---|---|", rows)
-    analytics = results.get("analytics")
-    if analytics is not None:
-        lines += render_analytics(analytics.metrics, record.run_dir)
-    trained = results.get("train")
-    if trained is not None and trained.metrics:
-        lines += render_training(trained.metrics, record.run_dir)
-    predicted = results.get("predict")
-    if predicted is not None and predicted.metrics:
-        rows = []
-        for name, m in predicted.metrics.items():
-            agrees = m["accuracy_on_labelled_rows"]
-            cells = [name, m["model"], m["model_version"], m["input"], m["output"], m["rows"]]
-            rows.append([*cells, "-" if agrees is None else f"{agrees:.4f}"])
-        header = ["scoring", "model", "version", "input", "output", "rows", "agrees with label"]
-        lines += _table("Batch inference", header, "|---|---|---:|---|---|---:|---:|", rows)
-    if trained is not None and trained.metrics:
-        lines += render_lineage(trained.metrics)
-    notes = [f"- **{name}**: {n}" for name, r in results.items() for n in r.notes]
-    if notes:
-        lines += ["", "## Notes", "", *notes]
-    return "\n".join(lines) + "\n"
+    return rows
 
 
-def render_validation(validated: StageResult) -> list[str]:
+def validation_view(validated: StageResult) -> dict:
     """Expectations per silver dataset (the version validated, failures) and the Data Docs link."""
     metrics = {k: v for k, v in validated.metrics.items() if k != "data_docs"}
     rows = [
         [dataset, m["version"], m["expectations"], len(m["failed"]), "; ".join(m["failed"]) or "-"]
         for dataset, m in metrics.items()
     ]
-    header = ["dataset", "silver version", "expectations", "failed", "failures"]
-    lines = _table("Validation (Great Expectations)", header, "|---|---:|---:|---:|---|", rows)
-    docs = validated.metrics.get("data_docs")
-    if docs:
-        lines += ["", f"Status **{validated.status}**. Data Docs: [{docs}]({docs})"]
-    return lines
+    return {"rows": rows, "docs": validated.metrics.get("data_docs"), "status": validated.status}
 
 
-def render_lineage(trained: dict) -> list[str]:
+def feature_rows(metrics: dict) -> list[list]:
+    rows = []
+    for name, m in metrics.items():
+        fitted_on = ", ".join(f"{t}@{v}" for t, v in m["inputs"].items())
+        reuse = "fitted" if not m["reused_model"] else "reused" if m["rewritten"] else "unchanged"
+        rows.append([name, m["table"], m["version"], m["rows"], m["features"], fitted_on, reuse])
+    return rows
+
+
+def kmeans_view(kmeans: dict) -> dict:
+    columns = [c for c in kmeans["profiles"][0] if c.startswith("mean_")] if kmeans["profiles"] else []
+    profiles = [
+        [p["segment"], p["size"], f"{p['share']:.1%}", *(p[c] for c in columns)] for p in kmeans["profiles"]
+    ]
+    curve = [[c["k"], f"{c['inertia']:.1f}", f"{c['silhouette']:.4f}"] for c in kmeans["curve"]]
+    names = [c.removeprefix("mean_") for c in columns]
+    return {**kmeans, "columns": names, "profiles": profiles, "curve": curve}
+
+
+def rules_view(rules: dict) -> dict:
+    top = [
+        [
+            ", ".join(r["antecedent"]),
+            ", ".join(r["consequent"]),
+            f"{r['support']:.4f}",
+            f"{r['confidence']:.3f}",
+            f"{r['lift']:.3f}",
+            f"{r['leverage']:.4f}",
+            "inf" if r["conviction"] is None else f"{r['conviction']:.3f}",
+        ]
+        for r in rules["top_by_lift"]
+    ]
+    return {**rules, "top": top}
+
+
+def tree_view(name: str, tree: TreeSummary) -> dict:
+    rules = Path(tree["rules"]).read_text(encoding="utf-8").rstrip()
+    longest = max((len(run) for run in re.findall(r"`+", rules)), default=0)
+    return {
+        **tree,
+        "name": name,
+        "scores": ", ".join(f"{k} {v}" for k, v in tree["metrics"].items() if k != "confusion"),
+        "importances": [[i["feature"], i["importance"]] for i in tree["importances"]],
+        "rules": rules,
+        "fence": "`" * max(3, longest + 1),  # longer than any run of backticks in the rules
+    }
+
+
+def model_view(name: str, m: TrainOutcome) -> dict:
+    """One section per trained network: data version, ranks, held-out scores, baselines, plots."""
+    how = (
+        "reused (same config, data version and ranks)"
+        if m["reused"]
+        else f"trained on {m['ranks']} Horovod rank(s), {m['device']}"
+        + (f", resumed at epoch {m['resumed_from_epoch']}" if m["resumed_from_epoch"] else "")
+    )
+    per_class = [
+        [c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+        for c in m["test"]["per_class"]
+    ]
+    return {
+        **m,
+        "name": name,
+        "how": how,
+        "speed": f"; {m['samples_per_second']:.0f} examples/s" if m["samples_per_second"] else "",
+        "majority_baseline": m.get("majority_baseline"),
+        "bag_of_words_baseline": m.get("bag_of_words_baseline"),
+        "registry_version": m.get("registry_version"),
+        "per_class": per_class,
+    }
+
+
+def prediction_rows(metrics: dict) -> list[list]:
+    rows = []
+    for name, m in metrics.items():
+        agrees = m["accuracy_on_labelled_rows"]
+        cells = [name, m["model"], m["model_version"], m["input"], m["output"], m["rows"]]
+        rows.append([*cells, "-" if agrees is None else f"{agrees:.4f}"])
+    return rows
+
+
+def lineage_rows(trained: dict[str, TrainOutcome]) -> list[list]:
     """Each registered model back to its table versions, their validation runs and the config."""
     rows = []
     for name, m in trained.items():
@@ -186,129 +265,7 @@ def render_lineage(trained: dict) -> list[str]:
             else f"{t}: no validation of this version"
             for t, g in runs.items()
         )
-        model = f"{name} v{m['registry_version']}"
-        rows.append([model, sources, gates or "-", lineage.get("config_hash", "-")])
-    header = ["model", "trained on", "validated by", "config hash"]
-    return _table("Lineage", header, "|---|---|---|---|", rows)
-
-
-def render_analytics(metrics: dict, run_dir: Path) -> list[str]:
-    """Report sections for the segments, rules and trees, with their plots (paths relative to the
-    report, which sits in the run folder)."""
-    lines: list[str] = []
-    kmeans = metrics.get("kmeans")
-    if kmeans:
-        columns = [c for c in kmeans["profiles"][0] if c.startswith("mean_")] if kmeans["profiles"] else []
-        lines += [
-            "",
-            "## Segments (k-means)",
-            "",
-            f"k = {kmeans['k']} (silhouette {kmeans['silhouette']}, inertia {kmeans['inertia']:.1f}), "
-            f"fitted on {_inputs(kmeans)}.",
-            "",
-            "| segment | size | share | " + " | ".join(c.removeprefix("mean_") for c in columns) + " |",
-            "|---:|---:|---:|" + "---:|" * len(columns),
-        ]
-        for p in kmeans["profiles"]:
-            lines.append(
-                f"| {p['segment']} | {p['size']} | {p['share']:.1%} | "
-                + " | ".join(str(p[c]) for c in columns)
-                + " |"
-            )
-        if len(kmeans["curve"]) > 1:
-            lines += ["", "| k | inertia | silhouette |", "|---:|---:|---:|"]
-            lines += [f"| {c['k']} | {c['inertia']:.1f} | {c['silhouette']:.4f} |" for c in kmeans["curve"]]
-        lines += _images(kmeans["plots"], run_dir)
-    rules = metrics.get("rules")
-    if rules:
-        lines += [
-            "",
-            "## Association rules (FP-growth)",
-            "",
-            f"{rules['baskets']} baskets from {_inputs(rules)}: {rules['itemsets']} frequent itemsets "
-            f"(guard bound {rules['itemset_bound']}), {rules['rules']} rules. Top by lift:",
-            "",
-            "| if | then | support | confidence | lift | leverage | conviction |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in rules["top_by_lift"]:
-            conviction = "inf" if r["conviction"] is None else f"{r['conviction']:.3f}"
-            lines.append(
-                f"| {', '.join(r['antecedent'])} | {', '.join(r['consequent'])} | {r['support']:.4f} | "
-                f"{r['confidence']:.3f} | {r['lift']:.3f} | {r['leverage']:.4f} | {conviction} |"
-            )
-        lines += _images(rules["plots"], run_dir)
-    for name, t in metrics.get("trees", {}).items():
-        scores = ", ".join(f"{k} {v}" for k, v in t["metrics"].items() if k != "confusion")
-        lines += [
-            "",
-            f"## Decision tree: {name} ({t['kind']}, {t['impurity']})",
-            "",
-            f"Label `{t['label']}` from {_inputs(t)}; {t['rows']} rows; chosen max_depth "
-            f"{t['chosen']['max_depth']}, min_instances_per_node {t['chosen']['min_instances_per_node']}; "
-            f"held-out {scores}.",
-            "",
-            "| feature | importance |",
-            "|---|---:|",
-            *[f"| {i['feature']} | {i['importance']} |" for i in t["importances"]],
-            "",
-            "```",
-            Path(t["rules"]).read_text(encoding="utf-8").rstrip(),
-            "```",
-        ]
-        lines += _images(t["plots"], run_dir)
-    return lines
-
-
-def render_training(metrics: dict, run_dir: Path) -> list[str]:
-    """One section per trained network: data version, ranks, held-out scores, baselines, plots."""
-    lines: list[str] = []
-    for name, m in metrics.items():
-        test = m["test"]
-        how = (
-            "reused (same config, data version and ranks)"
-            if m["reused"]
-            else f"trained on {m['ranks']} Horovod rank(s), {m['device']}"
-            + (f", resumed at epoch {m['resumed_from_epoch']}" if m["resumed_from_epoch"] else "")
+        rows.append(
+            [f"{name} v{m.get('registry_version')}", sources, gates or "-", lineage.get("config_hash", "-")]
         )
-        speed = f"; {m['samples_per_second']:.0f} examples/s" if m["samples_per_second"] else ""
-        lines += [
-            "",
-            f"## Deep learning: {name}",
-            "",
-            f"`{m['table']}`@{m['table_version']}, {m['epochs']} epochs, {how}{speed}. "
-            f"Registered as version {m['registry_version']} in `ml.models`.",
-            "",
-            f"Test accuracy **{test['accuracy']:.4f}** on {test['rows']} held-out rows, "
-            f"macro F1 {test['macro_f1']:.4f}.",
-        ]
-        if "majority_baseline" in m:
-            lines.append(
-                f"Baselines on the same split: majority class {m['majority_baseline']:.4f}, "
-                f"bag-of-words logistic regression {m['bag_of_words_baseline']:.4f}."
-            )
-        lines += ["", "| class | precision | recall | F1 | support |", "|---:|---:|---:|---:|---:|"]
-        lines += [
-            f"| {c['class']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
-            for c in test["per_class"]
-        ]
-        lines += _images(m["plots"], run_dir)
-    return lines
-
-
-def _table(title: str, header: list[str], alignment: str, rows: list[list]) -> list[str]:
-    """A report section holding one Markdown table."""
-    return ["", f"## {title}", "", _row(header), alignment, *[_row(cells) for cells in rows]]
-
-
-def _row(cells: list) -> str:
-    """One Markdown table row."""
-    return "| " + " | ".join(str(cell) for cell in cells) + " |"
-
-
-def _inputs(metrics: dict) -> str:
-    return ", ".join(f"{table}@{version}" for table, version in metrics["inputs"].items())
-
-
-def _images(paths: list[str], folder: Path) -> list[str]:
-    return [""] + [f"![{Path(p).stem}]({Path(p).relative_to(folder)})" for p in paths]
+    return rows

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepspark.results import TestScores
 
-def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: int) -> dict:
+
+def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: int) -> TestScores:
     """Accuracy, per-class precision / recall / F1 / support, macro F1 and the confusion matrix
     (rows: actual, columns: predicted)."""
     actual, predicted = np.asarray(actual, dtype=int), np.asarray(predicted, dtype=int)

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from deepspark.config import Config, ModelConfig
 from deepspark.lineage import MODELS_TABLE, fingerprint, register_model, write_manifest
 from deepspark.plots import plot_confusion, plot_training_curves
+from deepspark.results import TrainOutcome
 from deepspark.run import Run, StageResult
 from deepspark.stages.train.data import (
     DIGITS_TABLE,
@@ -69,7 +70,7 @@ def train(run: Run) -> StageResult:
     return result
 
 
-def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable | None) -> dict:
+def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable | None) -> TrainOutcome:
     """Train (or reuse, or resume) one model, evaluate it on the test split and register it."""
     config, tables = run.config, run.tables
     key = f"train.models.{name}"
@@ -113,7 +114,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     confusion = plot_confusion(
         labels, evaluation["test"]["confusion"], f"{name}: test confusion", plots / f"{name}_confusion.png"
     )
-    outcome = {
+    outcome: TrainOutcome = {
         "model": str(folder / FINAL_MODEL),
         "fingerprint": identity,
         "table": spec.table,

@@ -1,0 +1,80 @@
+"""The shapes of what stages record in ``StageResult.metrics`` and the report reads back.
+
+They are TypedDicts, not classes: a stage result is saved as JSON (``runs/<id>/stages/``) and
+read back by another process (``deepspark report``), so plain mappings of these keys are what
+both sides hold. A stage builds them and the report reads them by these names only.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class CleanCounts(TypedDict):
+    """One dataset's row accounting in clean: every row in is in silver, quarantine or
+    deduplicated (``balanced``)."""
+
+    rows_in: int
+    rows_out: int
+    rows_quarantined: int
+    rows_deduplicated: int
+    balanced: bool
+    exact_duplicates: int
+    key_duplicates: int
+    superseded: int
+    quarantine_reasons: dict[str, int]
+    batches: list[str]
+
+
+ClassScores = TypedDict(  # "class" is a keyword, so the functional form
+    "ClassScores", {"class": int, "precision": float, "recall": float, "f1": float, "support": int}
+)
+"""Precision, recall and F1 of one class on the test split."""
+
+
+class TestScores(TypedDict):
+    """A classifier on held-out rows."""
+
+    rows: int
+    accuracy: float
+    macro_f1: float
+    per_class: list[ClassScores]
+    confusion: list[list[int]]
+
+
+class TrainOutcome(TypedDict):
+    """One trained (or reused, or resumed) network: where it is, what it read, how it scored."""
+
+    model: str
+    fingerprint: str
+    table: str
+    table_version: int
+    reused: bool
+    ranks: int | None
+    device: str | None
+    resumed_from_epoch: int | None
+    epochs: int
+    samples_per_second: float | None
+    history: list[dict[str, float]]
+    plots: list[str]
+    test: TestScores
+    majority_baseline: NotRequired[float]  # sequences: the baselines on the same split
+    bag_of_words_baseline: NotRequired[float]
+    registry_version: NotRequired[int]  # set once registered in ml.models
+
+
+class TreeSummary(TypedDict):
+    """One decision tree: its inputs, the chosen parameters, held-out metrics and its rules."""
+
+    inputs: dict[str, int]
+    kind: str
+    label: str
+    impurity: str
+    rows: int
+    chosen: dict[str, int]
+    metrics: dict[str, object]
+    importances: list[dict[str, object]]
+    leaves: int
+    rules: str
+    model: str
+    plots: list[str]
