@@ -1,4 +1,8 @@
-"""End to end: every stage over generated data, through the real Delta layer."""
+"""End to end: every stage over generated data, through the real Delta layer.
+
+One whole run (`deepspark run` in its own process, as a user runs it) is shared by every test
+here: the in-process checks read its tables and summary, the failure checks re-validate its
+silver with a stricter suite."""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deepspark.config import Expectation
-from deepspark.pipeline import STAGE_NAMES, run_pipeline, select_stages
+from deepspark.config import Expectation, load_config
+from deepspark.pipeline import STAGE_NAMES, run_pipeline
 from deepspark.run import Run, StageFailed
 from deepspark.stages.generate.retail import generate_customers
 from deepspark.tables import Tables
@@ -23,22 +27,58 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def small(config):
-    """150 customers; the networks train for one epoch (their accuracy is tests/learning's)."""
-    models = {name: spec.model_copy(update={"epochs": 1}) for name, spec in config.train.models.items()}
-    return config.model_copy(
-        update={
-            "generate": config.generate.model_copy(update={"customers": 150}),
-            "train": config.train.model_copy(update={"models": models}),
-        }
+RAW_PII = r"@example\.com|\+33 6 "
+SECRET_KEY = "sentinel-key-7d41c9e0b2"  # the PII key of CLI runs: it must appear nowhere
+RAW_ZONES = ("landing", "bronze", "quarantine")  # raw records are kept there by design
+
+
+def overrides(folder: Path) -> list[str]:
+    """What the shared run sets over conf/: its folder, 80 customers, one epoch per network
+    (tests/learning holds the networks to their accuracy)."""
+    return [
+        f"run.data_root={folder / 'data'}",
+        f"run.runs_dir={folder / 'runs'}",
+        "generate.customers=80",
+        "spark.master=local[2]",
+        "train.models.digits_cnn.epochs=1",
+        "train.models.review_rnn.epochs=1",
+    ]
+
+
+def _cli(folder, *args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DEEPSPARK_SECRET_PII_HMAC_KEY": SECRET_KEY}
+    sets = [part for item in overrides(folder) for part in ("--set", item)]
+    return subprocess.run(
+        [sys.executable, "-m", "deepspark.cli", *args, *sets],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
     )
 
 
-def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables):
-    run = Run(small, spark, tables, "run-1")
-    summary_path = run_pipeline(run, select_stages())
-    summary = json.loads(summary_path.read_text())
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """The suite's one whole run on the local path: `deepspark run` in its own process, as a user
+    runs it. Every test of a whole run reads it: (its folder, the finished process)."""
+    folder = tmp_path_factory.mktemp("cli-run")
+    done = _cli(folder, "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder, done
+
+
+@pytest.fixture(scope="module")
+def finished(cli_run, spark):
+    """The shared run as this process sees it: its config, tables, summary and run folder."""
+    folder, done = cli_run
+    config = load_config(overrides=overrides(folder), environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": SECRET_KEY})
+    summary_path = Path(re.search(r"^summary: (.+)$", done.stderr, re.M).group(1))
+    return config, Tables(spark, config), json.loads(summary_path.read_text()), summary_path.parent
+
+
+def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, finished):
+    config, tables, summary, run_dir = finished
 
     assert summary["status"] == "ok" and summary["delta_engine"] == "rs"
     assert tuple(summary["stages"]) == STAGE_NAMES
@@ -60,7 +100,7 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     ]:
         assert tables.exists(table), table
     assert tables.read("gold.digits").count() == 5000
-    report = (run.run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
     assert report.count("| clean | ok |") == 1 and "| orders |" in report.split("## Row accounting")[1]
 
     # Analytics: every configured result is in gold, in the report, and plotted.
@@ -83,9 +123,9 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     ]:
         assert section in report, section
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert len(images) >= 10 and all((run.run_dir / image).stat().st_size > 1000 for image in images)
-    rendered = render(run.run_dir / "report.html")  # the HTML twin, in a real browser
-    assert rendered.title == "deepspark run run-1" and rendered.images == "1" * len(images)
+    assert len(images) >= 10 and all((run_dir / image).stat().st_size > 1000 for image in images)
+    rendered = render(run_dir / "report.html")  # the HTML twin, in a real browser
+    assert rendered.title == f"deepspark run {run_dir.name}" and rendered.images == "1" * len(images)
 
     # Deep learning: both networks trained through Horovod, registered, and scored in batch.
     trained = summary["stages"]["train"]["metrics"]
@@ -93,7 +133,7 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
     assert tables.read("ml.models").count() == 2
     rnn = tables.read("ml.models").filter("name = 'review_rnn'").first()
     gate = json.loads(rnn["validation"])["runs"]["silver.reviews"]  # lineage: the validation run
-    assert gate["run_id"] == "run-1" and gate["critical_failed"] == 0 and gate["expectations"] > 0
+    assert gate["run_id"] == run_dir.name and gate["critical_failed"] == 0 and gate["expectations"] > 0
     assert tables.read("gold.digit_predictions").count() == 5000
     assert tables.read("gold.review_predictions").count() == tables.read("gold.review_sequences").count()
     for section in ["## Deep learning: digits_cnn", "## Deep learning: review_rnn", "## Batch inference"]:
@@ -101,22 +141,23 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, small, tables
 
     # A second run lands nothing new and quarantines nothing twice.
     quarantined = tables.read("quarantine.rows").count()
-    again = Run(small, spark, tables, "run-2")
+    again = Run(config, spark, tables, "run-2")
     run_pipeline(again, ["ingest", "clean"])
     assert again.results["ingest"].rows_out == 0
     assert tables.read("quarantine.rows").count() == quarantined
 
 
-def test_a_critical_expectation_stops_the_run_and_still_writes_the_summary(spark, small, tables):
+def test_a_critical_expectation_stops_the_run_and_still_writes_the_summary(spark, finished):
+    config, tables, _, _ = finished
     impossible = Expectation(
         expectation="expect_table_row_count_to_be_between", kwargs={"min_value": 10**9}, severity="critical"
     )
-    strict = small.model_copy(
-        update={"validate_": small.validate_.model_copy(update={"suites": {"customers": [impossible]}})}
+    strict = config.model_copy(
+        update={"validate_": config.validate_.model_copy(update={"suites": {"customers": [impossible]}})}
     )
     run = Run(strict, spark, tables, "run-fail")
     with pytest.raises(StageFailed, match="summary at"):
-        run_pipeline(run, ["generate", "ingest", "clean", "validate", "features"])
+        run_pipeline(run, ["validate", "features"])  # over the shared run's silver
     summary = json.loads((run.run_dir / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert summary["stages"]["validate"]["status"] == "failed"
@@ -125,56 +166,6 @@ def test_a_critical_expectation_stops_the_run_and_still_writes_the_summary(spark
         summary["stages"]["validate"]["notes"][0],
     )
     assert "features" not in summary["stages"]
-
-
-def test_stage_selection():
-    assert select_stages(start="features") == ["features", "analytics", "train", "predict", "report"]
-    assert select_stages(only=["report", "ingest"]) == ["ingest", "report"]
-    with pytest.raises(ValueError, match="unknown stage"):
-        select_stages(only=["ingset"])
-
-
-RAW_PII = r"@example\.com|\+33 6 "
-SECRET_KEY = "sentinel-key-7d41c9e0b2"  # the PII key of CLI runs: it must appear nowhere
-RAW_ZONES = ("landing", "bronze", "quarantine")  # raw records are kept there by design
-
-
-def _cli(tmp_path, *args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DEEPSPARK_SECRET_PII_HMAC_KEY": SECRET_KEY}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deepspark.cli",
-            *args,
-            "--set",
-            f"run.data_root={tmp_path / 'data'}",
-            "--set",
-            f"run.runs_dir={tmp_path / 'runs'}",
-            "--set",
-            "generate.customers=80",
-            "--set",
-            "spark.master=local[2]",
-            "--set",
-            "train.models.digits_cnn.epochs=1",
-            "--set",
-            "train.models.review_rnn.epochs=1",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
-
-
-@pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
-    """One whole `deepspark run` in its own process: (its folder, the finished process)."""
-    folder = tmp_path_factory.mktemp("cli-run")
-    done = _cli(folder, "run")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return folder, done
 
 
 def test_cli_run_shows_progress_prints_the_report_path_last_and_lists_tables(cli_run):
@@ -223,16 +214,10 @@ def test_cli_bad_config_names_the_key_and_exits_2(tmp_path):
     )
 
 
-def test_cli_exits_non_zero_naming_the_failed_critical_expectation(tmp_path):
+def test_cli_exits_non_zero_naming_the_failed_critical_expectation(cli_run):
+    folder, _ = cli_run
     suite = "[{expectation: expect_column_values_to_be_between, kwargs: {column: amount, max_value: 1}}]"
-    done = _cli(
-        tmp_path,
-        "run",
-        "--only",
-        "generate,ingest,clean,validate",
-        "--set",
-        f"validate.suites.orders={suite}",
-    )
+    done = _cli(folder, "validate", "--set", f"validate.suites.orders={suite}")
     assert done.returncode == 1
     assert re.search(
         r"critical expectations failed: expect_column_values_to_be_between on silver.orders.amount: "

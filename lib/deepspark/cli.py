@@ -65,14 +65,16 @@ def _opened_run(
     conf_dir: Path | None,
     run_id: str | None = None,
     parts=(),
+    in_a_run: bool = True,
 ) -> Iterator[tuple[Run, Terminal]]:
     """A Run with its session, while the console is quiet: everything but the command's own lines
-    goes to ``runs/<id>/logs/<command>.log``. Any failure inside ends the command with one line
-    and the log's path (its traceback stays in the log)."""
+    goes to ``runs/<id>/logs/<command>.log`` (``runs/logs/<command>.log`` for a command that is
+    no part of a run: generate, tables). Any failure inside ends the command with one line and
+    the log's path (its traceback stays in the log)."""
     config = _config(env, sets, conf_dir)
     run_id = run_id or new_run_id()
     try:
-        folder = run_dir(config, run_id)
+        folder = run_dir(config, run_id) if in_a_run else Path(config.run.runs_dir)
     except ValueError as error:
         typer.echo(f"error: --run-id: {error}", err=True)
         raise typer.Exit(2) from None
@@ -202,7 +204,7 @@ def generate(
     """Write the sample retail domain and digits as raw landing files."""
     from deepspark.stages.generate.stage import generate as generate_stage
 
-    with _opened_run("generate", env, sets, conf_dir) as (run, terminal):
+    with _opened_run("generate", env, sets, conf_dir, in_a_run=False) as (run, terminal):
         result = generate_stage(run, customers=rows, force=force)
         for note in result.notes:
             print(note, file=terminal.err)
@@ -212,7 +214,7 @@ def generate(
 @app.command()
 def tables(env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None) -> None:
     """List every Delta table with its current version."""
-    with _opened_run("tables", env, sets, conf_dir) as (run, terminal):
+    with _opened_run("tables", env, sets, conf_dir, in_a_run=False) as (run, terminal):
         listing = run.tables.list()
         if not listing:
             print(f"no tables under {run.tables.root}", file=terminal.out)

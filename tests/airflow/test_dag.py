@@ -102,14 +102,20 @@ def _run(dag, conf_dir: Path):
     return dag_run, states
 
 
+@pytest.fixture(scope="module")
+def manual_run(dag, tmp_path_factory):
+    """The suite's one whole DAG run: (its conf folder, the DAG run, each task's state)."""
+    conf = write_small_conf(tmp_path_factory.mktemp("airflow") / "conf")
+    return conf, *_run(dag, conf)
+
+
 @pytest.mark.slow
-def test_a_manual_run_executes_every_stage_through_spark_submit(dag, tmp_path):
-    conf = write_small_conf(tmp_path / "conf")
-    dag_run, states = _run(dag, conf)
+def test_a_manual_run_executes_every_stage_through_spark_submit(manual_run):
+    conf, dag_run, states = manual_run
 
     assert states == dict.fromkeys(STAGES, "success")
     assert dag_run.logical_date is None  # the date came from run_after; {{ ds }} would have failed
-    [run_dir] = (conf / "runs").iterdir()
+    [run_dir] = [p for p in (conf / "runs").iterdir() if p.name != "logs"]  # logs: generate's
     assert run_dir.name.startswith(f"airflow-{dag_run.run_after:%Y-%m-%d}-")  # the trigger's date
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "ok"
@@ -140,7 +146,9 @@ def test_a_manual_run_executes_every_stage_through_spark_submit(dag, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failed_critical_expectation_stops_every_downstream_task(dag, tmp_path):
+def test_a_failed_critical_expectation_stops_every_downstream_task(dag, manual_run, tmp_path):
+    """A second DAG run over the first one's data (nothing new to ingest or clean) with a suite
+    no table can pass."""
     impossible = [
         {
             "expectation": "expect_table_row_count_to_be_between",
@@ -148,7 +156,12 @@ def test_a_failed_critical_expectation_stops_every_downstream_task(dag, tmp_path
             "severity": "critical",
         }
     ]
-    conf = write_small_conf(tmp_path / "conf", validate={"suites": {"customers": impossible}})
+    data = manual_run[0] / "data"
+    conf = write_small_conf(
+        tmp_path / "conf",
+        validate={"suites": {"customers": impossible}},
+        run={"data_root": str(data), "runs_dir": str(tmp_path / "runs")},
+    )
     dag_run, states = _run(dag, conf)
 
     assert dag_run.state == "failed"

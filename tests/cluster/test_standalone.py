@@ -1,7 +1,7 @@
-"""Every job through spark-submit on a real Spark standalone cluster: a master and two workers
-(one core each) started from the installed pyspark on 127.0.0.1, stopped by their process ids.
+"""The whole pipeline through spark-submit on a real Spark standalone cluster: a master and two
+workers (one core each) started from the installed pyspark on 127.0.0.1, stopped by their ids.
 
-The jobs go through deploy/submit.sh, as a user submits them; executors are separate JVMs and
+The run goes through deploy/submit.sh, as a user submits it; executors are separate JVMs and
 Python workers on the workers, so tables, models and Horovod ranks cross process boundaries.
 """
 
@@ -18,7 +18,6 @@ from tests.cluster.standalone import standalone_cluster, submit
 from tests.small_conf import write_small_conf
 
 pytestmark = pytest.mark.slow
-JOBS = list(STAGE_NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +26,22 @@ def standalone(tmp_path_factory):
         yield cluster
 
 
-def test_every_job_runs_through_spark_submit_on_a_standalone_cluster(standalone, tmp_path):
+def test_the_whole_pipeline_runs_through_spark_submit_on_a_standalone_cluster(standalone, tmp_path):
+    """One application for every stage (jobs/run_pipeline.py), as a user submits a whole run;
+    each stage's own job is one line onto the same CLI (tests/foundation/test_layers.py), and
+    tests/cluster/test_executor_loss.py submits one of them here too."""
     conf = write_small_conf(tmp_path / "conf")
     run_id = "standalone-1"
-    for job in JOBS:
-        done = submit(standalone.url, job, conf, *([] if job == "generate" else ["--run-id", run_id]))
-        # Under spark-submit the driver's Python writes its stderr to spark-submit's stdout.
-        assert done.returncode == 0, f"{job}:\n{(done.stdout + done.stderr)[-4000:]}"
-    # Each job was an application of this cluster, and finished there.
+    done = submit(standalone.url, "run_pipeline", conf, "--run-id", run_id)
+    # Under spark-submit the driver's Python writes its stderr to spark-submit's stdout.
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    # The run was an application of this cluster, and finished there.
     apps = {app["name"]: app["state"] for app in standalone.completed_apps()}
-    assert apps == {f"deepspark-{job}": "FINISHED" for job in JOBS}
+    assert apps == {"deepspark-run_pipeline": "FINISHED"}
 
     run_dir = conf / "runs" / run_id
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert list(summary["stages"]) == JOBS[1:]
+    assert tuple(summary["stages"]) == STAGE_NAMES
     assert all(stage["status"] in ("ok", "warning") for stage in summary["stages"].values())
     clean = summary["stages"]["clean"]
     assert clean["rows_in"] > 0 and all(m["balanced"] for m in clean["metrics"].values())
