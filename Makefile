@@ -23,14 +23,13 @@ run: install conf/local/secrets.yaml
 conf/local/secrets.yaml:
 	umask 077 && $(VENV)/bin/python -c "import secrets; print('pii_hmac_key:', secrets.token_hex(32))" > $@
 
-# Two suites: the package's (its environment), then the Airflow DAG's (Airflow's environment).
+# Two suites at once (tests/run.sh): the package's on two workers, the Airflow DAG's in Airflow's
+# environment. test-fast leaves out the end-to-end runs, the cluster, Horovod and the faults.
 test: install-test
-	$(VENV)/bin/pytest
-	$(AIRFLOW_VENV)/bin/pytest tests/airflow --confcutdir tests/airflow
+	VENV=$(VENV) AIRFLOW_VENV=$(AIRFLOW_VENV) tests/run.sh
 
 test-fast: install-test
-	$(VENV)/bin/pytest -m "not slow"
-	$(AIRFLOW_VENV)/bin/pytest tests/airflow --confcutdir tests/airflow -m "not slow"
+	VENV=$(VENV) AIRFLOW_VENV=$(AIRFLOW_VENV) tests/run.sh -m "not slow"
 
 # The wheel and conf archive for clusters; `deploy/package.sh --env` also packs the environment.
 package: install

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: the package's (two pytest-xdist workers, one test module each, so a
+# module's shared run stays in one process) and, at the same time, the Airflow DAG's in Airflow's
+# own environment. Most of the suite waits on subprocesses, JVMs and Horovod ranks rather than
+# computing, so the two suites together take little longer than the package's alone.
+#
+# Usage: tests/run.sh [pytest options for both suites, e.g. -m "not slow"]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+venv=${VENV:-.venv} airflow_venv=${AIRFLOW_VENV:-.airflow-venv}
+airflow_log=$(mktemp)
+trap 'rm -f "$airflow_log"' EXIT
+
+"$airflow_venv/bin/pytest" tests/airflow --confcutdir tests/airflow "$@" >"$airflow_log" 2>&1 &
+airflow=$!
+"$venv/bin/pytest" -n 2 --dist loadfile "$@"
+package=$?
+wait "$airflow"
+dag=$?
+echo "--- tests/airflow (Airflow's environment) ---"
+cat "$airflow_log"
+exit $((package || dag))
