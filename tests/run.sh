@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: the package's (two pytest-xdist workers, one test module each, so a
+# The whole test suite: the package's ($TEST_WORKERS pytest-xdist workers, 3 by default, one test
+# module each, so a
 # module's shared run stays in one process) and, at the same time, the Airflow DAG's in Airflow's
 # own environment. Most of the suite waits on subprocesses, JVMs and Horovod ranks rather than
 # computing, so the two suites together take little longer than the package's alone.
@@ -13,7 +14,7 @@ trap 'rm -f "$airflow_log"' EXIT
 
 "$airflow_venv/bin/pytest" tests/airflow --confcutdir tests/airflow "$@" >"$airflow_log" 2>&1 &
 airflow=$!
-"$venv/bin/pytest" -n 2 --dist loadfile "$@"
+"$venv/bin/pytest" -n "${TEST_WORKERS:-3}" --dist loadfile "$@"
 package=$?
 wait "$airflow"
 dag=$?
