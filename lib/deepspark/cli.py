@@ -88,9 +88,14 @@ def _opened_run(
         except Exception as error:  # said in one line here; the whole of it is in the log
             cause = error.__cause__ if isinstance(error, StageFailed) and error.__cause__ else error
             log.error("%s failed", command, exc_info=error)
-            print(f"error: {describe(cause)}", file=terminal.err)
-            print(f"log: {terminal.log}", file=terminal.err)
+            _say_failure(cause, terminal.log, terminal.err)
             raise typer.Exit(1) from None
+
+
+def _say_failure(error: BaseException, log_path: Path, stream) -> None:
+    """An error as the user sees it: one line, then where its whole story is."""
+    print(f"error: {describe(error)}", file=stream)
+    print(f"log: {log_path}", file=stream)
 
 
 def _execute(
@@ -275,8 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # none of the commands' own errors: a bug, or the environment
         crash = Path(tempfile.gettempdir()) / f"deepspark-error-{os.getpid()}.log"
         crash.write_text(traceback.format_exc(), encoding="utf-8")
-        print(f"error: {describe(error)}", file=sys.stderr)
-        print(f"log: {crash}", file=sys.stderr)
+        _say_failure(error, crash, sys.stderr)
         sys.exit(1)
 
 

@@ -68,7 +68,7 @@ class WarningsOnce(logging.Handler):
         self.seen: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        message = (record.getMessage().splitlines() or [""])[0]
         if message in self.seen:
             return
         self.seen.add(message)

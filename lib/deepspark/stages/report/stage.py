@@ -68,8 +68,14 @@ def write_report(run: Run) -> StageResult:
     return StageResult(metrics={"report": str(md_path), "html": str(html_path)})
 
 
+def versions(inputs: dict[str, int]) -> str:
+    """Tables as ``table@version``, comma-separated: what a model or feature set was made from."""
+    return ", ".join(f"{table}@{version}" for table, version in inputs.items())
+
+
+LOADER = FileSystemLoader(Path(__file__).with_name("templates"))
 TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    loader=LOADER,
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,
@@ -79,10 +85,10 @@ TEMPLATES = Environment(
 TEMPLATES.filters.update(
     stem=lambda path: Path(path).stem,
     relative=lambda path, folder: str(Path(path).relative_to(folder)),
-    versions=lambda inputs: ", ".join(f"{table}@{version}" for table, version in inputs.items()),
+    versions=versions,
 )
 PAGE = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    loader=LOADER,
     autoescape=True,
     undefined=StrictUndefined,
     keep_trailing_newline=True,
@@ -174,9 +180,8 @@ def validation_view(validated: StageResult) -> dict:
 def feature_rows(metrics: dict) -> list[list]:
     rows = []
     for name, m in metrics.items():
-        fitted_on = ", ".join(f"{t}@{v}" for t, v in m["inputs"].items())
         reuse = "fitted" if not m["reused_model"] else "reused" if m["rewritten"] else "unchanged"
-        rows.append([name, m["table"], m["version"], m["rows"], m["features"], fitted_on, reuse])
+        rows.append([name, m["table"], m["version"], m["rows"], m["features"], versions(m["inputs"]), reuse])
     return rows
 
 
@@ -257,7 +262,7 @@ def lineage_rows(trained: dict[str, TrainOutcome]) -> list[list]:
     rows = []
     for name, m in trained.items():
         lineage = read_manifest(Path(m["model"]).parent) or {}
-        sources = ", ".join(f"{t}@{v}" for t, v in lineage.get("sources", {}).items())
+        sources = versions(lineage.get("sources", {}))
         runs = lineage.get("validation", {}).get("runs", {})
         gates = ", ".join(
             f"{t}: run {g['run_id']} ({g['expectations']} expectations, {g['critical_failed']} critical)"
