@@ -36,7 +36,7 @@ def overrides(scratch: Path, rows: int, master: str) -> list[str]:
         f"run.runs_dir={scratch / 'runs'}",
         f"spark.master={master}",
         f"generate.customers={rows // RECORDS_PER_CUSTOMER}",
-        f"generate.landing_dir={scratch.parent / 'landing'}",
+        f"ingest.landing_dir={scratch.parent / 'landing'}",
     ]
 
 

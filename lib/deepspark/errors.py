@@ -21,6 +21,8 @@ def describe(error: BaseException) -> str:
     text = str(error).strip()
     raw = text.splitlines()
     if not any(JVM_FRAME.match(line) for line in raw):
+        if raw and SPARK_ERROR_CLASS.match(raw[0]):  # an analysis error: its line, not its plan
+            return _shortened(raw[0].strip().removesuffix(";"))
         return text  # a Python error: its message is already what the user should read
     lines = [line.strip().removeprefix(": ") for line in raw if line.strip() and not JVM_FRAME.match(line)]
     lines = [line for line in lines if not PY4J_CALL.match(line)]
@@ -29,6 +31,10 @@ def describe(error: BaseException) -> str:
     message = _without_java_prefix(headline.removeprefix("Caused by: "))
     if causes and _without_java_prefix(causes[-1]) not in message:
         message += f" (cause: {_without_java_prefix(causes[-1])})"
+    return _shortened(message)
+
+
+def _shortened(message: str) -> str:
     return message if len(message) <= LONGEST else message[: LONGEST - 3] + "..."
 
 

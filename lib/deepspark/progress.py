@@ -53,6 +53,8 @@ class StageProgress:
             return
         self.bars.advance(self.pipeline)
         self.say(stage_line(name, result))
+        for detail in result.details:
+            self.say(f"  {detail}")
 
     def step(self, what: str, done: int, total: int) -> None:
         if what not in self.steps:
@@ -64,4 +66,6 @@ def stage_line(name: str, result: StageResult) -> str:
     """``[clean]      ok        15.1s  in=14226 out=13260 quarantined=745``: rows where there are any."""
     rows = [("in", result.rows_in), ("out", result.rows_out), ("quarantined", result.rows_quarantined)]
     counts = " ".join(f"{label}={count}" for label, count in rows if count)
+    if result.status == "skipped" and result.notes:
+        counts = result.notes[0]
     return f"{f'[{name}]':<12} {result.status:<7} {result.seconds:6.1f}s  {counts}".rstrip()

@@ -23,6 +23,7 @@ class CleanCounts(TypedDict):
     key_duplicates: int
     superseded: int
     quarantine_reasons: dict[str, int]
+    top_rules: NotRequired[list[tuple[str, int]]]  # the rules that rejected most rows, with counts
     batches: list[str]
 
 

@@ -50,11 +50,20 @@ class StageResult:
     tables: dict[str, int] = field(default_factory=dict)  # table written -> its new version
     metrics: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    details: list[str] = field(
+        default_factory=list
+    )  # one line per part (dataset, source), shown under the stage's
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"stage status {self.status!r}: expected one of {', '.join(STATUSES)}")
+
+
+def skipped(reason: str) -> StageResult:
+    """The result of a stage with nothing to do in this project's conf, saying why (the summary,
+    the report and the console show it)."""
+    return StageResult(status="skipped", notes=[reason])
 
 
 Step = Callable[[str, int, int], None]  # (what, done, total): progress of a long step

@@ -10,9 +10,9 @@ from deepspark.config import ConfigError, FeaturesConfig, FeatureSet, load_confi
 from deepspark.lineage import latest_features
 from deepspark.stages.features import (
     build_feature_set,
-    customer_activity,
     feature_layout,
     feature_pipeline,
+    query_view,
     to_gold,
 )
 from deepspark.tables import Tables
@@ -90,7 +90,7 @@ def test_text_becomes_words_hashed_buckets_or_embeddings(spark, people, text, si
         assert sorted(layout.names) == ["note:awful", "note:coffee", "note:delivery", "note:great"]
 
 
-def test_activity_counts_spend_without_refunds_and_the_favourite_channel(spark):
+def test_activity_counts_spend_without_refunds_and_the_favourite_channel(spark, base_config):
     orders = spark.createDataFrame(
         [
             (1, 1, datetime(2024, 1, 1), 10.0, ["a", "b"], "web"),
@@ -109,7 +109,9 @@ def test_activity_counts_spend_without_refunds_and_the_favourite_channel(spark):
         ],
         "customer_id long, country string, age_band string, signup_ts timestamp",
     )
-    rows = {r.customer_id: r for r in customer_activity(orders, customers).collect()}
+    view = base_config.features.views["customer_activity"]  # the sample shop's, from conf/base
+    tables = {"silver.orders": orders, "silver.customers": customers}
+    rows = {r.customer_id: r for r in query_view(spark, view, tables).collect()}
     assert set(rows) == {1, 2}  # no orders, no activity
     assert (rows[1].frequency, rows[1].monetary, rows[1].recency_days) == (2, 30.0, 10)
     assert (rows[1].favourite_channel, rows[1].avg_basket_size, rows[1].tenure_days) == ("web", 1.5, 30)

@@ -69,7 +69,7 @@ def test_nested_unknown_key_in_a_named_entry_lists_the_entry_keys(conf):
     with pytest.raises(
         ConfigError,
         match=r"unknown key 'ingest.sources.orders.delimitr'; "
-        r"expected one of: columns, ddl, fallback_encoding, format, options, path",
+        r"expected one of: columns, ddl, fallback_encoding, format, null_values, options, path",
     ):
         load_config(conf, "local", environ={})
 
@@ -83,9 +83,19 @@ def test_unknown_section_file_and_bad_override_syntax_are_rejected(conf):
         load_config(conf, "local", ["spark.master"], {})
 
 
-def test_missing_overlay_is_an_error(conf):
+def test_a_missing_overlay_is_an_error_but_local_may_be_left_out(conf):
     with pytest.raises(ConfigError, match="overlay folder for environment 'staging' is missing"):
         load_config(conf, "staging", environ={})
+    shutil.rmtree(conf / "local")
+    assert load_config(conf, "local", environ={}).spark.master is None  # conf/local set local[*]
+
+
+def test_relative_folders_belong_to_the_project_not_the_working_directory(conf, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(conf, "local", ["run.runs_dir=elsewhere/runs"], environ={})
+    assert config.run.data_root == conf.resolve().parent / "data"
+    assert config.run.runs_dir == conf.resolve().parent / "elsewhere" / "runs"
+    assert config.landing_root == conf.resolve().parent / "data" / "landing"
 
 
 def test_secrets_come_from_env_or_ignored_file_and_are_redacted(conf):

@@ -7,13 +7,14 @@ import hmac
 from datetime import date
 
 import pytest
-from deepspark.config import CleanConfig, ColumnRule, DatasetCleaning, IngestConfig, SourceConfig
+from deepspark.config import CleanConfig, ColumnRule, ConfigError, DatasetCleaning, IngestConfig, SourceConfig
 from deepspark.pipeline import run_pipeline
 from deepspark.run import Run
 from deepspark.stages.clean.privacy import MissingKeyError, age_band, hmac_pads, mask, protect
 from deepspark.stages.clean.stage import (
     TYPED,
     cap_outliers,
+    check_rules,
     clean_dataset,
     fill_nulls,
     mark_duplicates,
@@ -113,10 +114,13 @@ def test_row_rules_name_the_first_rule_each_row_breaks(spark):
     ]
 
 
-def test_a_configured_column_missing_from_the_data_fails_naming_it(spark):
+def test_a_configured_column_missing_from_the_data_fails_naming_its_key(spark):
     df = spark.createDataFrame([("1",)], "id string")
-    with pytest.raises(Exception, match=r"configured columns \['qty'\] are not in the data"):
-        tag_row_rules(df, rules(qty={"type": "int"}))
+    dataset = DatasetCleaning.model_validate({"keys": ["id"], "columns": {"qty": {"type": "int"}}})
+    with pytest.raises(
+        ConfigError, match=r"^columns.qty: names column 'qty', which is not in the data; .*: id$"
+    ):
+        check_rules(df, dataset, lambda key, problem: ConfigError(f"{key}: {problem}"))
 
 
 def test_orphans_are_tagged_against_the_referenced_table(spark):

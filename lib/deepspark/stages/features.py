@@ -1,11 +1,12 @@
 """Stage features: silver -> gold feature tables, each made by one fitted pyspark.ml Pipeline.
 
-Input: each set's ``input``: ``silver.<dataset>``, or ``customer_activity`` (built here from
-``silver.orders`` and ``silver.customers``). Output: ``gold.<set>_features`` (key, label, the
-source columns in their own units, ``features`` and ``features_scaled`` as arrays) and the
-fitted PipelineModel in ``<data_root>/models/features/<set>/<fingerprint>/``, whose manifest
-names the input versions it was fitted on and the feature names, slot by slot.
-Parameters: ``features.sets`` (conf/base/features.yaml), ``run.seed``.
+Input: each set's ``input``: a table (``silver.<dataset>``), or a view from ``features.views``:
+SQL over tables named in braces (``{silver.orders}``), each read at a pinned version.
+Output: ``gold.<set>_features`` (key, label, the source columns in their own units, ``features``
+and ``features_scaled`` as arrays) and the fitted PipelineModel in
+``<data_root>/models/features/<set>/<fingerprint>/``, whose manifest names the input versions it
+was fitted on (the view's SQL too) and the feature names, slot by slot.
+Parameters: ``features.views``, ``features.sets`` (conf/base/features.yaml), ``run.seed``.
 
 A set is fitted once per (config, input versions): a run over the same silver versions loads
 the saved model instead of fitting again, so gold is reproducible from its manifest.
@@ -14,6 +15,7 @@ the saved model instead of fitting again, so gold is reproducible from its manif
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -42,10 +44,10 @@ from pyspark.sql.types import NumericType, StringType
 
 from deepspark.config import Config, FeatureSet
 from deepspark.lineage import LATEST, fingerprint, model_uri, read_latest, read_manifest, save_model
-from deepspark.run import Run, StageResult
+from deepspark.run import Run, StageResult, skipped
 from deepspark.tables import Tables
 
-ACTIVITY_INPUTS = ["silver.orders", "silver.customers"]
+VIEW_TABLE = re.compile(r"\{((?:bronze|silver|gold)\.[A-Za-z_][A-Za-z0-9_]*)\}")
 ASSEMBLED, SCALED = "_f_assembled", "_f_scaled"
 TEXT, TOKENS, WORDS, TEXT_VECTOR = "_f_text", "_f_tokens", "_f_words", "_f_text_vector"
 
@@ -65,36 +67,16 @@ class FeatureLayout:
 # --- pure transforms -------------------------------------------------------------------------
 
 
-def customer_activity(orders: DataFrame, customers: DataFrame) -> DataFrame:
-    """Per customer with orders: recency/frequency/monetary, basket size, favourite channel and
-    tenure, beside the customer's country, age band and signup time. Negative amounts (refunds
-    that passed cleaning) do not count as spend."""
-    valid = orders.filter(F.col("amount") >= 0)
-    as_of = valid.agg(F.max("order_ts").alias("as_of"))
-    per_customer = valid.groupBy("customer_id").agg(
-        F.max("order_ts").alias("last_order_ts"),
-        F.count(F.lit(1)).alias("frequency"),
-        F.round(F.sum("amount"), 2).alias("monetary"),
-        F.round(F.avg(F.size("items")), 3).alias("avg_basket_size"),
-        F.mode("channel").alias("favourite_channel"),
-    )
-    people = customers.select("customer_id", "country", "age_band", "signup_ts")
-    return (
-        per_customer.join(people, "customer_id", "inner")
-        .crossJoin(as_of)
-        .select(
-            "customer_id",
-            "country",
-            "age_band",
-            "signup_ts",
-            F.datediff("as_of", "last_order_ts").alias("recency_days"),
-            F.col("frequency").cast("double").alias("frequency"),
-            "monetary",
-            "avg_basket_size",
-            "favourite_channel",
-            F.greatest(F.datediff("as_of", "signup_ts"), F.lit(0)).alias("tenure_days"),
-        )
-    )
+def view_tables(sql: str) -> list[str]:
+    """The tables a view's SQL names in braces, in order of first use."""
+    return list(dict.fromkeys(VIEW_TABLE.findall(sql)))
+
+
+def query_view(spark, sql: str, tables: dict[str, DataFrame]) -> DataFrame:
+    """A view's SQL with each ``{layer.name}`` bound to its (pinned) DataFrame."""
+    aliases = {table: f"t{i}" for i, table in enumerate(tables)}
+    text = VIEW_TABLE.sub(lambda m: "{" + aliases[m.group(1)] + "}", sql)
+    return spark.sql(text, **{aliases[t]: df for t, df in tables.items()})
 
 
 def feature_pipeline(spec: FeatureSet, seed: int = 42) -> Pipeline:
@@ -180,7 +162,7 @@ def feature_layout(model: PipelineModel, spec: FeatureSet) -> FeatureLayout:
 def to_gold(scored: DataFrame, spec: FeatureSet) -> DataFrame:
     """The gold feature table: key, label, source columns in their own units, vectors as arrays."""
     sources = [
-        spec.key,
+        *spec.keys,
         *([spec.label] if spec.label else []),
         *spec.numeric,
         *spec.buckets,
@@ -205,7 +187,7 @@ def check_columns(df: DataFrame, spec: FeatureSet, key: str, config: Config) -> 
             ) from None
     types = {f.name: f.dataType for f in df.schema.fields}
     available = [*types, *spec.derive]
-    wanted = [("key", [spec.key]), ("label", [spec.label] if spec.label else [])]
+    wanted = [("key", spec.keys), ("label", [spec.label] if spec.label else [])]
     wanted += [("numeric", spec.numeric), ("categorical", spec.categorical), ("buckets", list(spec.buckets))]
     wanted += [("dates", list(spec.dates)), ("text.column", [spec.text.column] if spec.text else [])]
     for field, columns in wanted:
@@ -230,6 +212,8 @@ def check_columns(df: DataFrame, spec: FeatureSet, key: str, config: Config) -> 
 
 
 def build_features(run: Run) -> StageResult:
+    if not run.config.features.sets:
+        return skipped("no features.sets in conf")
     result = StageResult()
     for name, spec in run.track("features (sets)", run.config.features.sets.items()):
         built = build_feature_set(run.tables, run.config, name, spec)
@@ -244,13 +228,9 @@ def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSe
     """Fit (or reuse) the set's pipeline on pinned input versions and write its gold table; when
     gold already holds this model's output for these versions, leave it as it is."""
     table = f"gold.{name}_features"
-    versions = input_versions(tables, spec)
-    folder = (
-        config.models_root
-        / "features"
-        / name
-        / fingerprint(spec.model_dump(mode="json"), versions, config.run.seed)
-    )
+    versions = input_versions(tables, config, spec)
+    identity = {**spec.model_dump(mode="json"), "view": config.features.views.get(spec.input)}
+    folder = config.models_root / "features" / name / fingerprint(identity, versions, config.run.seed)
     latest = read_latest(config, name)
     if (
         latest
@@ -259,7 +239,7 @@ def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSe
         and tables.version(table) == latest["version"]
     ):
         return _built(latest, reused=True, rewritten=False)
-    source = read_input(tables, spec, versions).cache()
+    source = read_input(tables, config, spec, versions).cache()
     try:
         check_columns(source, spec, f"features.sets.{name}", config)
         manifest = read_manifest(folder)
@@ -275,7 +255,7 @@ def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSe
             manifest = {
                 "feature_set": name,
                 "inputs": versions,
-                "config": spec.model_dump(mode="json"),
+                "config": identity,
                 "seed": config.run.seed,
                 "layout": layout.as_dict(),
             }
@@ -309,16 +289,20 @@ def _built(latest: dict, reused: bool, rewritten: bool) -> dict:
     }
 
 
-def input_versions(tables: Tables, spec: FeatureSet) -> dict[str, int]:
-    names = ACTIVITY_INPUTS if spec.input == "customer_activity" else [spec.input]
+def input_versions(tables: Tables, config: Config, spec: FeatureSet) -> dict[str, int]:
+    """The current version of each table the set reads (the view's tables, or its input)."""
+    view = config.features.views.get(spec.input)
+    names = view_tables(view) if view is not None else [spec.input]
     return {table: tables.version(table) for table in names}
 
 
-def read_input(tables: Tables, spec: FeatureSet, versions: dict[str, int]) -> DataFrame:
+def read_input(tables: Tables, config: Config, spec: FeatureSet, versions: dict[str, int]) -> DataFrame:
     pinned = {table: tables.read(table, version=v) for table, v in versions.items()}
-    if spec.input == "customer_activity":
-        return customer_activity(pinned["silver.orders"], pinned["silver.customers"])
-    return pinned[spec.input]
+    view = config.features.views.get(spec.input)
+    if view is None:
+        return pinned[spec.input]
+    any_table = next(iter(pinned.values()))
+    return query_view(any_table.sparkSession, view, pinned)
 
 
 # --- small pieces ------------------------------------------------------------------------------

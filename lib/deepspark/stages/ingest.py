@@ -8,12 +8,16 @@ Bronze keeps every record. A record Spark cannot parse, or one from a file whose
 or keys (JSON) drift from the declared contract, is kept with its raw text in ``_raw_record``
 and the problem in ``_ingest_issue`` / ``_ingest_rule``; the clean stage quarantines it.
 Values whose bytes are not valid UTF-8 are decoded with the source's fallback charset, value by
-value. Each row gets its source file, batch id (the run id), ingest time and a content hash.
-A file already in the ledger is never read again.
+value, and the row names those columns in ``_redecoded`` (counted per source and column in the
+result). Each row gets its source file, batch id (the run id), ingest time and a content hash.
+A file already in the ledger is never read again, and a new file whose bytes equal a file
+already ingested (the same export landed again under another name) is a replay: recorded in the
+ledger and skipped, unless ``ingest.replays: ingest``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import reduce
 
@@ -24,12 +28,17 @@ from pyspark.sql.types import StringType
 from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import SourceConfig
 from deepspark.errors import describe
-from deepspark.run import Run, StageResult
+from deepspark.run import Run, StageResult, skipped
 from deepspark.tables import hadoop_uri
+
+log = logging.getLogger(__name__)
 
 LEDGER = "meta.ingested_files"
 CORRUPT = "_corrupt_record"
 BOM = "\ufeff"
+REDECODED = "_redecoded"
+WHOLE_RECORD = "(record)"  # a JSON line is decoded whole, so its re-decoding names no one column
+MULTILINE_HINT_SHARE = 0.01  # a CSV file with more malformed rows than this suggests multiLine
 
 
 class UnreadableFileError(OSError):
@@ -38,9 +47,14 @@ class UnreadableFileError(OSError):
 
 @dataclass(frozen=True)
 class LandedFile:
-    path: str  # a fully qualified URI, as Spark's input_file_name() reports it
+    path: str  # a fully qualified URI, as Spark's input_file_name() reports it (%20 for a space)
     size: int
     modified_ms: int
+    location: str = ""  # the same file as a Hadoop path string, which Spark's readers take
+
+    def __post_init__(self) -> None:
+        if not self.location:
+            object.__setattr__(self, "location", self.path)
 
 
 def list_landed_files(spark: SparkSession, folder: str) -> list[LandedFile]:
@@ -57,7 +71,8 @@ def list_landed_files(spark: SparkSession, folder: str) -> list[LandedFile]:
         relative = str(status.getPath().toUri().getPath())[len(str(root.toUri().getPath())) :]
         if any(part.startswith(("_", ".")) for part in relative.split("/") if part):
             continue
-        found.append(LandedFile(str(status.getPath().toUri()), status.getLen(), status.getModificationTime()))
+        path = status.getPath()
+        found.append(LandedFile(str(path.toUri()), status.getLen(), status.getModificationTime(), str(path)))
     return sorted(found, key=lambda f: f.path)
 
 
@@ -95,6 +110,18 @@ def repair_encoding(value: Column, fallback: str) -> Column:
     return F.when(F.is_valid_utf8(as_utf8), as_utf8).otherwise(as_fallback)
 
 
+def is_redecoded(value: Column) -> Column:
+    """True where a Latin-1-read string's bytes are not valid UTF-8 (:func:`repair_encoding` uses
+    the fallback charset for it)."""
+    return ~F.is_valid_utf8(F.encode(value, "ISO-8859-1").cast("string"))
+
+
+def redecoded_columns(flags: dict[str, Column]) -> Column:
+    """The names of the columns whose flag is true, as an array (empty when none)."""
+    named = [F.when(flag, F.lit(name)) for name, flag in flags.items()]
+    return F.filter(F.array(*named), lambda name: name.isNotNull()) if named else F.array()
+
+
 def read_csv_files(
     spark: SparkSession, files: list[str], header: list[str], source: SourceConfig
 ) -> DataFrame:
@@ -103,8 +130,10 @@ def read_csv_files(
     options = {"header": "true", **source.options}
     options.update(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT, encoding="ISO-8859-1")
     df = spark.read.schema(schema).options(**options).csv(files)
+    columns = [c for c in df.columns if c != CORRUPT]
     return df.select(
-        *[repair_encoding(F.col(f"`{c}`"), source.fallback_encoding).alias(c) for c in df.columns]
+        *[repair_encoding(F.col(f"`{c}`"), source.fallback_encoding).alias(c) for c in df.columns],
+        redecoded_columns({c: is_redecoded(F.col(f"`{c}`")) for c in columns}).alias(REDECODED),
     )
 
 
@@ -134,6 +163,7 @@ def csv_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -
                         F.col(CORRUPT).isNotNull(), F.lit("csv: wrong number of fields or broken quoting")
                     ).alias("_ingest_rule"),
                     F.input_file_name().alias("_source_file"),
+                    REDECODED,
                 )
             )
             continue
@@ -150,6 +180,7 @@ def csv_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -
                 F.lit("schema_drift").alias("_ingest_issue"),
                 F.lit(rule).alias("_ingest_rule"),
                 F.input_file_name().alias("_source_file"),
+                REDECODED,
             )
         )
     return reduce(DataFrame.unionByName, frames) if frames else None
@@ -162,6 +193,7 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
     line = repair_encoding(F.col("value"), source.fallback_encoding)
     schema = f"{source.ddl}, `{CORRUPT}` string"
     parsed = lines.select(
+        redecoded_columns({WHOLE_RECORD: is_redecoded(F.col("value"))}).alias(REDECODED),
         line.alias("_line"),
         F.from_json(line, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}).alias(
             "_parsed"
@@ -188,6 +220,7 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
         issue.alias("_ingest_issue"),
         rule.alias("_ingest_rule"),
         "_source_file",
+        REDECODED,
     )
 
 
@@ -207,6 +240,7 @@ def files_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig)
             F.when(bad, F.lit("malformed")).alias("_ingest_issue"),
             F.when(bad, F.lit("image: not a decodable image")).alias("_ingest_rule"),
             F.col("image.origin").alias("_source_file"),
+            F.array().cast("array<string>").alias(REDECODED),
         )
     if source.format == "text":
         # One row per file unless wholetext: false asks for one row per line.
@@ -218,6 +252,7 @@ def files_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig)
         "*",
         *[F.lit(None).cast(StringType()).alias(c) for c in PROBLEMS],
         F.input_file_name().alias("_source_file"),
+        F.array().cast("array<string>").alias(REDECODED),
     )
 
 
@@ -230,6 +265,7 @@ def add_ingest_metadata(df: DataFrame, batch_id: str) -> DataFrame:
         F.lit(batch_id).alias("_batch_id"),
         F.current_timestamp().alias("_ingested_at"),
         F.sha2(F.to_json(F.struct(*[F.col(f"`{c}`") for c in content])), 256).alias("_row_hash"),
+        REDECODED,
     )
 
 
@@ -248,53 +284,152 @@ def new_files(
     return [f for f in landed if f.path not in seen]
 
 
+def content_hashes(spark: SparkSession, files: list[LandedFile]) -> dict[str, str]:
+    """SHA-256 of each file's bytes, computed on the executors (Spark's binaryFile source, so a
+    file must be under its 2 GiB limit)."""
+    if not files:
+        return {}
+    frame = spark.read.format("binaryFile").load([f.location for f in files])
+    found = {r.path: r.sha for r in frame.select("path", F.sha2("content", 256).alias("sha")).collect()}
+    return {f.path: found.get(f.path, found.get(f.location)) for f in files}
+
+
+def find_replays(
+    fresh: list[LandedFile], hashes: dict[str, str], ledger: DataFrame | None, source: str
+) -> dict[str, str]:
+    """New file -> the file it repeats, byte for byte: one already ingested for ``source``, or
+    an earlier one of the same batch."""
+    known: dict[str, str] = {}
+    if ledger is not None and "content_sha256" in ledger.columns:
+        rows = (
+            ledger.filter((F.col("source") == source) & F.col("content_sha256").isin(list(hashes.values())))
+            .select("content_sha256", "path")
+            .collect()
+        )
+        known = {r.content_sha256: r.path for r in rows}
+    replays = {}
+    for landed in fresh:
+        digest = hashes.get(landed.path)
+        if digest in known:
+            replays[landed.path] = known[digest]
+        elif digest is not None:
+            known[digest] = landed.path
+    return replays
+
+
+def count_committed(table: DataFrame, paths: list[str]) -> tuple[dict[str, int], dict[str, dict], dict]:
+    """From the committed rows of ``paths``: rows per file, ingest issues per file, and re-decoded
+    values per column."""
+    mine = table.filter(F.col("_source_file").isin(paths))
+    per_file: dict[str, int] = {}
+    issues: dict[str, dict[str, int]] = {}
+    for row in mine.groupBy("_source_file", "_ingest_issue").count().collect():
+        per_file[row["_source_file"]] = per_file.get(row["_source_file"], 0) + row["count"]
+        if row["_ingest_issue"]:
+            issues.setdefault(row["_source_file"], {})[row["_ingest_issue"]] = row["count"]
+    redecoded = {}
+    if REDECODED in table.columns:
+        exploded = mine.select(F.explode(REDECODED).alias("column")).groupBy("column").count()
+        redecoded = {r["column"]: r["count"] for r in exploded.collect()}
+    return per_file, issues, redecoded
+
+
+def multiline_hint(name: str, source: SourceConfig, per_file: dict[str, int], issues: dict) -> str | None:
+    """A warning when a CSV file read without multiLine has many malformed rows: quoted values
+    spanning lines are the usual cause."""
+    if source.format != "csv" or source.options.get("multiLine", "false").lower() == "true":
+        return None
+    for path, rows in per_file.items():
+        malformed = issues.get(path, {}).get("malformed", 0)
+        if rows and malformed / rows > MULTILINE_HINT_SHARE:
+            return (
+                f"ingest {name}: {malformed} of {rows} rows of {path.rsplit('/', 1)[-1]} are malformed; "
+                f"if quoted values span lines, set ingest.sources.{name}.options.multiLine: true"
+            )
+    return None
+
+
 def ingest(run: Run) -> StageResult:
+    sources = run.config.ingest.sources
+    if not sources:
+        return skipped("no ingest.sources in conf")
     result = StageResult()
     ledger = run.tables.read(LEDGER) if run.tables.exists(LEDGER) else None
     ledger_rows = []
-    for name, source in run.track("ingest (sources)", run.config.ingest.sources.items()):
+    for name, source in run.track("ingest (sources)", sources.items()):
         table = f"bronze.{name}"
         folder = hadoop_uri(run.config.landing_root / source.path)
         landed = list_landed_files(run.spark, folder)
         bronze_now = run.tables.read(table) if run.tables.exists(table) else None
         fresh = new_files(landed, ledger, bronze_now, name)
-        metrics = {"files_landed": len(landed), "files_new": len(fresh), "rows": 0, "issues": {}}
+        hashes = content_hashes(run.spark, fresh)
+        replays = find_replays(fresh, hashes, ledger, name) if run.config.ingest.replays == "skip" else {}
+        to_read = [f for f in fresh if f.path not in replays]
+        metrics = {
+            "files_landed": len(landed),
+            "files_new": len(to_read),
+            "files_replayed": len(replays),
+            "rows": 0,
+            "issues": {},
+            "redecoded": {},
+        }
         result.metrics[name] = metrics
         if not landed:
-            result.notes.append(f"{name}: no files under {folder}")
-        if not fresh:
-            continue
-        frame = files_to_bronze(run.spark, [f.path for f in fresh], source)
+            result.status = "warning"
+            result.notes.append(f"{name}: no files under {folder}; bronze.{name} gets no rows")
+        for path, original in replays.items():
+            result.notes.append(f"{name}: {path} repeats {original} byte for byte (replayed); skipped")
         rows_per_file: dict[str, int] = {}
+        frame = files_to_bronze(run.spark, [f.location for f in to_read], source) if to_read else None
         if frame is not None:
             # Parsed once, as it is written; the counts come from the committed files.
             written = run.tables.write(add_ingest_metadata(frame, run.run_id), table, evolve_schema=True)
-            counts = (
-                run.tables.read(table, version=written.version)
-                .filter(F.col("_source_file").isin([f.path for f in fresh]))
-                .groupBy("_source_file", "_ingest_issue")
-                .count()
-                .collect()
+            committed = run.tables.read(table, version=written.version)
+            rows_per_file, issues, metrics["redecoded"] = count_committed(
+                committed, [f.path for f in to_read]
             )
-            for row in counts:
-                rows_per_file[row["_source_file"]] = rows_per_file.get(row["_source_file"], 0) + row["count"]
-                if row["_ingest_issue"]:
-                    issues = metrics["issues"]
-                    issues[row["_ingest_issue"]] = issues.get(row["_ingest_issue"], 0) + row["count"]
+            for per_file in issues.values():
+                for issue, count in per_file.items():
+                    metrics["issues"][issue] = metrics["issues"].get(issue, 0) + count
+            hint = multiline_hint(name, source, rows_per_file, issues)
+            if hint:
+                log.warning(hint)
+                result.status = "warning"
+                result.notes.append(hint)
             metrics["rows"] = written.rows_written
             result.rows_in += written.rows_written
             result.rows_out += written.rows_written
             result.tables[table] = written.version
+        result.details.append(source_line(name, metrics, source.fallback_encoding))
         ledger_rows += [
-            (name, f.path, f.size, f.modified_ms, rows_per_file.get(f.path, 0), run.run_id) for f in fresh
+            (name, f.path, f.size, f.modified_ms, rows_per_file.get(f.path, 0), run.run_id)
+            + (hashes.get(f.path), replays.get(f.path))
+            for f in fresh
         ]
     if ledger_rows:
         entries = run.spark.createDataFrame(
             ledger_rows,
-            "source string, path string, bytes long, modified_ms long, rows long, batch_id string",
+            "source string, path string, bytes long, modified_ms long, rows long, batch_id string, "
+            "content_sha256 string, replay_of string",
         )
-        result.tables[LEDGER] = run.tables.write(entries, LEDGER).version
+        result.tables[LEDGER] = run.tables.write(entries, LEDGER, evolve_schema=True).version
     return result
+
+
+def source_line(name: str, metrics: dict, fallback: str) -> str:
+    """``orders: 3 new file(s), 9000 rows (malformed 12); not UTF-8, decoded as ISO-8859-1: text 4``."""
+    parts = [f"{metrics['files_new']} new file(s)"]
+    if metrics["files_replayed"]:
+        parts.append(f"{metrics['files_replayed']} replayed (skipped)")
+    if not metrics["files_landed"]:
+        parts = ["no files landed"]
+    line = f"{name}: {', '.join(parts)}, {metrics['rows']} rows"
+    if metrics["issues"]:
+        line += " (" + ", ".join(f"{k} {v}" for k, v in sorted(metrics["issues"].items())) + ")"
+    if metrics["redecoded"]:
+        shown = ", ".join(f"{c} {n}" for c, n in sorted(metrics["redecoded"].items()))
+        line += f"; not UTF-8, decoded as {fallback}: {shown}"
+    return line
 
 
 def _unique_names(header: tuple[str, ...]) -> list[str]:

@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from deepspark.lineage import MANIFEST, MODELS_TABLE, read_manifest
-from deepspark.run import Run, StageResult
+from deepspark.run import Run, StageResult, skipped
 from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
 
@@ -84,6 +84,8 @@ def latest_model(tables: Tables, name: str) -> dict:
 
 
 def predict(run: Run) -> StageResult:
+    if not run.config.train.predict:
+        return skipped("no train.predict in conf")
     result = StageResult()
     for name, spec in run.config.train.predict.items():
         key = f"train.predict.{name}"  # config checks that spec.model is in train.models

@@ -16,7 +16,7 @@ from deepspark import plots
 from deepspark.config import KMeansConfig, RulesConfig, TreeConfig
 from deepspark.lineage import latest_features, save_model
 from deepspark.results import TreeSummary
-from deepspark.run import Run, StageResult
+from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.analytics import kmeans, rules, tree
 
 CLUSTER_PLOT_POINTS = 3000
@@ -46,8 +46,7 @@ def analyze(run: Run) -> StageResult:
     if config.trees and "trees" in wanted:
         result.metrics["trees"] = grow_trees(run, config.trees, result)
     if not result.metrics:
-        result.status = "skipped"
-        result.notes.append(f"nothing configured in conf analytics for {sorted(wanted)}")
+        return skipped(f"nothing configured in conf analytics for {', '.join(sorted(wanted))}")
     return result
 
 
@@ -69,7 +68,9 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
         scored = clustering.model.transform(vectors).cache()
         chosen = next(point for point in clustering.curve if point["k"] == clustering.k)
         silhouette = chosen["silhouette"] if chosen["silhouette"] is not None else kmeans.silhouette(scored)
-        written = run.tables.write(scored.select(spec.key, kmeans.SEGMENT), "gold.segments", mode="overwrite")
+        written = run.tables.write(
+            scored.select(*spec.keys, kmeans.SEGMENT), "gold.segments", mode="overwrite", evolve_schema=True
+        )
         profiles_df = kmeans.profile_segments(scored, profile)
         run.tables.write(profiles_df, "gold.segment_profiles", mode="overwrite", evolve_schema=True)
         profiles = [row.asDict() for row in profiles_df.collect()]

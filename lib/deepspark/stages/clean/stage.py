@@ -7,32 +7,44 @@ Parameters: ``clean.datasets`` (keys, order_by and per-column rules; see conf/ba
 ``secrets.pii_hmac_key``.
 
 Per dataset: rows bronze flagged (malformed, schema drift) are rejected first; text is
-normalized; exact duplicates go; each column is converted to its type (several date formats
-allowed) and checked (allowed values, range, nulls, outliers, references), the first failing
-rule naming the row's quarantine reason; surviving rows get nulls imputed and outliers capped,
-the latest row per key wins (also against silver), and PII columns are protected.
+normalized, the source's null tokens become nulls, ``derive`` adds columns, ``split`` makes
+delimited text arrays and a ``surrogate_key`` is computed; exact duplicates go; each column is
+converted to its type (several date formats allowed) and checked (allowed values, range, nulls,
+outliers, references), the first failing rule naming the row's quarantine reason; surviving rows
+get nulls imputed and outliers capped, the latest row per key wins (also against silver), and PII
+columns are protected.
 Every row is accounted for, from counts taken independently of each other:
 ``rows_in = rows_out + rows_quarantined + rows_deduplicated``; a mismatch fails the run.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyspark.errors import PySparkException
 from pyspark.ml.feature import Imputer
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import NumericType, StringType
+from pyspark.sql.types import ArrayType, NumericType, StringType
 
 from deepspark.bronze import METADATA, PROBLEMS
-from deepspark.config import ColumnRule, DatasetCleaning
+from deepspark.config import ColumnRule, ConfigError, DatasetCleaning
+from deepspark.errors import describe
 from deepspark.results import CleanCounts
-from deepspark.run import Run, StageFailed, StageResult
+from deepspark.run import Run, StageFailed, StageResult, skipped
 from deepspark.stages.clean.privacy import protect
 from deepspark.stages.clean.quarantine import KEYS as QUARANTINE_KEYS
 from deepspark.stages.clean.quarantine import QUARANTINE, to_quarantine
 
+log = logging.getLogger(__name__)
+
 CLEANED = "meta.cleaned_batches"
+INTEGRAL_TYPES = {"tinyint", "byte", "smallint", "short", "int", "integer", "bigint", "long"}
+WARN_QUARANTINED_SHARE = 0.5  # a batch losing more than this to quarantine is a warning
+TOP_RULES = 3
 TYPED = "__typed_"  # prefix of the converted copy of a column, next to its text
 FATE = "_fate"  # silver | quarantine | duplicate_key | superseded
 
@@ -70,28 +82,60 @@ def normalize_text(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
     return df.select(*out)
 
 
+def null_tokens(df: DataFrame, tokens: list[str]) -> DataFrame:
+    """Text columns' ``tokens`` (e.g. NA, N/A) as nulls; compared as the text is after normalize."""
+    if not tokens:
+        return df
+    text = [
+        f.name for f in df.schema if isinstance(f.dataType, StringType) and f.name not in METADATA + PROBLEMS
+    ]
+    return df.withColumns({c: F.when(~F.col(f"`{c}`").isin(*tokens), F.col(f"`{c}`")) for c in text})
+
+
+def reshape(df: DataFrame, rules: DatasetCleaning) -> DataFrame:
+    """``derive`` (SQL over the text columns), ``split`` (delimited text -> array<string>, items
+    trimmed, empty ones dropped) and the ``surrogate_key``, in that order, before typing."""
+    if rules.derive:
+        df = df.withColumns({name: F.expr(expr) for name, expr in rules.derive.items()})
+    if rules.split:
+        df = df.withColumns({c: split_items(F.col(f"`{c}`"), sep) for c, sep in rules.split.items()})
+    if rules.surrogate_key:
+        parts = F.struct(*[F.col(f"`{c}`") for c in rules.surrogate_key.columns])
+        df = df.withColumn(rules.surrogate_key.column, F.sha2(F.to_json(parts), 256))
+    return df
+
+
+def split_items(text: Column, delimiter: str) -> Column:
+    """``"a | b||c"`` split on ``|`` -> ``["a", "b", "c"]``; null stays null."""
+    items = F.transform(F.split(text, re.escape(delimiter)), lambda item: F.trim(item))
+    return F.filter(items, lambda item: item != "")
+
+
 def drop_exact_duplicates(df: DataFrame) -> DataFrame:
     return df.dropDuplicates(content_columns(df) + [c for c in PROBLEMS if c in df.columns])
 
 
 def convert(name: str, rule: ColumnRule) -> Column:
-    """Column ``name`` in its declared type, or null where a value does not convert."""
+    """Column ``name`` in its declared type, or null where a value does not convert. An integer
+    type also takes integral decimals as exports write them (``517.0`` is 517, ``517.5`` is not)."""
     kind = (rule.type or "").lower()
     if kind in ("date", "timestamp") and rule.formats:
         parsed = F.coalesce(*[F.try_to_timestamp(F.col(f"`{name}`"), F.lit(fmt)) for fmt in rule.formats])
         return parsed.cast("date") if kind == "date" else parsed
-    return F.expr(f"try_cast(`{name}` AS {rule.type})") if rule.type else F.col(f"`{name}`")
+    if not rule.type:
+        return F.col(f"`{name}`")
+    raw = F.col(f"`{name}`")
+    converted = raw.try_cast(rule.type)
+    if kind in INTEGRAL_TYPES:
+        whole = F.nullif(F.regexp_extract(raw, r"^\s*([+-]?[0-9]+)\.0*\s*$", 1), F.lit(""))
+        converted = F.coalesce(converted, whole.try_cast(rule.type))
+    return converted
 
 
 def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
     """Add each declared column's converted copy and the first row-local rule the row breaks
     (``_reason``, ``_rule``, ``_stage``); null when it breaks none."""
     declared = {c: r for c, r in columns.items() if c in df.columns}
-    missing = [c for c, r in columns.items() if c not in df.columns and r.privacy is None]
-    if missing:
-        raise StageFailed(
-            f"clean: configured columns {missing} are not in the data ({', '.join(df.columns)})"
-        )
     typed = df.select("*", *[convert(c, r).alias(TYPED + c) for c, r in declared.items()])
     checks: list[tuple[Column, str, str]] = []
     if "_ingest_issue" in df.columns:
@@ -100,9 +144,10 @@ def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
         raw, value = F.col(f"`{name}`"), F.col(f"`{TYPED}{name}`")
         if rule.type:
             formats = f" with formats {rule.formats}" if rule.formats else ""
-            checks.append(
-                (raw.isNotNull() & value.isNull(), "type_coercion", f"{name}: not a {rule.type}{formats}")
-            )
+            failed = raw.isNotNull() & value.isNull()
+            if rule.type.lower().startswith("array<"):  # an item that does not convert is null in it
+                failed = failed | (_null_items(value) > _null_items(raw))
+            checks.append((failed, "type_coercion", f"{name}: not a {rule.type}{formats}"))
             if rule.type.lower() in ("double", "float"):
                 not_finite = F.isnan(value) | value.isin(float("inf"), float("-inf"))
                 checks.append((not_finite, "not_finite", f"{name}: NaN or infinite"))
@@ -286,10 +331,12 @@ def clean_dataset(
     hmac_key: bytes | None,
     references: dict[str, DataFrame] | None = None,
     current: DataFrame | None = None,
+    null_values: list[str] | tuple[str, ...] = (),
 ) -> Cleaned:
     """The pure part of the stage: new bronze rows in, every row's fate out. Like pyspark.ml's
-    estimators it caches the intermediate its statistics read twice; ``release()`` frees it."""
-    normalized = normalize_text(bronze, rules.columns)
+    estimators it caches the intermediate its statistics read twice; ``release()`` frees it.
+    ``null_values``: the source's tokens for "no value"."""
+    normalized = reshape(null_tokens(normalize_text(bronze, rules.columns), list(null_values)), rules)
     unique = drop_exact_duplicates(normalized)
     tagged = tag_orphans(tag_row_rules(unique, rules.columns), rules.columns, references or {}).persist()
     bounds = outlier_bounds(tagged, rules.columns)
@@ -303,7 +350,7 @@ def clean_dataset(
     )
     marked = mark_duplicates(accepted, rules.keys, rules.order_by, current)
     silver = protect(
-        marked.filter(F.col(FATE) == "silver").drop(FATE, "_source_file", "_ingested_at"),
+        marked.filter(F.col(FATE) == "silver").drop(FATE, "_source_file", "_ingested_at", "_redecoded"),
         rules.columns,
         hmac_key,
     )
@@ -312,10 +359,13 @@ def clean_dataset(
 
 
 def clean(run: Run) -> StageResult:
+    datasets = run.config.clean.datasets
+    if not datasets:
+        return skipped("no clean.datasets in conf")
     result = StageResult()
     key = run.config.secrets.pii_hmac_key
     hmac_key = key.get_secret_value().encode() if key else None
-    for dataset, rules in run.track("clean (datasets)", run.config.clean.datasets.items()):
+    for dataset, rules in run.track("clean (datasets)", datasets.items()):
         counts = clean_one(run, dataset, rules, hmac_key, result.tables)
         result.metrics[dataset] = counts
         if not counts["balanced"]:
@@ -324,7 +374,103 @@ def clean(run: Run) -> StageResult:
         result.rows_out += counts["rows_out"]
         result.rows_quarantined += counts["rows_quarantined"]
         result.rows_deduplicated += counts["rows_deduplicated"]
+        result.details.append(dataset_line(dataset, counts))
+        warning = quarantine_warning(dataset, counts)
+        if warning:
+            log.warning(warning)
+            result.status = "warning"
+            result.notes.append(warning)
     return result
+
+
+def dataset_line(dataset: str, counts: CleanCounts) -> str:
+    """``orders: in=3000 out=2890 quarantined=100 deduplicated=10; top: amount: not a int (80)``."""
+    line = (
+        f"{dataset}: in={counts['rows_in']} out={counts['rows_out']} "
+        f"quarantined={counts['rows_quarantined']} deduplicated={counts['rows_deduplicated']}"
+    )
+    top = counts.get("top_rules") or []
+    if top:
+        line += "; top: " + ", ".join(f"{rule} ({count})" for rule, count in top)
+    return line
+
+
+def quarantine_warning(dataset: str, counts: CleanCounts) -> str | None:
+    """A warning when most of a batch went to quarantine: usually a rule that does not fit the
+    export (a null token, a number format), not bad data."""
+    rows_in, rejected = counts["rows_in"], counts["rows_quarantined"]
+    top = counts.get("top_rules") or []
+    if not rows_in or rejected / rows_in <= WARN_QUARANTINED_SHARE or not top:
+        return None
+    return (
+        f"clean {dataset}: {rejected} of {rows_in} rows quarantined, {top[0][1]} for '{top[0][0]}'; "
+        f"check clean.datasets.{dataset} (types, null_values of the source) against quarantine.rows"
+    )
+
+
+def no_rows() -> CleanCounts:
+    return CleanCounts(
+        rows_in=0,
+        rows_out=0,
+        rows_quarantined=0,
+        rows_deduplicated=0,
+        balanced=True,
+        exact_duplicates=0,
+        key_duplicates=0,
+        superseded=0,
+        quarantine_reasons={},
+        top_rules=[],
+        batches=[],
+    )
+
+
+def check_rules(bronze: DataFrame, rules: DatasetCleaning, error: Callable[[str, str], ConfigError]) -> None:
+    """Before any compute: every column the rules name exists (in bronze or made by derive, split
+    or surrogate_key), every expression and type analyses, and an array type has an array to
+    convert. ``error(key, problem)`` builds the message, naming the conf key."""
+    try:
+        shaped = reshape(bronze, rules)
+    except PySparkException as failure:
+        name = next((n for n, e in rules.derive.items() if not _analyses(bronze, e)), None)
+        key = f"derive.{name}" if name else "split"
+        raise error(key, f"does not analyse against the bronze columns: {describe(failure)}") from None
+    available = [c for c in shaped.columns if c not in METADATA + PROBLEMS]
+    named = [("keys", c) for c in rules.keys] + ([("order_by", rules.order_by)] if rules.order_by else [])
+    named += [(f"split.{c}", c) for c in rules.split]
+    if rules.surrogate_key:
+        named += [("surrogate_key.columns", c) for c in rules.surrogate_key.columns]
+    named += [(f"columns.{c}", c) for c, r in rules.columns.items() if r.privacy is None]
+    for key, column in named:
+        if column not in available:
+            raise error(
+                key,
+                f"names column '{column}', which is not in the data; expected one of: {', '.join(available)}",
+            )
+    types = {f.name: f.dataType for f in shaped.schema}
+    for column, rule in rules.columns.items():
+        if not rule.type or column not in types:
+            continue
+        if rule.type.lower().startswith("array<") and not isinstance(types[column], ArrayType):
+            raise error(
+                f"columns.{column}.type",
+                f"= {rule.type!r}: '{column}' is {types[column].simpleString()}; to make an array of "
+                f"delimited text, add split: {{{column}: '|'}} (with its delimiter)",
+            )
+        try:
+            _ = shaped.select(convert(column, rule)).schema  # analysis only: no job runs
+        except PySparkException as failure:
+            raise error(
+                f"columns.{column}.type",
+                f"= {rule.type!r}: cannot convert {types[column].simpleString()} to it ({describe(failure)})",
+            ) from None
+
+
+def _analyses(df: DataFrame, expression: str) -> bool:
+    try:
+        _ = df.selectExpr(expression).schema
+    except PySparkException:
+        return False
+    return True
 
 
 def clean_one(
@@ -332,22 +478,23 @@ def clean_one(
 ) -> CleanCounts:
     """Clean the new batches of one dataset; returns its row accounting."""
     bronze_name, silver_name = f"bronze.{dataset}", f"silver.{dataset}"
+    source = run.config.ingest.sources.get(dataset)
     if not run.tables.exists(bronze_name):
-        raise StageFailed(f"clean {dataset}: {bronze_name} does not exist; run ingest first")
+        if source is not None:  # ingested, but nothing has landed yet: nothing to clean
+            return no_rows()
+        raise run.config.error(
+            f"clean.datasets.{dataset}",
+            f"cleans {bronze_name}, which does not exist; expected a source from ingest.sources: "
+            f"{', '.join(run.config.ingest.sources) or '(none defined)'}",
+        )
+    check_rules(
+        run.tables.read(bronze_name),
+        rules,
+        lambda key, problem: run.config.error(f"clean.datasets.{dataset}.{key}", problem),
+    )
     batches = _new_batches(run, bronze_name, dataset)
     if not batches:
-        return CleanCounts(
-            rows_in=0,
-            rows_out=0,
-            rows_quarantined=0,
-            rows_deduplicated=0,
-            balanced=True,
-            exact_duplicates=0,
-            key_duplicates=0,
-            superseded=0,
-            quarantine_reasons={},
-            batches=[],
-        )
+        return no_rows()
     bronze = run.tables.read(bronze_name).filter(F.col("_batch_id").isin(batches)).persist()
     references = {
         rule.references: run.tables.read(rule.referenced_table)
@@ -355,7 +502,8 @@ def clean_one(
         if rule.references and run.tables.exists(rule.referenced_table)
     }
     current = run.tables.read(silver_name) if run.tables.exists(silver_name) else None
-    frames = clean_dataset(bronze, rules, hmac_key, references, current)
+    null_values = source.null_values if source else []
+    frames = clean_dataset(bronze, rules, hmac_key, references, current, null_values)
 
     # Each count comes from a different frame, so a row lost or doubled on the way shows.
     rows_in = bronze.count()
@@ -369,10 +517,13 @@ def clean_one(
     )
     silver.unpersist()
     versions[silver_name] = written.version
-    rows_quarantined, reasons = 0, {}
+    rows_quarantined, reasons, top = 0, {}, []
     if fates.get("quarantine"):
         rejected = to_quarantine(frames.rejected, frames.content, dataset, run.run_id).persist()
-        reasons = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
+        by_rule = rejected.groupBy("reason", "rule").count().collect()
+        for row in by_rule:
+            reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["count"]
+        top = [(r["rule"], r["count"]) for r in sorted(by_rule, key=lambda r: -r["count"])[:TOP_RULES]]
         # Merged, so a batch cleaned again after a crash quarantines nothing twice.
         quarantine = run.tables.merge(rejected, QUARANTINE, QUARANTINE_KEYS)
         rejected.unpersist()
@@ -396,6 +547,7 @@ def clean_one(
         key_duplicates=fates.get("duplicate_key", 0),
         superseded=fates.get("superseded", 0),
         quarantine_reasons=reasons,
+        top_rules=top,
         batches=batches,
     )
 
@@ -407,6 +559,10 @@ def _new_batches(run: Run, bronze_name: str, dataset: str) -> list[str]:
         done = run.tables.read(CLEANED)
         batches -= {r[0] for r in done.filter(F.col("dataset") == dataset).select("batch_id").collect()}
     return sorted(batches)
+
+
+def _null_items(items: Column) -> Column:
+    return F.size(F.filter(items, lambda item: item.isNull()))
 
 
 def _reject_where(df: DataFrame, failed: Column, reason: str, rule: str) -> DataFrame:

@@ -25,7 +25,7 @@ from deepspark.config import Config, ModelConfig
 from deepspark.lineage import MODELS_TABLE, fingerprint, register_model, write_manifest
 from deepspark.plots import plot_confusion, plot_training_curves
 from deepspark.results import TrainOutcome
-from deepspark.run import Run, StageResult
+from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.train.data import (
     DIGITS_TABLE,
     SEQUENCES_TABLE,
@@ -52,6 +52,8 @@ class RanksDriftedError(RuntimeError):
 
 def train(run: Run) -> StageResult:
     config = run.config
+    if not config.train.models:
+        return skipped("no train.models in conf")
     result = StageResult()
     prepared: dict[str, PreparedTable] = {}
     for name, spec in config.train.models.items():
@@ -65,8 +67,7 @@ def train(run: Run) -> StageResult:
             f"{name}: test accuracy {outcome['test']['accuracy']:.4f} on {outcome['test']['rows']} rows"
             + (" (reused)" if outcome["reused"] else f" ({outcome['ranks']} ranks, {outcome['device']})")
         )
-    if config.train.models:
-        result.tables[MODELS_TABLE] = run.tables.version(MODELS_TABLE)
+    result.tables[MODELS_TABLE] = run.tables.version(MODELS_TABLE)
     return result
 
 
