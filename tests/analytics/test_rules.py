@@ -56,21 +56,24 @@ def test_itemsets_and_rules_match_mlxtend(spark, min_support, min_confidence):
     assert len(ours) > 30 and set(ours) == set(theirs)
     assert all(ours[s] == pytest.approx(theirs[s]) for s in ours)
 
-    # MLlib's rules have a single consequent; mlxtend's may have several.
-    single = their_rules[their_rules["consequents"].map(len) == 1]
-    metrics = ["support", "confidence", "lift", "leverage", "conviction"]
-    want = {(r.antecedents, r.consequents): [getattr(r, m) for m in metrics] for r in single.itertuples()}
+    # Every rule, multi-item consequents included, with mlxtend's metrics.
+    metrics = ["antecedent support", "consequent support", "support", "confidence", "lift", "leverage"]
+    metrics += ["conviction"]
+    want = {(r["antecedents"], r["consequents"]): [r[m] for m in metrics] for _, r in their_rules.iterrows()}
     got = {
-        (frozenset(r["antecedent"]), frozenset(r["consequent"])): [r[m] for m in metrics]
+        (frozenset(r["antecedent"]), frozenset(r["consequent"])): [r[m.replace(" ", "_")] for m in metrics]
         for r in association_rules(mining).collect()
     }
     assert len(got) > 10 and set(got) == set(want)
+    if min_support < 0.02:  # itemsets of three items: some rules have two-item consequents
+        assert any(len(consequent) > 1 for _, consequent in got)
     for rule, values in got.items():
         for metric, ours_value, theirs_value in zip(metrics, values, want[rule], strict=True):
             if metric == "conviction" and ours_value is None:  # confidence 1: mlxtend says inf
                 assert theirs_value == float("inf")
             else:
                 assert ours_value == pytest.approx(theirs_value), (rule, metric)
+    mining.release()
 
 
 def test_baskets_drop_repeated_and_null_items_and_missing_baskets(spark):
@@ -82,10 +85,13 @@ def test_explosion_is_refused_before_mining_with_a_support_that_fits(spark):
     # 60 baskets of the same 20 items: every one of 2**20 - 1 subsets is frequent.
     items = [f"i{n}" for n in range(20)]
     df = as_baskets(spark.createDataFrame([(items,)] * 60, "items array<string>"), "items")
-    with pytest.raises(ItemsetExplosion) as refused:
+    with pytest.raises(ItemsetExplosion, match="yields more than 10,000 frequent itemsets") as refused:
         mine(df, 0.5, 0.5, max_itemsets=10_000)
-    # Each basket holds 2**20 - 1 itemsets; each frequent one needs ceil(0.5 * 60) = 30 baskets.
-    assert refused.value.bound == 60 * (2**20 - 1) / 30 and refused.value.suggestion is None
+    assert refused.value.suggestion is None  # even at support 1 every subset is frequent
+    capped = mine(df, 0.5, 0.5, max_itemsets=10_000, max_length=2)  # 20 + 190 itemsets
+    assert frequent_itemsets(capped).count() == 210 and capped.estimate_kind == "exact"
+    capped.release()
+
     varied = shop_baskets(500)
     df = as_baskets(spark.createDataFrame([(b,) for b in varied], "items array<string>"), "items")
     with pytest.raises(ItemsetExplosion) as refused:
@@ -93,15 +99,38 @@ def test_explosion_is_refused_before_mining_with_a_support_that_fits(spark):
     suggested = refused.value.suggestion
     assert suggested > 0.002
     mined = mine(df, suggested, 0.5, max_itemsets=100)  # the suggestion is honoured
-    assert frequent_itemsets(mined).count() <= mined.itemset_bound <= 100
+    assert frequent_itemsets(mined).count() == mined.itemset_estimate <= 100  # all 500 counted
+    mined.release()
 
 
-def test_long_baskets_of_rare_items_pass_the_guard_on_the_tight_bound(spark):
-    # Each basket: two staples and 16 items no one else buys. Counting all items would allow
-    # 2**18 itemsets per basket; only the staples are frequent, so at most 3 per basket are.
-    baskets = [["milk", "bread", *[f"rare{b}_{i}" for i in range(16)]] for b in range(200)]
+def test_long_real_baskets_pass_a_guard_that_counts_instead_of_bounding(spark):
+    # A few hundred long baskets (about 60 of 120 items each): the loose bound is about 2**60
+    # itemsets per basket; at support 0.1 the real count is small, and the guard counts it.
+    rng = random.Random(3)
+    catalogue = [f"p{i}" for i in range(120)]
+    baskets = [rng.sample(catalogue, rng.randint(40, 80)) for _ in range(300)]
     df = as_baskets(spark.createDataFrame([(b,) for b in baskets], "items array<string>"), "items")
-    mined = mine(df, 0.5, 0.5, max_itemsets=1_000)
-    found = {frozenset(r["items"]) for r in frequent_itemsets(mined).collect()}
-    assert found == {frozenset({"milk"}), frozenset({"bread"}), frozenset({"milk", "bread"})}
-    assert mined.itemset_bound == pytest.approx(200 * 3 / 100)  # ceil(0.5 * 200) = 100 baskets each
+    mined = mine(df, 0.3, 0.5, max_itemsets=100_000)
+    counted = frequent_itemsets(mined).count()
+    theirs, _ = reference(baskets, 0.3, 0.5)
+    assert mined.estimate_kind == "exact" and counted == mined.itemset_estimate == len(theirs)
+    mined.release()
+
+
+def test_a_sample_estimates_the_itemsets_of_many_baskets(spark, monkeypatch):
+    monkeypatch.setattr("deepspark.stages.analytics.rules.GUARD_SAMPLE", 400)
+    baskets = shop_baskets(3000) + [[f"x{i}" for i in range(30)]] * 2  # two long ones: a loose bound fails
+    df = as_baskets(spark.createDataFrame([(b,) for b in baskets], "items array<string>"), "items")
+    mined = mine(df, 0.02, 0.5, max_itemsets=10_000)
+    counted = frequent_itemsets(mined).count()
+    assert mined.estimate_kind == "sample"
+    assert abs(mined.itemset_estimate - counted) <= 0.3 * counted
+    mined.release()
+
+
+def test_no_guard_when_max_itemsets_is_null(spark):
+    items = [f"i{n}" for n in range(12)]
+    df = as_baskets(spark.createDataFrame([(items,)] * 10, "items array<string>"), "items")
+    mined = mine(df, 0.5, 0.5, max_itemsets=None)
+    assert frequent_itemsets(mined).count() == 2**12 - 1 and mined.estimate_kind == "bound"
+    mined.release()

@@ -448,9 +448,12 @@ class RulesConfig(Section):
     min_support: float = Field(0.01, gt=0, le=1)
     """Share of baskets an itemset must appear in."""
     min_confidence: float = Field(0.2, gt=0, le=1)
-    """Least confidence of a rule (antecedent -> consequent) kept."""
-    max_itemsets: int = Field(100_000, ge=1)
-    """Stop before mining could yield more than this."""
+    """Least confidence of a rule (antecedent -> consequent, either side any number of items) kept."""
+    max_itemsets: int | None = Field(100_000, ge=1)
+    """Refuse, before mining, a support that would yield more frequent itemsets than this
+    (counted on a sample of baskets, or all of them when there are few); null: no guard."""
+    max_length: int | None = Field(None, ge=1)
+    """Keep itemsets (and so rules) of at most this many items; null: any size."""
 
 
 class TreeConfig(Section):

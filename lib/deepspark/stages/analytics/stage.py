@@ -118,15 +118,24 @@ def mine_rules(run: Run, config: RulesConfig, result: StageResult) -> dict:
         )
     baskets = rules.as_baskets(source, config.items)
     try:
-        mining = rules.mine(baskets, config.min_support, config.min_confidence, config.max_itemsets)
+        mining = rules.mine(
+            baskets,
+            config.min_support,
+            config.min_confidence,
+            config.max_itemsets,
+            config.max_length,
+            run.config.run.seed,
+        )
     except rules.ItemsetExplosion as explosion:
         hint = (
-            f"a higher min_support (e.g. {explosion.suggestion:g})" if explosion.suggestion else "fewer items"
+            f"a higher min_support (e.g. {explosion.suggestion:g})"
+            if explosion.suggestion
+            else "a max_length, or max_itemsets: null to mine anyway"
         )
         raise run.config.error(
             "analytics.rules.min_support",
-            f"= {config.min_support:g}: mining {config.input} {explosion} (more than "
-            f"analytics.rules.max_itemsets = {config.max_itemsets}); expected {hint}",
+            f"= {config.min_support:g}: mining {config.input} {explosion} "
+            f"(analytics.rules.max_itemsets); expected {hint}",
         ) from None
     try:
         itemsets = run.tables.write(
@@ -155,7 +164,8 @@ def mine_rules(run: Run, config: RulesConfig, result: StageResult) -> dict:
         "inputs": inputs,
         "baskets": mining.baskets,
         "itemsets": itemsets.rows_written,
-        "itemset_bound": round(mining.itemset_bound),
+        "itemset_estimate": round(mining.itemset_estimate),
+        "estimate_kind": mining.estimate_kind,
         "rules": written.rows_written,
         "top_by_lift": top,
         "model": str(folder),
