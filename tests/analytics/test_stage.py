@@ -68,7 +68,9 @@ def test_itemset_explosion_stops_the_stage_with_a_support_to_try(spark, tmp_path
     assert message.startswith(
         "--set analytics.rules.min_support=0.01: key 'analytics.rules.min_support' = 0.01: "
     )
-    assert "yields more than 50 frequent itemsets (analytics.rules.max_itemsets); expected a higher" in message
+    assert (
+        "yields more than 50 frequent itemsets (analytics.rules.max_itemsets); expected a higher" in message
+    )
     suggested = float(message.rsplit("e.g. ", 1)[1].rstrip(")"))
     fine = configured(tmp_path, f"analytics.rules.min_support={suggested}", "analytics.rules.max_itemsets=50")
     mined = mine_rules(Run(fine, spark, tables, "fits"), fine.analytics.rules, StageResult())

@@ -422,8 +422,12 @@ class KMeansConfig(Section):
     """A feature set; clusters its features_scaled (features when scale is off)"""
     k: int | list[int] = 4
     """Fixed, or [min, max]: the best silhouette in that range wins."""
-    max_iter: int = Field(20, ge=1)
-    """Most k-means iterations per fit."""
+    max_iter: int = Field(50, ge=1)
+    """Most k-means iterations per fit (a fit stops earlier when its centres settle)."""
+    n_init: int = Field(5, ge=1)
+    """Fits per k from different seeds; the one of least inertia is kept (scikit-learn's n_init)."""
+    init_steps: int = Field(5, ge=1)
+    """Steps of k-means|| initialisation per fit (MLlib initSteps; 2 is MLlib's default)."""
     profile: list[str] = Field(default_factory=list)
     """Per-cluster means; default the set's numeric."""
 

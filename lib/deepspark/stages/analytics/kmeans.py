@@ -1,4 +1,5 @@
-"""K-means segmentation: k fixed, or chosen over a range by silhouette (the elbow kept too).
+"""K-means segmentation: k fixed, or chosen over a range by silhouette (the elbow kept too); at
+each k the best (least inertia) of ``n_init`` fits from different seeds, as scikit-learn does.
 
 Input: ``gold.<set>_features`` of ``analytics.kmeans.features``, at the version the features
 stage wrote. Output: ``gold.customer_segments`` (key, segment), ``gold.segment_profiles`` (size,
@@ -34,16 +35,34 @@ def as_vectors(features: DataFrame, column: str) -> DataFrame:
     return features.withColumn(VECTOR, array_to_vector(column))
 
 
-def fit_kmeans(vectors: DataFrame, k_values: list[int], seed: int, max_iter: int = 20) -> Clustering:
-    """Fit one model per k; over a range, the best silhouette wins (ties: the smaller k)."""
+def fit_kmeans(
+    vectors: DataFrame,
+    k_values: list[int],
+    seed: int,
+    max_iter: int = 20,
+    n_init: int = 1,
+    init_steps: int = 2,
+) -> Clustering:
+    """Per k, the least-inertia model of ``n_init`` fits (seeds ``seed``, ``seed + 1``, ...; each
+    k-means|| with ``init_steps`` steps); over a range, the best silhouette wins (ties: the
+    smaller k). The silhouette is MLlib's, with squared Euclidean distance."""
     evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=SEGMENT)
     points = vectors.select(VECTOR)  # all KMeans reads: the other columns stay out of its cache
     best: tuple[float, KMeansModel] | None = None
     curve = []
     for k in k_values:
-        model = KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol=VECTOR, predictionCol=SEGMENT).fit(
-            points
-        )
+        fits = [
+            KMeans(
+                k=k,
+                seed=seed + start,
+                maxIter=max_iter,
+                initSteps=init_steps,
+                featuresCol=VECTOR,
+                predictionCol=SEGMENT,
+            ).fit(points)
+            for start in range(n_init)
+        ]
+        model = min(fits, key=lambda fit: fit.summary.trainingCost)
         silhouette = evaluator.evaluate(model.transform(vectors)) if len(k_values) > 1 else None
         curve.append({"k": k, "inertia": model.summary.trainingCost, "silhouette": silhouette})
         if best is None or (silhouette or 0.0) > best[0]:

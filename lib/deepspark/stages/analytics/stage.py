@@ -64,7 +64,9 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
     vectors = kmeans.as_vectors(features, column).cache()
     scored = vectors  # replaced by the clustered frame once there is one
     try:
-        clustering = kmeans.fit_kmeans(vectors, config.k_range, run.config.run.seed, config.max_iter)
+        clustering = kmeans.fit_kmeans(
+            vectors, config.k_range, run.config.run.seed, config.max_iter, config.n_init, config.init_steps
+        )
         scored = clustering.model.transform(vectors).cache()
         chosen = next(point for point in clustering.curve if point["k"] == clustering.k)
         silhouette = chosen["silhouette"] if chosen["silhouette"] is not None else kmeans.silhouette(scored)
@@ -98,6 +100,8 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
         "inputs": inputs,
         "k": clustering.k,
         "silhouette": round(silhouette, 4),
+        "silhouette_distance": "squared Euclidean",
+        "n_init": config.n_init,
         "inertia": round(clustering.inertia, 4),
         "curve": clustering.curve,
         "profiles": profiles,

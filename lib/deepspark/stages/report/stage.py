@@ -192,7 +192,15 @@ def kmeans_view(kmeans: dict) -> dict:
     ]
     curve = [[c["k"], f"{c['inertia']:.1f}", f"{c['silhouette']:.4f}"] for c in kmeans["curve"]]
     names = [c.removeprefix("mean_") for c in columns]
-    return {**kmeans, "columns": names, "profiles": profiles, "curve": curve}
+    distance = kmeans.get("silhouette_distance", "squared Euclidean")  # results saved before it was named
+    return {
+        **kmeans,
+        "columns": names,
+        "profiles": profiles,
+        "curve": curve,
+        "distance": distance,
+        "n_init": kmeans.get("n_init", 1),
+    }
 
 
 def rules_view(rules: dict) -> dict:
