@@ -190,7 +190,10 @@ def kmeans_view(kmeans: dict) -> dict:
     profiles = [
         [p["segment"], p["size"], f"{p['share']:.1%}", *(p[c] for c in columns)] for p in kmeans["profiles"]
     ]
-    curve = [[c["k"], f"{c['inertia']:.1f}", f"{c['silhouette']:.4f}"] for c in kmeans["curve"]]
+    curve = [
+        [c["k"], f"{c['inertia']:.1f}", "" if c["silhouette"] is None else f"{c['silhouette']:.4f}"]
+        for c in kmeans["curve"]  # a fixed k is not compared by silhouette
+    ]
     names = [c.removeprefix("mean_") for c in columns]
     distance = kmeans.get("silhouette_distance", "squared Euclidean")  # results saved before it was named
     return {

@@ -1,0 +1,108 @@
+"""The examples run end to end, each from a copy of its folder: iris through the CLI exactly as
+the README says (one CSV, one clean dataset, one tree: every other stage skipped), wine and
+baskets in this process's session. Their results are checked against scikit-learn and mlxtend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from deepspark.config import load_config
+from deepspark.pipeline import STAGE_NAMES, run_pipeline
+from deepspark.run import Run
+from deepspark.tables import Tables
+from mlxtend.frequent_patterns import association_rules as mlxtend_rules
+from mlxtend.frequent_patterns import fpgrowth
+from mlxtend.preprocessing import TransactionEncoder
+
+from tests.small_conf import REPO
+
+pytestmark = pytest.mark.slow
+EXAMPLES = REPO / "examples"
+
+
+def copied(name: str, tmp_path) -> object:
+    """The example's folder (conf and landing files) copied under ``tmp_path``."""
+    folder = tmp_path / name
+    shutil.copytree(EXAMPLES / name, folder, ignore=shutil.ignore_patterns("data", "runs"))
+    return folder
+
+
+def balanced(summary_stages: dict) -> bool:
+    return all(
+        m["rows_in"] == m["rows_out"] + m["rows_quarantined"] + m["rows_deduplicated"]
+        for m in summary_stages["clean"]["metrics"].values()
+    )
+
+
+def test_one_csv_one_dataset_one_tree_runs_with_every_other_stage_skipped(tmp_path):
+    folder = copied("iris", tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "deepspark.cli", "run", "--conf-dir", str(folder / "conf")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = done.stdout.strip().splitlines()[-1]
+    assert report.startswith(str(folder / "runs")) and report.endswith("report.html")
+    summary = json.loads((folder / "runs").glob("*/summary.json").__next__().read_text())
+    stages = summary["stages"]
+    ran = {"ingest", "clean", "features", "analytics", "report"}
+    assert {name: s["status"] for name, s in stages.items()} == {
+        name: ("ok" if name in ran else "skipped") for name in STAGE_NAMES
+    }
+    assert "no train.models in conf" in stages["train"]["notes"]
+    assert "[validate]   skipped" in done.stderr and "no validate.suites in conf" in done.stderr
+    assert balanced(stages) and stages["clean"]["rows_in"] == 150
+    assert stages["clean"]["rows_deduplicated"] == 1  # iris has one flower twice
+    tree = stages["analytics"]["metrics"]["trees"]["species"]
+    assert tree["metrics"]["accuracy"] >= 0.85 and tree["rows"] == 149
+    assert (folder / "data" / "tables" / "gold" / "flowers_features").is_dir()
+
+
+def run_example(name: str, spark, tmp_path) -> tuple[Run, Tables]:
+    config = load_config(copied(name, tmp_path) / "conf", environ={})
+    tables = Tables(spark, config)
+    done = Run(config, spark, tables, f"example-{name}")
+    run_pipeline(done, list(STAGE_NAMES))
+    return done, tables
+
+
+def test_wine_reads_integral_decimals_and_na_tokens_and_segments_by_chemistry(spark, tmp_path):
+    done, tables = run_example("wine", spark, tmp_path)
+    cleaned = done.results["clean"].metrics["wines"]
+    assert (cleaned["rows_in"], cleaned["rows_out"], cleaned["rows_quarantined"]) == (178, 178, 0)
+    silver = tables.read("silver.wines")
+    assert dict(silver.dtypes)["magnesium"] == "int" and dict(silver.dtypes)["proline"] == "int"
+    raw = pd.read_csv(EXAMPLES / "wine" / "landing" / "wines" / "wine.csv")
+    assert sorted(r.magnesium for r in silver.select("magnesium").collect()) == sorted(raw.magnesium)
+    malic = [r.malic_acid for r in silver.select("malic_acid").collect()]
+    assert None not in malic and raw.malic_acid.isna().sum() == 7  # NA filled with the median
+    assert done.results["validate"].status == "ok"
+    segments = done.results["analytics"].metrics["kmeans"]
+    assert 2 <= segments["k"] <= 4 and sum(p["size"] for p in segments["profiles"]) == 178
+
+
+def test_baskets_split_into_items_and_rules_equal_mlxtend(spark, tmp_path):
+    done, tables = run_example("baskets", spark, tmp_path)
+    assert done.results["clean"].metrics["orders"]["rows_deduplicated"] == 6  # six orders sent twice
+    baskets = [r["items"] for r in tables.read("silver.orders").collect()]
+    assert all(item == item.strip().lower() for basket in baskets for item in basket)
+    encoder = TransactionEncoder()
+    onehot = pd.DataFrame(encoder.fit(baskets).transform(baskets), columns=encoder.columns_)
+    itemsets = fpgrowth(onehot, min_support=0.05, use_colnames=True, max_len=4)
+    theirs = mlxtend_rules(itemsets, num_itemsets=len(baskets), metric="confidence", min_threshold=0.5)
+    want = {(r.antecedents, r.consequents): r.confidence for r in theirs.itertuples()}
+    got = {
+        (frozenset(r.antecedent), frozenset(r.consequent)): r.confidence
+        for r in tables.read("gold.association_rules").collect()
+    }
+    assert len(got) > 10 and set(got) == set(want)
+    assert all(got[rule] == pytest.approx(want[rule]) for rule in got)
+    assert done.results["analytics"].metrics["kmeans"]["k"] == 3
