@@ -13,12 +13,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deepspark.errors import JVM_FRAME
-from deepspark.tables import TableError
+from deepspark.errors import JVM_FRAME, describe
+from deepspark.pipeline import run_pipeline
+from deepspark.run import Run, StageFailed
+from deepspark.tables import TableError, Tables
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from tests.small_conf import REPO, cli_command, cli_environment, write_small_conf
+from tests.small_conf import REPO, cli_command, cli_environment, load_small_config, write_small_conf
 
 pytestmark = pytest.mark.slow
 
@@ -87,11 +89,11 @@ def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def cleaned(tmp_path_factory):
-    """A small run up to silver, in its own process, as a user's would be."""
+def cleaned(spark, tmp_path_factory):
+    """A small sample run up to silver (in this process: only the damage is read by the CLI)."""
     conf = write_small_conf(tmp_path_factory.mktemp("storage") / "conf")
-    done = _cli(conf, "run", "--only", "generate,ingest,clean")
-    assert done.returncode == 0, done.stderr[-3000:]
+    config = load_small_config(conf)
+    run_pipeline(Run(config, spark, Tables(spark, config), "storage"), ["generate", "ingest", "clean"])
     return conf
 
 
@@ -111,25 +113,34 @@ def corrupt(file: Path) -> None:
     file.write_bytes(b"not parquet at all" * 100)
 
 
-@pytest.mark.parametrize(
-    "damage, expected",
-    [
-        (Path.unlink, "does not exist"),
-        (corrupt, "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file"),
-    ],
-    ids=["missing", "corrupt"],
-)
-def test_a_missing_or_corrupt_data_file_stops_the_stage_naming_the_file(cleaned, damage, expected):
+def test_a_corrupt_data_file_stops_the_command_with_one_line_naming_the_file(cleaned):
     victim = _silver_file(cleaned)
     kept = victim.read_bytes()
-    damage(victim)
+    corrupt(victim)
     try:
         done = _cli(cleaned, "validate")
     finally:
         victim.write_bytes(kept)
     assert done.returncode == 1
     line = _error_line(done.stderr)
-    assert victim.name in line and expected in line, line
+    assert (
+        victim.name in line and "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file" in line
+    ), line
 
-    again = _cli(cleaned, "validate")  # the file restored, the same stage passes
-    assert again.returncode == 0, again.stderr[-3000:]
+
+def test_a_missing_data_file_stops_the_stage_naming_it_and_a_restored_one_passes(spark, cleaned):
+    config = load_small_config(cleaned)
+    victim = _silver_file(cleaned)
+    kept = victim.read_bytes()
+    victim.unlink()
+    try:
+        with pytest.raises(StageFailed) as failed:
+            run_pipeline(Run(config, spark, Tables(spark, config), "damaged"), ["validate"])
+    finally:
+        victim.write_bytes(kept)
+    line = describe(failed.value.__cause__)
+    assert victim.name in line and "does not exist" in line and "\n" not in line, line
+
+    again = Run(config, spark, Tables(spark, config), "restored")
+    run_pipeline(again, ["validate"])
+    assert again.results["validate"].status in ("ok", "warning")
