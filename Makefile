@@ -37,8 +37,8 @@ package: install
 
 # Style, then the import layers (pyproject.toml [tool.importlinter]: one direction only).
 lint: install
-	$(VENV)/bin/ruff check lib tests jobs bench deploy
-	$(VENV)/bin/ruff format --check lib tests jobs bench deploy
+	$(VENV)/bin/ruff check lib tests jobs bench deploy examples
+	$(VENV)/bin/ruff format --check lib tests jobs bench deploy examples
 	$(VENV)/bin/lint-imports
 
 # Pinned packages against known advisories (offline; deploy/env/advisories.toml says why).
