@@ -217,6 +217,31 @@ def generate(
 
 
 @app.command()
+def init(
+    landing: Annotated[Path, typer.Argument(help="the landing folder: one subfolder of files per source")],
+    conf_dir: Annotated[Path, typer.Option("--conf-dir", help="the project's conf folder to write")],
+    force: Annotated[bool, typer.Option(help="overwrite an existing starter conf")] = False,
+) -> None:
+    """Write a starter conf (ingest, clean, validate) for landed files, from their profile."""
+    from deepspark.config import Config
+    from deepspark.starter import write_starter
+
+    config = Config()
+    config.run.runs_dir = conf_dir.resolve().parent / "runs"
+    with quiet_console(config.run.runs_dir / LOGS / "init.log") as terminal:
+        try:
+            profiles = write_starter(get_spark(config), landing, conf_dir, force)
+        except (FileExistsError, FileNotFoundError) as error:
+            print(f"error: {error}", file=terminal.err)
+            raise typer.Exit(2) from None
+        for profile in profiles:
+            key = profile.key or f"none unique: surrogate_key {profile.name}_id"
+            print(f"{profile.name}: {profile.format}, {profile.rows} rows, key {key}", file=terminal.err)
+        print(f"next: deepspark run --conf-dir {conf_dir}", file=terminal.err)
+        print(conf_dir / "base", file=terminal.out)
+
+
+@app.command()
 def tables(env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None) -> None:
     """List every Delta table with its current version."""
     with _opened_run("tables", env, sets, conf_dir, in_a_run=False) as (run, terminal):
