@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "spark": {"master": "local[2]", "shuffle_partitions": 2},
     "generate": {"customers": 150},
+    # One fit per k over a short range: tests/analytics holds k-means to scikit-learn.
+    "analytics": {"kmeans": {"k": [2, 4], "n_init": 1}},
     # One epoch each: tests/learning holds the networks to their accuracy.
     "train": {"models": {"digits_cnn": {"epochs": 1}, "review_rnn": {"epochs": 1}}},
 }

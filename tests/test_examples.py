@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 EXAMPLES = REPO / "examples"
 
 
-def copied(name: str, tmp_path) -> object:
+def copied(name: str, tmp_path) -> Path:
     """The example's folder (conf and landing files) copied under ``tmp_path``."""
     folder = tmp_path / name
     shutil.copytree(EXAMPLES / name, folder, ignore=shutil.ignore_patterns("data", "runs"))
@@ -64,6 +65,9 @@ def test_one_csv_one_dataset_one_tree_runs_with_every_other_stage_skipped(tmp_pa
     tree = stages["analytics"]["metrics"]["trees"]["species"]
     assert tree["metrics"]["accuracy"] >= 0.85 and tree["rows"] == 149
     assert (folder / "data" / "tables" / "gold" / "flowers_features").is_dir()
+    text = (Path(report).parent / "report.md").read_text(encoding="utf-8")
+    assert "| flowers | 1 | 1 | 0 | 150 |  |  |" in text  # the sources table: files, rows, no issues
+    assert "no train.models in conf" in text  # a skipped stage says why
 
 
 def run_example(name: str, spark, tmp_path) -> tuple[Run, Tables]:
@@ -86,7 +90,7 @@ def test_wine_reads_integral_decimals_and_na_tokens_and_segments_by_chemistry(sp
     assert None not in malic and raw.malic_acid.isna().sum() == 7  # NA filled with the median
     assert done.results["validate"].status == "ok"
     segments = done.results["analytics"].metrics["kmeans"]
-    assert 2 <= segments["k"] <= 4 and sum(p["size"] for p in segments["profiles"]) == 178
+    assert segments["k"] == 3 and sum(p["size"] for p in segments["profiles"]) == 178
 
 
 def test_baskets_split_into_items_and_rules_equal_mlxtend(spark, tmp_path):

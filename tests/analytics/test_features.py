@@ -3,6 +3,7 @@ versions it was fitted on, and refused early when the config names what the inpu
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -156,6 +157,40 @@ def test_fitted_once_per_input_version_then_reused(spark, people, people_config)
     gold, latest = latest_features(config, "people", tables)
     assert gold.count() == 6 and latest["layout"]["names"] == ["spend", "visits"]
     assert latest["model"] != first["model"]
+
+
+def test_a_view_over_two_tables_with_a_composite_key_reaches_gold_pinned(spark, people_config):
+    view = (
+        "SELECT v.shop, v.day, v.visitors, s.revenue FROM {silver.visits} v "
+        "JOIN {silver.sales} s ON v.shop = s.shop AND v.day = s.day"
+    )
+    config = people_config(
+        f"features.views={{per_day: {json.dumps(view)}}}",
+        "features.sets.people.numeric=[spend]",  # the fixture's set, not built here
+        "features.sets.days.input=per_day",
+        "features.sets.days.key=[shop, day]",
+        "features.sets.days.numeric=[visitors, revenue]",
+    )
+    tables = Tables(spark, config)
+    visits = spark.createDataFrame(
+        [("a", 1, 10.0), ("a", 2, 12.0), ("b", 1, 7.0)], "shop string, day int, visitors double"
+    )
+    sales = spark.createDataFrame(
+        [("a", 1, 100.0), ("a", 2, 90.0), ("b", 1, 30.0)], "shop string, day int, revenue double"
+    )
+    tables.write(visits, "silver.visits", mode="overwrite")
+    tables.write(sales, "silver.sales", mode="overwrite")
+    extra = spark.createDataFrame([("c", 1, 1.0)], "shop string, day int, revenue double")
+    tables.write(extra, "silver.sales", mode="append")  # version 1: a shop with no visits
+    built = build_feature_set(tables, config, "days", config.features.sets["days"])
+    assert built["inputs"] == {"silver.visits": 0, "silver.sales": 1} and built["rows"] == 3
+    gold = tables.read("gold.days_features")
+    assert gold.columns[:2] == ["shop", "day"]
+    assert sorted((r.shop, r.day, r.features) for r in gold.collect()) == [
+        ("a", 1, [10.0, 100.0]),
+        ("a", 2, [12.0, 90.0]),
+        ("b", 1, [7.0, 30.0]),
+    ]
 
 
 @pytest.mark.parametrize(

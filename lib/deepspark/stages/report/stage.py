@@ -136,6 +136,7 @@ def render_markdown(record: RunRecord, accounting_plot: Path) -> str:
         ],
         # A table several stages touch (silver: clean writes it, validate reads it) once, latest version.
         tables_written=list({t: v for r in results.values() for t, v in r.tables.items()}.items()),
+        ingest=ingest_rows(results["ingest"].metrics) if "ingest" in results else [],
         clean=clean_rows(results["clean"].metrics) if "clean" in results else [],
         validation=validation_view(results["validate"]) if "validate" in results else None,
         features=feature_rows(results["features"].metrics) if "features" in results else [],
@@ -147,6 +148,26 @@ def render_markdown(record: RunRecord, accounting_plot: Path) -> str:
         lineage=lineage_rows(trained),
         notes=[(name, note) for name, r in results.items() for note in r.notes],
     )
+
+
+def ingest_rows(metrics: dict) -> list[list]:
+    """Per source: files landed, new and replayed, rows, ingest issues, values re-decoded."""
+    rows = []
+    for source, m in metrics.items():
+        issues = ", ".join(f"{k} {v}" for k, v in sorted(m.get("issues", {}).items()))
+        redecoded = ", ".join(f"{k} {v}" for k, v in sorted(m.get("redecoded", {}).items()))
+        rows.append(
+            [
+                source,
+                m["files_landed"],
+                m["files_new"],
+                m.get("files_replayed", 0),
+                m["rows"],
+                issues,
+                redecoded,
+            ]
+        )
+    return rows
 
 
 def clean_rows(metrics: dict[str, CleanCounts]) -> list[list]:
