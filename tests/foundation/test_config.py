@@ -201,3 +201,19 @@ def test_a_file_that_is_not_a_yaml_mapping_is_named(conf, text, expected):
     (conf / "local" / "tables.yaml").write_text(text)
     with pytest.raises(ConfigError, match=expected):
         load_config(conf, "local", environ={})
+
+
+def test_rules_over_a_csv_column_that_is_never_split_are_refused_at_load(conf):
+    (conf / "base" / "ingest.yaml").write_text(
+        "sources: {baskets: {format: csv, path: b, columns: [id, items]}}\n"
+    )
+    (conf / "base" / "clean.yaml").write_text("datasets: {baskets: {keys: [id]}}\n")
+    sets = ["analytics.rules={input: silver.baskets, items: items}", "validate.suites={}"]
+    with pytest.raises(ConfigError) as refused:
+        load_config(conf, "local", sets, environ={})
+    assert "key 'analytics.rules.items' = 'items': silver.baskets.items is text (a CSV column)" in str(
+        refused.value
+    )
+    assert "add clean.datasets.baskets.split: {items: '|'}" in str(refused.value)
+    split = [*sets, "clean.datasets.baskets.split={items: '|'}"]
+    assert load_config(conf, "local", split, environ={}).analytics.rules.items == "items"

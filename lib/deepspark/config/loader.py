@@ -125,6 +125,7 @@ def _check_references(config: Config) -> None:
                 f"set features.sets.{section.features}.label",
             )
 
+    _check_baskets(config)
     views = config.features.views
     for name, spec in sets.items():
         if spec.input not in views and spec.input.split(".")[0] not in ("bronze", "silver", "gold"):
@@ -147,6 +148,25 @@ def _check_references(config: Config) -> None:
                 f"train.predict.{name}.model",
                 f"= {spec.model!r}: expected a model from train.models: {models}",
             )
+
+
+def _check_baskets(config: Config) -> None:
+    """Before any job: the rules' items column must become an array in clean. Known from the
+    conf when the input is a cleaned CSV dataset (every CSV value is text until clean types it)."""
+    rules = config.analytics.rules
+    if rules is None or not rules.input.startswith("silver."):
+        return
+    dataset = rules.input.removeprefix("silver.")
+    cleaning, source = config.clean.datasets.get(dataset), config.ingest.sources.get(dataset)
+    if cleaning is None or source is None or source.format != "csv":
+        return
+    rule = cleaning.columns.get(rules.items)
+    if rules.items not in cleaning.split and not (rule and (rule.type or "").lower().startswith("array<")):
+        raise config.error(
+            "analytics.rules.items",
+            f"= {rules.items!r}: {rules.input}.{rules.items} is text (a CSV column); expected an array: "
+            f"add clean.datasets.{dataset}.split: {{{rules.items}: '|'}} (with its delimiter)",
+        )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
