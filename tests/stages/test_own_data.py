@@ -78,6 +78,7 @@ SOURCES = {
     "texts": csv(["text", "label"], "texts"),
     "empty": csv(["id"], "empty"),
     "mostly_bad": csv(["id", "qty"], "mostly_bad"),
+    "cut_short": csv(["id", "a", "b"], "cut_short"),
 }
 DATASETS = {
     "na": {"keys": ["id"], "columns": {"id": {"type": "int"}, "score": {"type": "double"}}},
@@ -98,6 +99,7 @@ DATASETS = {
     "texts": {"surrogate_key": {"column": "text_id", "columns": ["text", "label"]}},
     "empty": {"keys": ["id"]},
     "mostly_bad": {"keys": ["id"], "columns": {"id": {"type": "int"}, "qty": {"type": "int"}}},
+    "cut_short": {"keys": ["id"]},
 }
 FILES = {
     "na": "id,score,city\n1,2.5,Oslo\n2,NA,N/A\n3, N/A ,NA \n4,x,Rome\n",
@@ -112,12 +114,13 @@ FILES = {
     + b"3,Oslo,x\n",
     "texts": "text,label\ngood,1\nbad,0\n good ,1\ngood,0\n",
     "mostly_bad": "id,qty\n1,x\n2,y\n3,3\n",
+    "cut_short": "id,a,b\n1,x\n2,y,z\n3,z,w\n4,q,r\n",  # a row cut short: malformed, no open quote
 }
 
 
 @pytest.fixture(scope="module")
 def exports(spark, base_config, tmp_path_factory):
-    """One project of ten sources, each an export convention, through ingest and clean once."""
+    """One project of eleven sources, each an export convention, through ingest and clean once."""
     folder = tmp_path_factory.mktemp("exports")
     run_config = base_config.run.model_copy(
         update={"data_root": folder / "data", "runs_dir": folder / "runs"}
@@ -166,7 +169,8 @@ def test_multiline_quoted_text_reads_whole_with_the_option(exports):
 def test_multiline_text_without_the_option_warns_naming_it(exports):
     ingested = exports[0].results["ingest"]
     assert ingested.metrics["notes_split"]["issues"]["malformed"] > 0
-    hints = [note for note in ingested.notes if "multiLine" in note]  # none for the source with it
+    assert ingested.metrics["cut_short"]["issues"] == {"malformed": 1}
+    hints = [note for note in ingested.notes if "multiLine" in note]  # none with it, none for cut_short
     assert len(hints) == 1 and "set ingest.sources.notes_split.options.multiLine: true" in hints[0]
     assert ingested.status == "warning"
 

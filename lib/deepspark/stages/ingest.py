@@ -318,15 +318,24 @@ def find_replays(
 
 
 def count_committed(table: DataFrame, paths: list[str]) -> tuple[dict[str, int], dict[str, dict], dict]:
-    """From the committed rows of ``paths``: rows per file, ingest issues per file, and re-decoded
-    values per column."""
+    """From the committed rows of ``paths``: rows per file, ingest issues per file (with
+    ``open_quote``: malformed rows whose raw text has an unbalanced double quote), and
+    re-decoded values per column."""
     mine = table.filter(F.col("_source_file").isin(paths))
+    quotes = F.size(F.split(F.coalesce(F.col("_raw_record"), F.lit("")), '"')) - 1
+    open_quote = (F.col("_ingest_issue") == "malformed") & (quotes % 2 == 1)
     per_file: dict[str, int] = {}
     issues: dict[str, dict[str, int]] = {}
-    for row in mine.groupBy("_source_file", "_ingest_issue").count().collect():
+    grouped = mine.groupBy("_source_file", "_ingest_issue").agg(
+        F.count(F.lit(1)).alias("count"), F.count(F.when(open_quote, True)).alias("open_quote")
+    )
+    for row in grouped.collect():
         per_file[row["_source_file"]] = per_file.get(row["_source_file"], 0) + row["count"]
         if row["_ingest_issue"]:
-            issues.setdefault(row["_source_file"], {})[row["_ingest_issue"]] = row["count"]
+            found = issues.setdefault(row["_source_file"], {})
+            found[row["_ingest_issue"]] = row["count"]
+            if row["open_quote"]:
+                found["open_quote"] = row["open_quote"]
     redecoded = {}
     if REDECODED in table.columns:
         exploded = mine.select(F.explode(REDECODED).alias("column")).groupBy("column").count()
@@ -335,16 +344,16 @@ def count_committed(table: DataFrame, paths: list[str]) -> tuple[dict[str, int],
 
 
 def multiline_hint(name: str, source: SourceConfig, per_file: dict[str, int], issues: dict) -> str | None:
-    """A warning when a CSV file read without multiLine has many malformed rows: quoted values
-    spanning lines are the usual cause."""
+    """A warning when a CSV file read without multiLine has many malformed rows with an open
+    quote: the pieces of quoted values that span lines (a cut-short row has none)."""
     if source.format != "csv" or source.options.get("multiLine", "false").lower() == "true":
         return None
     for path, rows in per_file.items():
-        malformed = issues.get(path, {}).get("malformed", 0)
-        if rows and malformed / rows > MULTILINE_HINT_SHARE:
+        pieces = issues.get(path, {}).get("open_quote", 0)
+        if rows and pieces / rows > MULTILINE_HINT_SHARE:
             return (
-                f"ingest {name}: {malformed} of {rows} rows of {path.rsplit('/', 1)[-1]} are malformed; "
-                f"if quoted values span lines, set ingest.sources.{name}.options.multiLine: true"
+                f"ingest {name}: {pieces} of {rows} rows of {path.rsplit('/', 1)[-1]} are malformed with an "
+                f"open quote; if quoted values span lines, set ingest.sources.{name}.options.multiLine: true"
             )
     return None
 
@@ -390,7 +399,8 @@ def ingest(run: Run) -> StageResult:
             )
             for per_file in issues.values():
                 for issue, count in per_file.items():
-                    metrics["issues"][issue] = metrics["issues"].get(issue, 0) + count
+                    if issue != "open_quote":  # a kind of malformed, counted there
+                        metrics["issues"][issue] = metrics["issues"].get(issue, 0) + count
             hint = multiline_hint(name, source, rows_per_file, issues)
             if hint:
                 log.warning(hint)
