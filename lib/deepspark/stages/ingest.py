@@ -50,11 +50,7 @@ class LandedFile:
     path: str  # a fully qualified URI, as Spark's input_file_name() reports it (%20 for a space)
     size: int
     modified_ms: int
-    location: str = ""  # the same file as a Hadoop path string, which Spark's readers take
-
-    def __post_init__(self) -> None:
-        if not self.location:
-            object.__setattr__(self, "location", self.path)
+    location: str  # the same file as a Hadoop path string, which Spark's readers take
 
 
 def list_landed_files(spark: SparkSession, folder: str) -> list[LandedFile]:
@@ -106,8 +102,7 @@ def repair_encoding(value: Column, fallback: str) -> Column:
     """A string read as Latin-1 (bytes kept 1:1), returned as UTF-8 when its bytes are valid
     UTF-8 and as ``fallback``-decoded text otherwise: each value decides for itself."""
     raw = F.encode(value, "ISO-8859-1")
-    as_utf8, as_fallback = raw.cast("string"), F.decode(raw, fallback)
-    return F.when(F.is_valid_utf8(as_utf8), as_utf8).otherwise(as_fallback)
+    return F.when(is_redecoded(value), F.decode(raw, fallback)).otherwise(raw.cast("string"))
 
 
 def is_redecoded(value: Column) -> Column:
