@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment with the whole pinned stack:
-# pyspark, Delta (delta-spark + deltalake), Great Expectations, Petastorm, TensorFlow with
+# pyspark, Delta (delta-spark with its jars from Maven Central + deltalake), Great Expectations, Petastorm, TensorFlow with
 # tf-keras, and Horovod 0.28.1 built from its sdist with Gloo and deploy/env/horovod-0.28.1.patch.
 #
 # Idempotent: when the lock file, pyproject.toml and the patch are unchanged since the last
@@ -17,6 +17,7 @@ venv=$(realpath -m "${DEEPSPARK_VENV:-$root/.venv}")
 cache=${DEEPSPARK_CACHE:-$HOME/.cache/deepspark}
 python=${PYTHON:-python3}
 lock=$root/deploy/env/requirements.lock
+jars_lock=$root/deploy/env/jars.lock
 patch_file=$root/deploy/env/horovod-0.28.1.patch
 horovod_version=0.28.1
 horovod_sdist_sha256=92a43f5a94c43907a56805bad15f19700c62ffc83b7ca483f9e104e229f67ef0
@@ -46,7 +47,7 @@ check_prerequisites() {
 }
 
 stamp_of_inputs() {
-  cat "$lock" "$root/pyproject.toml" "$patch_file" "$0" | sha256sum | cut -c1-16
+  cat "$lock" "$jars_lock" "$root/pyproject.toml" "$patch_file" "$0" | sha256sum | cut -c1-16
 }
 
 build_horovod_wheel() {
@@ -77,6 +78,28 @@ build_horovod_wheel() {
   compgen -G "$dir/horovod-*.whl" || die "no Horovod wheel in $dir after the build"
 }
 
+install_jars() {
+  # Each jar of deploy/env/jars.lock into $venv/share/deepspark/jars, fetched from Maven Central
+  # once (mvn dependency:copy into $cache/jars) and checked against its pinned sha256.
+  local into=$venv/share/deepspark/jars coordinate sha256 artifact version jar
+  rm -rf "$into" && mkdir -p "$into" "$cache/jars"
+  while read -r coordinate sha256; do
+    case $coordinate in '' | '#'*) continue ;; esac
+    IFS=: read -r _ artifact version <<<"$coordinate"
+    jar=$cache/jars/$artifact-$version.jar
+    if ! echo "$sha256  $jar" | sha256sum --check --quiet >/dev/null 2>&1; then
+      command -v mvn >/dev/null ||
+        die "Maven is required once to fetch $coordinate (Debian: apt-get install maven), or put the jar in $cache/jars."
+      say "fetching $coordinate from Maven Central"
+      mvn -q -B dependency:copy "-Dartifact=$coordinate" "-DoutputDirectory=$cache/jars" >"$cache/jars/mvn.log" 2>&1 ||
+        die "mvn could not fetch $coordinate (is Maven Central reachable?): see $cache/jars/mvn.log"
+      echo "$sha256  $jar" | sha256sum --check --quiet ||
+        die "$jar: its sha256 differs from the one pinned in deploy/env/jars.lock"
+    fi
+    cp "$jar" "$into/"
+  done <"$jars_lock"
+}
+
 main() {
   local stamp
   stamp=$(stamp_of_inputs)
@@ -98,6 +121,7 @@ main() {
   pip_ install --quiet -c "$lock" "${project[@]}"
   pip_ install --quiet --no-deps "$(build_horovod_wheel)"
   pip_ install --quiet -c "$lock" "${with_horovod[@]}"
+  install_jars
   TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" 2>/dev/null -c \
     'import horovod.tensorflow.keras as hvd; assert hvd.gloo_built(), "horovod built without Gloo"' ||
     die "the installed horovod does not import with TensorFlow"

@@ -4,7 +4,8 @@ Local mode by default (``local[*]`` bound to 127.0.0.1, scratch folders under a 
 configured folder, UI off unless asked for). Under spark-submit the master, deploy mode and
 resources come from spark-submit and are left alone. Either way the settings every stage
 relies on are applied here: UTC session time zone, microsecond parquet timestamps (readable by
-delta-rs and delta-spark alike), adaptive execution, Arrow transfers.
+delta-rs and delta-spark alike), adaptive execution, Arrow transfers. In local mode the session
+also loads the installed delta-spark jars and its extension (unless ``tables.engine`` is ``rs``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ PORTABLE_SETTINGS = {
     "spark.hadoop.parquet.summary.metadata.level": "NONE",
 }
 
+# delta-spark's jars, as deploy/env/install.sh puts them into the environment (jars.lock).
+DELTA_JARS_DIR = Path(sys.prefix) / "share" / "deepspark" / "jars"
+DELTA_SESSION = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def delta_jars(folder: Path = DELTA_JARS_DIR) -> list[Path]:
+    """The installed delta-spark jars (none in an environment installed without them)."""
+    return sorted(folder.glob("*.jar"))
+
 
 def launched_by_spark_submit() -> bool:
     """True when this Python process was started by spark-submit (the JVM is already up)."""
@@ -60,6 +73,10 @@ def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
                 "spark.ui.showConsoleProgress": "false",
             }
         )
+        jars = delta_jars() if config.tables.engine != "rs" else []
+        if jars:  # under spark-submit, --jars or --packages bring them (deploy/submit.sh)
+            settings["spark.jars"] = ",".join(str(jar) for jar in jars)
+            settings.update(DELTA_SESSION)
     if spark.executor_gpus:
         settings["spark.executor.resource.gpu.amount"] = str(spark.executor_gpus)
         settings["spark.task.resource.gpu.amount"] = "1"  # a Horovod rank per GPU

@@ -3,15 +3,18 @@
 Tables are named ``layer.name`` (``bronze.customers``, ``silver.orders``, ``gold.features``)
 and live at ``<data_root>/tables/<layer>/<name>``. Two engines share the Delta protocol on disk:
 
-* ``spark``: delta-spark, when ``io.delta`` classes are on the JVM classpath (clusters);
+* ``spark``: delta-spark, when ``io.delta`` classes are on the JVM classpath (clusters, and
+  local mode: the session loads the jars deploy/env/install.sh put into the environment);
 * ``rs``: delta-rs (``deltalake``) keeps the transaction log while Spark's own parquet reader
-  and writer move the data in parallel (offline, local; no Delta jars needed).
+  and writer move the data in parallel (a JVM without the Delta jars).
 
-``tables.engine`` in conf picks one (``auto`` by default).
+``tables.engine`` in conf picks one (``auto`` by default). Tables either writes are read,
+merged, time-travelled and vacuumed by the other (tests/tables).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from datetime import datetime
@@ -23,7 +26,7 @@ from deepspark.config import Config
 from deepspark.tables.errors import SchemaMismatchError, TableError, TableNotFoundError
 from deepspark.tables.rs_engine import DeltaRsEngine
 from deepspark.tables.spark_engine import DeltaSparkEngine
-from deepspark.tables.types import Engine, WriteMode, WriteResult
+from deepspark.tables.types import Engine, Txn, WriteMode, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +108,19 @@ class Tables:
         mode: WriteMode = "append",
         partition_by: list[str] | None = None,
         evolve_schema: bool = False,
+        txn: Txn | None = None,
     ) -> WriteResult:
-        """Append or overwrite atomically; a schema change needs ``evolve_schema=True``."""
+        """Append or overwrite atomically; a schema change needs ``evolve_schema=True``. With
+        ``txn``, the write commits only if the table has not committed that transaction yet
+        (``skipped`` in the result says it had): a batch is never written twice."""
         if mode not in ("append", "overwrite"):
             raise TableError(f"{name}: write mode must be 'append' or 'overwrite', got {mode!r}")
-        result = self.engine.write(df, self.path(name), mode, partition_by, evolve_schema)
+        result = self.engine.write(df, self.path(name), mode, partition_by, evolve_schema, txn)
         return _named(result, name)
+
+    def txn_version(self, name: str, app_id: str) -> int | None:
+        """The last version of application ``app_id`` the table has committed, if any."""
+        return self.engine.txn_version(self.path(name), app_id) if self.exists(name) else None
 
     def merge(self, df: DataFrame, name: str, keys: list[str]) -> WriteResult:
         """Upsert ``df`` on ``keys``: matching rows are replaced, new keys inserted."""
@@ -123,6 +133,12 @@ class Tables:
             )
         if not self.exists(name):
             return self.write(df, name)
+        duplicated = df.groupBy(*keys).count().filter("count > 1").limit(1).collect()
+        if duplicated:
+            key = {k: duplicated[0][k] for k in keys}
+            raise TableError(
+                f"{name}: merge source has several rows for key {key}; deduplicate the source first"
+            )
         return _named(self.engine.merge(df, self.path(name), keys), name)
 
     def version(self, name: str) -> int:
@@ -160,6 +176,4 @@ class Tables:
 
 
 def _named(result: WriteResult, name: str) -> WriteResult:
-    return WriteResult(
-        name, result.version, result.rows_written, result.files_added, result.files_removed, result.metrics
-    )
+    return dataclasses.replace(result, table=name)

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Schema
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
@@ -48,7 +48,7 @@ from deepspark.tables.schema import (
     delta_schema_json,
     spark_schema_from_delta,
 )
-from deepspark.tables.types import WriteMode, WriteResult, hadoop_uri
+from deepspark.tables.types import Txn, WriteMode, WriteResult, hadoop_uri
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ class DeltaRsEngine:
     def version(self, path: str) -> int:
         return self._open(path).version()
 
+    def txn_version(self, path: str, app_id: str) -> int | None:
+        return self._open(path).transaction_version(app_id)
+
     def history(self, path: str) -> list[dict]:
         return [
             {
@@ -134,9 +137,12 @@ class DeltaRsEngine:
         mode: WriteMode,
         partition_by: list[str] | None,
         evolve_schema: bool,
+        txn: Txn | None = None,
     ) -> WriteResult:
         check_storable(df.schema, path)
         table = self._open(path) if self.exists(path) else None
+        if table is not None and _committed(table, txn):
+            return WriteResult(path, table.version(), 0, skipped=True)
         new_fields = []
         if table is not None:
             current = table.metadata().partition_columns
@@ -158,21 +164,32 @@ class DeltaRsEngine:
         if table is None:
             try:
                 create_table_with_add_actions(
-                    path, _delta_schema(df.schema), adds, mode="error", partition_by=partition_by or None
+                    path,
+                    _delta_schema(df.schema),
+                    adds,
+                    mode="error",
+                    partition_by=partition_by or None,
+                    commit_properties=CommitProperties(app_transactions=_transactions(txn)),
                 )
                 return WriteResult(path, 0, rows, len(adds))
             except DeltaError as error:
                 if not self.exists(path):
                     raise TableError(f"{path}: creating the table failed: {describe(error)}") from error
             table = self._created_meanwhile(path, df, partition_by)
-        if not adds and mode == "append" and not new_fields:
+            if _committed(table, txn):
+                _unstage(adds, path)
+                return WriteResult(path, table.version(), 0, skipped=True)
+        if not adds and mode == "append" and not new_fields and txn is None:
             return WriteResult(path, table.version(), 0)  # nothing to add: no empty version
         if new_fields:
             # delta-rs commits Add actions without touching the schema, so widen it first.
             table.alter.add_columns([_delta_field(f) for f in new_fields])
             table = self._open(path)
         removed = len(table.file_uris()) if mode == "overwrite" else 0
-        version = self._commit(table, adds, [], mode, path)
+        version = self._commit(table, adds, [], mode, path, txn)
+        if version is None:  # another writer committed this transaction first
+            _unstage(adds, path)
+            return WriteResult(path, self._open(path).version(), 0, skipped=True)
         return WriteResult(path, version, rows, len(adds), removed)
 
     def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult:
@@ -180,12 +197,6 @@ class DeltaRsEngine:
         table = self._open(path)
         table_schema = spark_schema_from_delta(table.schema().to_json())
         source, _ = align_to_table(df, table_schema, False, path)  # merge never evolves
-        duplicated = source.groupBy(*keys).count().filter("count > 1").limit(1).collect()
-        if duplicated:
-            key = {k: duplicated[0][k] for k in keys}
-            raise TableError(
-                f"{path}: merge source has several rows for key {key}; deduplicate the source first"
-            )
 
         target = self._scan(table, path, with_file=True)
         source_keys = source.select(*keys)
@@ -284,12 +295,21 @@ class DeltaRsEngine:
             shutil.rmtree(staging, ignore_errors=True)
         return adds
 
-    def _commit(self, table: DeltaTable, adds, removes, mode: str, path: str) -> int:
-        """Step 3: one atomic delta-rs commit; returns the version it made."""
+    def _commit(
+        self, table: DeltaTable, adds, removes, mode: str, path: str, txn: Txn | None = None
+    ) -> int | None:
+        """Step 3: one atomic delta-rs commit; returns the version it made, or None when another
+        writer committed ``txn`` first."""
         schema_json = table.schema().to_json()
         blind_append = mode == "append" and not removes
         # The commit is found again by this id: the version it made, not a later writer's.
-        marker = CommitProperties(custom_metadata={WRITE_ID: uuid.uuid4().hex})
+        # With a transaction, delta-rs must not commit again on top of a winner by itself (its
+        # conflict check lets blind appends through): each attempt re-reads the transaction.
+        marker = CommitProperties(
+            custom_metadata={WRITE_ID: uuid.uuid4().hex},
+            app_transactions=_transactions(txn),
+            max_commit_retries=0 if txn is not None else None,
+        )
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 table.create_write_transaction(
@@ -308,6 +328,8 @@ class DeltaRsEngine:
                         "it, run it again"
                     ) from error
                 table = self._open(path)
+                if _committed(table, txn):
+                    return None
                 if table.schema().to_json() != schema_json:
                     raise ConcurrentWriteError(
                         f"{path}: another writer changed the schema while this append ran; "
@@ -357,6 +379,24 @@ class DeltaRsEngine:
             values = {c: _partition_text(action.get(f"partition.{c}")) for c in partition_by}
             removes.append(RemoveAction(action["path"], data_change, now, action["size_bytes"], values))
         return removes
+
+
+def _unstage(adds: list[AddAction], path: str) -> None:
+    """Delete the files of a write that will not be committed (no version names them)."""
+    for add in adds:
+        (Path(path) / add.path).unlink(missing_ok=True)
+
+
+def _transactions(txn: Txn | None) -> list[Transaction] | None:
+    return [Transaction(txn.app_id, txn.version)] if txn is not None else None
+
+
+def _committed(table: DeltaTable, txn: Txn | None) -> bool:
+    """True when ``table`` already holds ``txn`` (or a later version of its application)."""
+    if txn is None:
+        return False
+    done = table.transaction_version(txn.app_id)
+    return done is not None and done >= txn.version
 
 
 def _add_action(file: Path, relative: Path, num_records: int) -> AddAction:

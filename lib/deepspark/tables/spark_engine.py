@@ -1,21 +1,30 @@
-"""Delta tables through delta-spark, for sessions with io.delta on the classpath (clusters).
+"""Delta tables through delta-spark: the engine of every Spark cluster, and of local mode when
+the environment holds the jars (deploy/env/jars.lock; the session loads them).
 
-Needs the session extension and catalog (conf/cluster/spark.yaml sets them) and the jars
-(``--packages io.delta:delta-spark_2.13:<version>``). Schema enforcement, atomic commits and
-conflict detection are delta-spark's own; errors are translated into the layer's.
+Schema enforcement, atomic commits, conflict detection and application transactions are
+delta-spark's own. What it leaves to the caller is made the same as the rs engine's here: the
+schema checks and their messages (shared in :mod:`~deepspark.tables.schema`), the result of a
+write (the commit this writer made, found in the history by a write id in ``userMetadata``,
+never just the newest one), a vacuum that returns what it deleted, and errors as the layer's.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from deepspark.config import TablesConfig
+from deepspark.errors import describe
 from deepspark.tables.errors import ConcurrentWriteError, SchemaMismatchError, TableError
-from deepspark.tables.schema import check_storable
-from deepspark.tables.types import WriteMode, WriteResult
+from deepspark.tables.schema import align_to_table, check_storable
+from deepspark.tables.types import Txn, WriteMode, WriteResult
+
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+HISTORY_SEARCH = 20  # commits searched for this writer's own before the whole history
 
 
 class DeltaSparkEngine:
@@ -28,6 +37,8 @@ class DeltaSparkEngine:
         self.config = config
         self.DeltaTable = DeltaTable
 
+    # -- reading -------------------------------------------------------------------------
+
     def exists(self, path: str) -> bool:
         return self.DeltaTable.isDeltaTable(self.spark, path)
 
@@ -37,51 +48,18 @@ class DeltaSparkEngine:
             reader = reader.option("versionAsOf", version)
         if timestamp is not None:
             reader = reader.option("timestampAsOf", timestamp.isoformat(sep=" "))
-        return reader.load(path)
+        try:
+            df = reader.load(path)  # resolves the snapshot: a version out of range fails here
+        except Exception as error:
+            when = f"version {version}" if version is not None else f"timestamp {timestamp}"
+            raise TableError(f"{path}: cannot load {when}: {describe(error)}") from error
+        return df
 
     def files(self, path: str, version: int | None) -> list[str]:
         return list(self.read(path, version, None).inputFiles())
 
-    def write(
-        self,
-        df: DataFrame,
-        path: str,
-        mode: WriteMode,
-        partition_by: list[str] | None,
-        evolve_schema: bool,
-    ) -> WriteResult:
-        check_storable(df.schema, path)
-        writer = (
-            df.write.format("delta")
-            .mode(mode)
-            .option("mergeSchema", str(evolve_schema).lower())
-            .option("maxRecordsPerFile", self.config.max_records_per_file)
-        )
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        try:
-            writer.save(path)
-        except AnalysisException as error:
-            raise _translate(error, path) from error
-        return self._result(path)
-
-    def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult:
-        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        try:
-            (
-                self.DeltaTable.forPath(self.spark, path)
-                .alias("t")
-                .merge(df.alias("s"), condition)
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
-        except AnalysisException as error:
-            raise _translate(error, path) from error
-        return self._result(path)
-
     def version(self, path: str) -> int:
-        return self.DeltaTable.forPath(self.spark, path).history(1).first()["version"]
+        return self._snapshot(path).version()
 
     def history(self, path: str) -> list[dict]:
         rows = self.DeltaTable.forPath(self.spark, path).history().collect()  # the log: small
@@ -96,33 +74,169 @@ class DeltaSparkEngine:
             for row in rows
         ]
 
+    def txn_version(self, path: str, app_id: str) -> int | None:
+        found = self._snapshot(path).transactions().get(app_id)
+        return found.get() if found.isDefined() else None
+
+    def _snapshot(self, path: str):
+        """The table's latest snapshot, freshly read from the log (delta-spark's JVM API)."""
+        log = self.spark.sparkContext._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+            self.spark._jsparkSession, path
+        )
+        return log.update(*(getattr(log, f"update$default${i}")() for i in (1, 2, 3)))
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(
+        self,
+        df: DataFrame,
+        path: str,
+        mode: WriteMode,
+        partition_by: list[str] | None,
+        evolve_schema: bool,
+        txn: Txn | None = None,
+    ) -> WriteResult:
+        check_storable(df.schema, path)
+        new_fields = []
+        if self.exists(path):
+            current = list(self._detail(path)["partitionColumns"])
+            if partition_by is not None and list(partition_by) != current:
+                raise TableError(
+                    f"{path}: partitioned by {current}, the write asks for "
+                    f"{partition_by}; a table's partitioning cannot change"
+                )
+            partition_by = None  # the table's own
+            table_schema = self.DeltaTable.forPath(self.spark, path).toDF().schema
+            df, new_fields = align_to_table(df, table_schema, evolve_schema, path)
+        elif partition_by:
+            missing = [c for c in partition_by if c not in df.columns]
+            if missing:
+                raise TableError(f"{path}: partition columns {missing} are not in the data")
+        write_id = uuid.uuid4().hex
+        writer = (
+            df.write.format("delta")
+            .mode(mode)
+            .option("mergeSchema", str(bool(new_fields)).lower())
+            .option("maxRecordsPerFile", self.config.max_records_per_file)
+            .option("userMetadata", write_id)
+        )
+        if txn is not None:
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        for attempt in (1, 2):
+            try:
+                writer.save(path)
+                break
+            except Exception as error:
+                translated = _translate(error, path)
+                # A lost race of a blind append (a concurrent writer with the same transaction
+                # among them) is run once more: delta-spark then skips a batch already committed.
+                if not (isinstance(translated, ConcurrentWriteError) and mode == "append" and attempt == 1):
+                    raise translated from error
+        return self._result(path, write_id, txn)
+
+    def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult:
+        table_schema = self.DeltaTable.forPath(self.spark, path).toDF().schema
+        source, _ = align_to_table(df, table_schema, False, path)  # merge never evolves
+        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        write_id = uuid.uuid4().hex
+        self.spark.conf.set(USER_METADATA, write_id)  # merge takes no writer options
+        try:
+            (
+                self.DeltaTable.forPath(self.spark, path)
+                .alias("t")
+                .merge(source.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        except Exception as error:
+            raise _translate(error, path) from error
+        finally:
+            self.spark.conf.unset(USER_METADATA)
+        return self._result(path, write_id)
+
     def compact(self, path: str) -> WriteResult:
-        self.DeltaTable.forPath(self.spark, path).optimize().executeCompaction()
-        return self._result(path)
+        before = self.version(path)
+        write_id = uuid.uuid4().hex
+        self.spark.conf.set(USER_METADATA, write_id)
+        try:
+            self.DeltaTable.forPath(self.spark, path).optimize().executeCompaction()
+        except Exception as error:
+            raise _translate(error, path) from error
+        finally:
+            self.spark.conf.unset(USER_METADATA)
+        if self.version(path) == before:
+            return WriteResult(path, before, 0)  # nothing to compact: no new version
+        return self._result(path, write_id)
 
     def vacuum(self, path: str, retention_hours: float) -> list[str]:
         self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        self.DeltaTable.forPath(self.spark, path).vacuum(retention_hours)
-        return []  # delta-spark reports deleted files in its logs, not to the caller
+        table = f"delta.`{path}`"
+        hours = f"{retention_hours:g}"
+        deleted = [r[0] for r in self.spark.sql(f"VACUUM {table} RETAIN {hours} HOURS DRY RUN").collect()]
+        self.spark.sql(f"VACUUM {table} RETAIN {hours} HOURS").collect()
+        return [_relative(uri, path) for uri in deleted]
 
-    def _result(self, path: str) -> WriteResult:
-        last = self.DeltaTable.forPath(self.spark, path).history(1).first()
-        metrics = {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
-        rows = metrics.get("numOutputRows", metrics.get("numTargetRowsInserted", 0))
+    def _detail(self, path: str):
+        return self.DeltaTable.forPath(self.spark, path).detail().first()
+
+    def _result(self, path: str, write_id: str, txn: Txn | None = None) -> WriteResult:
+        """The commit carrying ``write_id``, as the layer's result; a write with a transaction
+        that delta-spark skipped (already committed) made none."""
+        history = self.DeltaTable.forPath(self.spark, path).history
+        for frame in (history(HISTORY_SEARCH), history()):
+            mine = frame.filter(frame.userMetadata == write_id).collect()
+            if mine:
+                break
+        else:
+            if txn is not None:
+                return WriteResult(path, self.version(path), 0, skipped=True)
+            raise TableError(f"{path}: committed, but the commit {write_id} is not in the table's history")
+        commit = mine[0]
+        metrics = {k: int(v) for k, v in (commit["operationMetrics"] or {}).items() if v.isdigit()}
+        if commit["operation"] == "MERGE":
+            return WriteResult(
+                path,
+                commit["version"],
+                metrics.get("numSourceRows", 0),
+                metrics.get("numTargetFilesAdded", 0),
+                metrics.get("numTargetFilesRemoved", 0),
+                {
+                    "rows_updated": metrics.get("numTargetRowsUpdated", 0),
+                    "rows_inserted": metrics.get("numTargetRowsInserted", 0),
+                },
+            )
+        if commit["operation"] == "OPTIMIZE":
+            added, removed = metrics.get("numAddedFiles", 0), metrics.get("numRemovedFiles", 0)
+            return WriteResult(path, commit["version"], 0, added, removed)
         return WriteResult(
             path,
-            last["version"],
-            rows,
+            commit["version"],
+            metrics.get("numOutputRows", 0),
             metrics.get("numFiles", 0),
             metrics.get("numRemovedFiles", 0),
-            metrics,
         )
 
 
-def _translate(error: AnalysisException, path: str) -> TableError:
-    text = str(error)
-    if "schema mismatch" in text.lower() or "DELTA_FAILED_TO_MERGE_FIELDS" in text:
+def _translate(error: Exception, path: str) -> TableError:
+    """delta-spark's and Spark's errors as the layer's, in one line."""
+    text = describe(error)
+    kind = type(error).__name__
+    if "Concurrent" in kind or "DELTA_CONCURRENT" in text or "ConcurrentAppend" in text:
+        return ConcurrentWriteError(
+            f"{path}: another writer committed a conflicting change first ({text}); this write left "
+            "the table as the other made it, run it again"
+        )
+    if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower():
         return SchemaMismatchError(f"{path}: {text}")
-    if "Concurrent" in text:
-        return ConcurrentWriteError(f"{path}: {text}")
-    return TableError(f"{path}: {text}")
+    return TableError(f"{path}: the write failed, so the table is unchanged: {text}")
+
+
+def _relative(uri: str, table_path: str) -> str:
+    local = unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+    try:
+        return Path(local).resolve().relative_to(Path(table_path).resolve()).as_posix()
+    except ValueError:
+        return uri

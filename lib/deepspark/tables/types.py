@@ -23,6 +23,19 @@ class WriteResult:
     files_added: int = 0
     files_removed: int = 0
     metrics: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False
+    """True when the write carried a :class:`Txn` the table had already committed: nothing new."""
+
+
+@dataclass(frozen=True)
+class Txn:
+    """Delta's application transaction (``txnAppId``/``txnVersion``): a write carrying one is
+    committed only if the table holds no version ``>= version`` for ``app_id``, atomically with
+    that record, so a retried or concurrent writer never appends the same batch twice. An
+    application's versions only grow."""
+
+    app_id: str
+    version: int
 
 
 class Engine(Protocol):
@@ -40,10 +53,12 @@ class Engine(Protocol):
         mode: WriteMode,
         partition_by: list[str] | None,
         evolve_schema: bool,
+        txn: Txn | None,
     ) -> WriteResult: ...
     def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult: ...
     def version(self, path: str) -> int: ...
     def history(self, path: str) -> list[dict]: ...
+    def txn_version(self, path: str, app_id: str) -> int | None: ...
     def compact(self, path: str) -> WriteResult: ...
     def vacuum(self, path: str, retention_hours: float) -> list[str]: ...
 
