@@ -8,7 +8,7 @@
 2. The ratios to the engines deepspark wraps and to single-node peers, ``--runs`` times each:
    deepspark vs raw MLlib and scikit-learn / mlxtend (``analytics.py``), clean + validate vs
    clean (from 1.), Petastorm vs a raw pyarrow scan and Horovod 2 ranks vs 1 (``learning.py``),
-   the Delta layer vs raw parquet (``tables_overhead.py``).
+   the Delta layer on each engine vs raw parquet (``tables_overhead.py``).
 
 Writes ``<out>/bench-<time>.json`` and ``.md`` and copies them to ``<out>/latest.*``. Usage:
 
@@ -158,13 +158,11 @@ def summarize(results: dict, project_rows: int) -> dict:
     if "learning" in results:
         add_learning(results["learning"], summary)
     if "tables" in results:
-        for operation in ("write", "read"):
-            ours, raw = (
-                results["tables"][f"deepspark {operation}"],
-                results["tables"][f"spark parquet {operation}"],
-            )
-            ratio = spread(ours)["median"] / spread(raw)["median"]
-            summary["ratios"][f"Delta table {operation}, deepspark / raw parquet"] = ratio
+        for operation in ("write", "read", "merge"):
+            raw = spread(results["tables"][f"parquet {operation}"])["median"]
+            for engine, label in (("spark", "delta-spark"), ("rs", "delta-rs")):
+                ours = spread(results["tables"][f"{engine} {operation}"])["median"]
+                summary["ratios"][f"Delta table {operation}, {label} / raw parquet"] = ours / raw
     return summary
 
 

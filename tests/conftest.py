@@ -60,5 +60,25 @@ def tables(spark, config) -> Tables:
     return Tables(spark, config)
 
 
+ENGINES = ("rs", "spark")
+
+
+def on_engine(config: Config, engine: str) -> Config:
+    return config.model_copy(update={"tables": config.tables.model_copy(update={"engine": engine})})
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    """Each Delta engine in turn: tests/tables and tests/reliability take ``tables`` from it."""
+    return request.param
+
+
+@pytest.fixture
+def engine_tables(spark, config, engine) -> Tables:
+    made = Tables(spark, on_engine(config, engine))
+    assert made.engine.name == engine
+    return made
+
+
 # tests/airflow run in Airflow's own environment (make test runs them there).
 collect_ignore = ["airflow"]

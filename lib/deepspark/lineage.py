@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepspark.config import Config
-from deepspark.tables import Tables, hadoop_uri
+from deepspark.tables import ConcurrentWriteError, TableError, Tables, Txn, hadoop_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -55,6 +55,7 @@ def model_uri(folder: Path) -> str:
 
 
 MODELS_TABLE = "ml.models"
+REGISTER_ATTEMPTS = 20
 REGISTRY_SCHEMA = (
     "name string, model_version int, kind string, uri string, run_id string, registered_at timestamp, "
     "table_name string, table_version long, sources string, validation string, config_hash string, "
@@ -70,20 +71,32 @@ def register_model(tables, entry: dict[str, Any]) -> int:
     """
     from pyspark.sql import functions as F
 
-    version = 1
-    if tables.exists(MODELS_TABLE):
-        found = tables.read(MODELS_TABLE).filter(F.col("name") == entry["name"])
-        version = (found.agg(F.max("model_version")).first()[0] or 0) + 1
-    row = {
-        **entry,
-        "model_version": version,
-        "registered_at": datetime.now(UTC),
-        **{key: json.dumps(entry[key], default=str) for key in ("sources", "validation", "metrics")},
-    }
     columns = [part.split()[0] for part in REGISTRY_SCHEMA.split(", ")]
-    frame = tables.spark.createDataFrame([tuple(row[c] for c in columns)], REGISTRY_SCHEMA)
-    tables.write(frame, MODELS_TABLE)
-    return version
+    for _ in range(REGISTER_ATTEMPTS):
+        version = 1
+        if tables.exists(MODELS_TABLE):
+            found = tables.read(MODELS_TABLE).filter(F.col("name") == entry["name"])
+            version = (found.agg(F.max("model_version")).first()[0] or 0) + 1
+        row = {
+            **entry,
+            "model_version": version,
+            "registered_at": datetime.now(UTC),
+            **{key: json.dumps(entry[key], default=str) for key in ("sources", "validation", "metrics")},
+        }
+        frame = tables.spark.createDataFrame([tuple(row[c] for c in columns)], REGISTRY_SCHEMA)
+        # The version is the name's transaction: of two registrations that read the same highest
+        # version, one commits it and the other is told so (skipped), reads again and takes the next.
+        try:
+            if not tables.write(
+                frame, MODELS_TABLE, txn=Txn(f"deepspark.models.{entry['name']}", version)
+            ).skipped:
+                return version
+        except ConcurrentWriteError:
+            continue
+    raise TableError(
+        f"{MODELS_TABLE}: model {entry['name']!r} lost {REGISTER_ATTEMPTS} races for a version to "
+        "concurrent registrations; register it again"
+    )
 
 
 def read_latest(config: Config, name: str) -> dict | None:

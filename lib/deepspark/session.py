@@ -5,7 +5,7 @@ configured folder, UI off unless asked for). Under spark-submit the master, depl
 resources come from spark-submit and are left alone. Either way the settings every stage
 relies on are applied here: UTC session time zone, microsecond parquet timestamps (readable by
 delta-rs and delta-spark alike), adaptive execution, Arrow transfers. In local mode the session
-also loads the installed delta-spark jars and its extension (unless ``tables.engine`` is ``rs``).
+also loads the installed delta-spark jars and its extension, so either Delta engine can run.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
                 "spark.ui.showConsoleProgress": "false",
             }
         )
-        jars = delta_jars() if config.tables.engine != "rs" else []
+        jars = delta_jars()  # loading them costs no measurable start-up time; both engines can run
         if jars:  # under spark-submit, --jars or --packages bring them (deploy/submit.sh)
             settings["spark.jars"] = ",".join(str(jar) for jar in jars)
             settings.update(DELTA_SESSION)

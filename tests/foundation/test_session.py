@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
-from deepspark.session import get_spark, spark_settings
+from deepspark.session import delta_jars, get_spark, spark_settings
 from deepspark.tables import TableError, Tables
 from deepspark.tables.api import choose_engine, delta_spark_on_classpath
+
+from tests.conftest import on_engine
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_local_session_is_bound_to_loopback_with_scratch_in_the_configured_folder(spark, base_config):
@@ -43,21 +50,41 @@ def test_extra_spark_conf_passes_through(base_config, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("requested", "available", "chosen"),
-    [("auto", True, "spark"), ("auto", False, "rs"), ("rs", True, "rs"), ("spark", True, "spark")],
+    ("requested", "available", "local", "chosen"),
+    [
+        ("auto", True, False, "spark"),
+        ("auto", True, True, "rs"),
+        ("auto", False, False, "rs"),
+        ("rs", True, False, "rs"),
+        ("spark", True, True, "spark"),
+    ],
 )
-def test_engine_choice(requested, available, chosen):
-    assert choose_engine(requested, available) == chosen
+def test_engine_choice(requested, available, local, chosen):
+    assert choose_engine(requested, available, local) == chosen
 
 
 def test_asking_for_delta_spark_without_its_jars_says_how_to_get_them():
-    with pytest.raises(TableError, match="--packages io.delta:delta-spark_2.13"):
+    with pytest.raises(TableError, match="deploy/submit.sh .* --packages io.delta:delta-spark_2.13:4.0.1"):
         choose_engine("spark", False)
 
 
-def test_this_offline_session_has_no_delta_jars_and_gets_the_rs_engine(spark, config):
-    assert delta_spark_on_classpath(spark) is False
-    assert Tables(spark, config).engine.name == "rs"
-    spark_cfg = config.model_copy(update={"tables": config.tables.model_copy(update={"engine": "spark"})})
-    with pytest.raises(TableError, match="not on the JVM classpath"):
-        Tables(spark, spark_cfg)
+def test_the_local_session_loads_the_installed_delta_jars_and_auto_picks_rs(spark, config):
+    jars = delta_jars()
+    assert sorted(jar.name for jar in jars) == ["delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar"]
+    assert spark.sparkContext.getConf().get("spark.jars") == ",".join(str(jar) for jar in jars)
+    assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
+    assert delta_spark_on_classpath(spark) is True
+    assert Tables(spark, config).engine.name == "rs"  # auto, in local mode
+    assert Tables(spark, on_engine(config, "spark")).engine.name == "spark"
+
+
+def test_the_installed_jars_match_the_lock_and_the_python_package():
+    import importlib.metadata
+
+    lock = (REPO / "deploy" / "env" / "jars.lock").read_text().splitlines()
+    pinned = dict(line.split() for line in lock if line.strip() and not line.startswith("#"))
+    version = importlib.metadata.version("delta-spark")
+    assert set(pinned) == {f"io.delta:delta-spark_2.13:{version}", f"io.delta:delta-storage:{version}"}
+    for jar in delta_jars():
+        coordinate = next(c for c in pinned if jar.name == f"{c.split(':')[1]}-{c.split(':')[2]}.jar")
+        assert hashlib.sha256(jar.read_bytes()).hexdigest() == pinned[coordinate]

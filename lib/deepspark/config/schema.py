@@ -78,7 +78,9 @@ class TablesConfig(Section):
     """The Delta table layer (see deepspark.tables)."""
 
     engine: Literal["auto", "spark", "rs"] = "auto"
-    """auto: delta-spark when io.delta is on the JVM classpath, else delta-rs + Spark parquet."""
+    """spark: delta-spark; rs: delta-rs keeping the log, Spark's parquet moving the data (local
+    paths only); auto: delta-spark on a cluster when its classes load, rs in local mode (faster
+    there: bench/tables_overhead.py) or without the jars."""
     vacuum_retention_hours: float = Field(168.0, ge=0)
     """Files no version of the last this-many hours needs are deleted by vacuum."""
     max_records_per_file: int = Field(1_000_000, ge=1)

@@ -11,7 +11,7 @@ from deepspark.tables.errors import (
     TableError,
     TableNotFoundError,
 )
-from deepspark.tables.types import WriteResult, hadoop_uri
+from deepspark.tables.types import Txn, WriteResult, hadoop_uri
 
 __all__ = [
     "ConcurrentWriteError",
@@ -19,6 +19,7 @@ __all__ = [
     "TableError",
     "TableNotFoundError",
     "Tables",
+    "Txn",
     "WriteResult",
     "hadoop_uri",
 ]

@@ -45,15 +45,17 @@ def delta_spark_on_classpath(spark: SparkSession) -> bool:
         return False
 
 
-def choose_engine(requested: str, delta_spark_available: bool) -> str:
-    """Resolve ``tables.engine`` (auto|spark|rs) against what the cluster offers."""
+def choose_engine(requested: str, delta_spark_available: bool, local: bool = False) -> str:
+    """Resolve ``tables.engine`` (auto|spark|rs) against what the session offers: ``auto`` is
+    delta-spark on a cluster when its classes load, and rs in local mode, where it is faster
+    (bench/tables_overhead.py: write, read and merge) and needs no JVM round trips."""
     if requested == "auto":
-        return "spark" if delta_spark_available else "rs"
+        return "spark" if delta_spark_available and not local else "rs"
     if requested == "spark" and not delta_spark_available:
         raise TableError(
             "tables.engine is 'spark' but delta-spark's classes are not on the JVM classpath; "
-            "submit with --packages io.delta:delta-spark_2.13:<version> (see deploy/README.md) "
-            "or set tables.engine to 'auto' or 'rs'"
+            "submit with deploy/submit.sh (it ships the jars of deploy/env/jars.lock) or "
+            "--packages io.delta:delta-spark_2.13:4.0.1, or set tables.engine to 'auto' or 'rs'"
         )
     if requested not in ("spark", "rs"):
         raise TableError(f"tables.engine: expected auto, spark or rs, got {requested!r}")
@@ -72,7 +74,8 @@ class Tables:
 
     @staticmethod
     def _make_engine(spark: SparkSession, config: Config) -> Engine:
-        name = choose_engine(config.tables.engine, delta_spark_on_classpath(spark))
+        local = spark.sparkContext.master.startswith("local")
+        name = choose_engine(config.tables.engine, delta_spark_on_classpath(spark), local)
         engine = DeltaSparkEngine if name == "spark" else DeltaRsEngine
         return engine(spark, config.tables)
 

@@ -48,7 +48,14 @@ from deepspark.tables.schema import (
     delta_schema_json,
     spark_schema_from_delta,
 )
-from deepspark.tables.types import Txn, WriteMode, WriteResult, hadoop_uri
+from deepspark.tables.types import (
+    COMMIT_ATTEMPTS,
+    TABLE_PROPERTIES,
+    Txn,
+    WriteMode,
+    WriteResult,
+    hadoop_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +63,6 @@ STAGING = "_staging"
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Reader features whose data this engine would misread by scanning files directly.
 UNREADABLE_FEATURES = {"deletionVectors", "columnMapping"}
-COMMIT_ATTEMPTS = 5  # for blind appends that lose the race to the log
 WRITE_ID = "deepspark.write_id"  # in each commit's commitInfo
 
 
@@ -169,6 +175,7 @@ class DeltaRsEngine:
                     adds,
                     mode="error",
                     partition_by=partition_by or None,
+                    configuration=TABLE_PROPERTIES,
                     commit_properties=CommitProperties(app_transactions=_transactions(txn)),
                 )
                 return WriteResult(path, 0, rows, len(adds))

@@ -21,7 +21,7 @@ from deepspark.config import TablesConfig
 from deepspark.errors import describe
 from deepspark.tables.errors import ConcurrentWriteError, SchemaMismatchError, TableError
 from deepspark.tables.schema import align_to_table, check_storable
-from deepspark.tables.types import Txn, WriteMode, WriteResult
+from deepspark.tables.types import COMMIT_ATTEMPTS, TABLE_PROPERTIES, Txn, WriteMode, WriteResult
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 HISTORY_SEARCH = 20  # commits searched for this writer's own before the whole history
@@ -36,6 +36,8 @@ class DeltaSparkEngine:
         self.spark = spark
         self.config = config
         self.DeltaTable = DeltaTable
+        for key, value in TABLE_PROPERTIES.items():  # the properties of every table it creates
+            spark.conf.set(f"spark.databricks.delta.properties.defaults.{key.removeprefix('delta.')}", value)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -98,7 +100,8 @@ class DeltaSparkEngine:
     ) -> WriteResult:
         check_storable(df.schema, path)
         new_fields = []
-        if self.exists(path):
+        existed = self.exists(path)
+        if existed:
             current = list(self._detail(path)["partitionColumns"])
             if partition_by is not None and list(partition_by) != current:
                 raise TableError(
@@ -124,17 +127,29 @@ class DeltaSparkEngine:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        for attempt in (1, 2):
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 writer.save(path)
                 break
             except Exception as error:
                 translated = _translate(error, path)
                 # A lost race of a blind append (a concurrent writer with the same transaction
-                # among them) is run once more: delta-spark then skips a batch already committed.
-                if not (isinstance(translated, ConcurrentWriteError) and mode == "append" and attempt == 1):
+                # among them, or the creator of the table) is run again: delta-spark then skips
+                # a batch already committed, or appends on top of the winner.
+                lost_race = isinstance(translated, ConcurrentWriteError) and mode == "append"
+                if not lost_race or attempt == COMMIT_ATTEMPTS:
                     raise translated from error
+                if not existed:
+                    self._check_created_meanwhile(path, df)
         return self._result(path, write_id, txn)
+
+    def _check_created_meanwhile(self, path: str, df: DataFrame) -> None:
+        theirs = self.DeltaTable.forPath(self.spark, path).toDF().schema
+        if [(f.name, f.dataType) for f in theirs] != [(f.name, f.dataType) for f in df.schema]:
+            raise ConcurrentWriteError(
+                f"{path}: another writer created the table meanwhile with a different schema; "
+                "this write committed nothing, run it again"
+            )
 
     def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult:
         table_schema = self.DeltaTable.forPath(self.spark, path).toDF().schema
@@ -231,7 +246,7 @@ def _translate(error: Exception, path: str) -> TableError:
         )
     if "DELTA_FAILED_TO_MERGE_FIELDS" in text or "schema mismatch" in text.lower():
         return SchemaMismatchError(f"{path}: {text}")
-    return TableError(f"{path}: the write failed, so the table is unchanged: {text}")
+    return TableError(f"{path}: the write failed before its commit, so the table is unchanged: {text}")
 
 
 def _relative(uri: str, table_path: str) -> str:

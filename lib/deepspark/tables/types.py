@@ -12,6 +12,11 @@ from pyspark.sql import DataFrame
 
 WriteMode = Literal["append", "overwrite"]
 
+# Set on every table either engine creates, so the other can always open it: delta-rs's
+# offline engine reads data files directly and cannot apply deletion vectors.
+TABLE_PROPERTIES = {"delta.enableDeletionVectors": "false"}
+COMMIT_ATTEMPTS = 5  # for blind appends that lose the race to the log
+
 
 @dataclass(frozen=True)
 class WriteResult:
