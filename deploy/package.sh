@@ -3,6 +3,8 @@
 #   deepspark-<version>-py3-none-any.whl  the package (pip install it into an image, or ship it)
 #   deepspark-conf.tar.gz                 conf/base and conf/cluster (never secrets): ship with
 #                                         --archives ...#conf and pass --conf-dir conf
+#   jars/                                 delta-spark's jars (deploy/env/jars.lock): --jars, or
+#                                         DELTA_JARS_DIR for deploy/submit.sh
 #   deepspark-env.tar.gz                  with --env: a packed virtual environment (venv-pack)
 #                                         holding the wheel, the pinned stack and the patched
 #                                         Horovod; ship with --archives ...#env (deploy/submit.sh)
@@ -30,6 +32,10 @@ say "wheel: $wheel"
 
 tar -czf "$dist/deepspark-conf.tar.gz" -C "$root/conf" --exclude secrets.yaml base cluster
 say "conf: $dist/deepspark-conf.tar.gz"
+
+rm -rf "$dist/jars" && mkdir -p "$dist/jars"
+cp "$venv"/share/deepspark/jars/*.jar "$dist/jars/"
+say "jars: $dist/jars ($(ls "$dist/jars" | paste -sd' '))"
 
 if [ "${1:-}" = --env ]; then
   pack=$root/build/pack-venv

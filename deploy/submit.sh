@@ -15,8 +15,10 @@
 #                         (cluster deploy mode; pass --conf-dir conf to the job)
 #   DEEPSPARK_PYTHON      the executors' Python without an archive (default: this environment's;
 #                         it must exist at that path on every node, e.g. baked into an image)
-#   DELTA_PACKAGES        Maven coordinates of delta-spark (e.g. io.delta:delta-spark_2.13:4.0.0),
-#                         needs Maven access; without them the tables go through delta-rs
+#   DELTA_JARS_DIR        delta-spark's jars, shipped with --jars (default: the ones deploy/env/install.sh
+#                         put into this environment, share/deepspark/jars beside spark-submit, from jars.lock)
+#   DELTA_PACKAGES        instead, Maven coordinates for --packages (io.delta:delta-spark_2.13:4.0.1):
+#                         the driver then fetches them from Maven Central at submit time
 #   EXECUTOR_CORES (1), EXECUTOR_MEMORY (2g), TOTAL_EXECUTOR_CORES, NUM_EXECUTORS, DRIVER_MEMORY
 #   SPARK_SUBMIT_EXTRA    more spark-submit options, split on spaces
 set -euo pipefail
@@ -34,7 +36,16 @@ options=(--master "${MASTER:-local[*]}" --deploy-mode "${DEPLOY_MODE:-client}"
 [ -n "${TOTAL_EXECUTOR_CORES:-}" ] && options+=(--total-executor-cores "$TOTAL_EXECUTOR_CORES")
 [ -n "${NUM_EXECUTORS:-}" ] && options+=(--num-executors "$NUM_EXECUTORS")
 [ -n "${DRIVER_MEMORY:-}" ] && options+=(--driver-memory "$DRIVER_MEMORY")
-[ -n "${DELTA_PACKAGES:-}" ] && options+=(--packages "$DELTA_PACKAGES")
+# delta-spark (tables.engine auto or spark on a cluster): the installed jars, or Maven coordinates.
+jars_dir=${DELTA_JARS_DIR:-$(dirname "$(command -v spark-submit)")/../share/deepspark/jars}
+if [ -n "${DELTA_PACKAGES:-}" ]; then
+  options+=(--packages "$DELTA_PACKAGES")
+elif compgen -G "$jars_dir/*.jar" >/dev/null; then
+  options+=(--jars "$(printf '%s\n' "$jars_dir"/*.jar | paste -sd,)")
+else
+  echo "submit: no delta-spark jars in $jars_dir; run deploy/env/install.sh, or set DELTA_JARS_DIR or DELTA_PACKAGES" >&2
+  exit 2
+fi
 archives=()
 if [ -n "${DEEPSPARK_ENV_ARCHIVE:-}" ]; then
   # Spark unpacks the archive as ./env in each executor's (and a cluster driver's) work folder.

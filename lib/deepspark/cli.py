@@ -241,15 +241,48 @@ def init(
         print(conf_dir / "base", file=terminal.out)
 
 
-@app.command()
-def tables(env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None) -> None:
+tables_app = typer.Typer(invoke_without_command=True, help="List the Delta tables; compact or vacuum them.")
+app.add_typer(tables_app, name="tables")
+Names = Annotated[list[str] | None, typer.Argument(help="tables (layer.name); default every table")]
+
+
+@tables_app.callback()
+def tables(ctx: typer.Context, env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None) -> None:
     """List every Delta table with its current version."""
+    if ctx.invoked_subcommand is not None:
+        return
     with _opened_run("tables", env, sets, conf_dir, in_a_run=False) as (run, terminal):
         listing = run.tables.list()
         if not listing:
             print(f"no tables under {run.tables.root}", file=terminal.out)
         for name, version in listing.items():
             print(f"{name:<32} v{version}", file=terminal.out)
+
+
+@tables_app.command("compact")
+def tables_compact(
+    names: Names = None, env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None
+) -> None:
+    """Rewrite small files into large ones (delta-spark: OPTIMIZE, ZORDER BY tables.zorder)."""
+    with _opened_run("tables-compact", env, sets, conf_dir, in_a_run=False) as (run, terminal):
+        for name in names or list(run.tables.list()):
+            done = run.tables.compact(name)
+            change = (
+                f"{done.files_removed} files -> {done.files_added}"
+                if done.files_removed
+                else "already compact"
+            )
+            print(f"{name:<32} v{done.version}  {change}", file=terminal.out)
+
+
+@tables_app.command("vacuum")
+def tables_vacuum(
+    names: Names = None, env: Env = "local", sets: Sets = None, conf_dir: ConfDir = None
+) -> None:
+    """Delete files no version within tables.vacuum_retention_hours needs."""
+    with _opened_run("tables-vacuum", env, sets, conf_dir, in_a_run=False) as (run, terminal):
+        for name in names or list(run.tables.list()):
+            print(f"{name:<32} {len(run.tables.vacuum(name))} files deleted", file=terminal.out)
 
 
 config_app = typer.Typer(

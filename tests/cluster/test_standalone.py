@@ -13,6 +13,7 @@ import sys
 
 import pytest
 from deepspark.pipeline import STAGE_NAMES
+from deltalake import DeltaTable
 
 from tests.cluster.standalone import standalone_cluster, submit
 from tests.small_conf import write_small_conf
@@ -49,6 +50,10 @@ def test_the_whole_pipeline_runs_through_spark_submit_on_a_standalone_cluster(st
     assert {m["ranks"] for m in trained.values()} == {2}  # Horovod: one rank per executor core
     assert summary["stages"]["predict"]["metrics"]["digits"]["rows"] == 5000
     assert (run_dir / "report.html").is_file()
+    # deploy/submit.sh shipped the environment's delta-spark jars (--jars): auto chose delta-spark.
+    for table in ("bronze/orders", "silver/orders", "gold/digits"):
+        commits = DeltaTable(str(conf / "data" / "tables" / table)).history()
+        assert {c.get("engineInfo") for c in commits} == {"Apache-Spark/4.0.5 Delta-Lake/4.0.1"}, table
 
     listing = subprocess.run(
         [sys.executable, "-m", "deepspark.cli", "tables", "--conf-dir", str(conf), "--env", "small"],

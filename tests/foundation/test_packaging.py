@@ -48,3 +48,8 @@ def test_the_conf_archive_holds_base_and_cluster_and_never_secrets(dist):
     expected |= {f"cluster/{p.name}" for p in (REPO / "conf" / "cluster").glob("*.yaml")}
     assert expected <= set(names)
     assert not [n for n in names if "secret" in n or n.startswith("local")]
+
+
+def test_the_delta_spark_jars_come_beside_the_wheel(dist):
+    shipped = sorted(p.name for p in (dist / "jars").glob("*.jar"))
+    assert shipped == ["delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar"]

@@ -126,3 +126,40 @@ def test_a_creator_with_another_schema_is_refused_and_writes_nothing(spark, tabl
     assert isinstance(slow, ConcurrentWriteError) and "different schema" in str(slow)
     assert_valid(tables, "bronze.new", [2])
     assert tables.version("bronze.new") == 0
+
+
+def test_two_ingests_of_the_same_files_at_once_append_each_file_once(spark, config, tables):
+    from deepspark.config import IngestConfig, SourceConfig
+    from deepspark.pipeline import run_pipeline
+    from deepspark.run import Run
+
+    folder = config.landing_root / "people"
+    folder.mkdir(parents=True)
+    for part in range(3):
+        rows = "".join(f"{part * 100 + i},name{i}\n" for i in range(50))
+        (folder / f"part-{part}.csv").write_text("id,name\n" + rows)
+    source = SourceConfig(format="csv", path="people", columns=["id", "name"])
+    narrowed = config.model_copy(update={"ingest": IngestConfig(sources={"people": source})})
+    runs = [Run(narrowed, spark, tables, f"ingest-{i}") for i in range(2)]
+    errors = []
+
+    def ingest(run):
+        try:
+            run_pipeline(run, ["ingest"])
+        except Exception as error:  # the outcome under test
+            errors.append(error)
+
+    threads = [threading.Thread(target=ingest, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+
+    assert errors == []
+    bronze = tables.read("bronze.people")
+    per_file = {
+        r["_source_file"].rsplit("/", 1)[-1]: r["count"]
+        for r in bronze.groupBy("_source_file").count().collect()
+    }
+    assert per_file == {"part-0.csv": 50, "part-1.csv": 50, "part-2.csv": 50}
+    assert sorted(r.results["ingest"].rows_out for r in runs) == [0, 150]

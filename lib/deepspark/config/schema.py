@@ -85,6 +85,10 @@ class TablesConfig(Section):
     """Files no version of the last this-many hours needs are deleted by vacuum."""
     max_records_per_file: int = Field(1_000_000, ge=1)
     """Target rows per file when Spark writes a table or compacts it."""
+    zorder: dict[str, list[str]] = Field(default_factory=dict)
+    """Columns per table (``silver.orders: [customer_id]``) that ``deepspark tables compact``
+    clusters its files by: delta-spark's OPTIMIZE ZORDER BY; the rs engine sorts each new file
+    by them (a linear order, which clusters the first column)."""
 
 
 class DirtConfig(Section):

@@ -28,8 +28,8 @@ from pyspark.sql.types import StringType
 from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import SourceConfig
 from deepspark.errors import describe
-from deepspark.run import Run, StageResult, skipped
-from deepspark.tables import hadoop_uri
+from deepspark.run import Run, StageFailed, StageResult, skipped
+from deepspark.tables import Txn, hadoop_uri
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ CORRUPT = "_corrupt_record"
 BOM = "\ufeff"
 REDECODED = "_redecoded"
 WHOLE_RECORD = "(record)"  # a JSON line is decoded whole, so its re-decoding names no one column
+BATCH_ATTEMPTS = 5  # listings of one source when concurrent runs keep appending to its table
 MULTILINE_HINT_SHARE = 0.01  # a CSV file with more malformed rows than this suggests multiLine
 
 
@@ -364,11 +365,34 @@ def ingest(run: Run) -> StageResult:
         table = f"bronze.{name}"
         folder = hadoop_uri(run.config.landing_root / source.path)
         landed = list_landed_files(run.spark, folder)
-        bronze_now = run.tables.read(table) if run.tables.exists(table) else None
-        fresh = new_files(landed, ledger, bronze_now, name)
-        hashes = content_hashes(run.spark, fresh)
-        replays = find_replays(fresh, hashes, ledger, name) if run.config.ingest.replays == "skip" else {}
-        to_read = [f for f in fresh if f.path not in replays]
+        for _ in range(BATCH_ATTEMPTS):
+            # The batch is the bronze version it was listed against, plus one: Delta's application
+            # transaction, so of two runs ingesting the same files only one appends them; the
+            # other is told (skipped) and lists again against the winner's version.
+            batch = run.tables.version(table) + 1 if run.tables.exists(table) else 0
+            bronze_now = run.tables.read(table, version=batch - 1) if batch else None
+            fresh = new_files(landed, ledger, bronze_now, name)
+            hashes = content_hashes(run.spark, fresh)
+            replays = find_replays(fresh, hashes, ledger, name) if run.config.ingest.replays == "skip" else {}
+            to_read = [f for f in fresh if f.path not in replays]
+            frame = files_to_bronze(run.spark, [f.location for f in to_read], source) if to_read else None
+            if frame is None:
+                break
+            written = run.tables.write(
+                add_ingest_metadata(frame, run.run_id),
+                table,
+                evolve_schema=True,
+                txn=Txn(f"deepspark.ingest.{name}", batch),
+            )
+            if not written.skipped:
+                break
+            log.info("ingest %s: another run appended batch %d first; listing again", name, batch)
+            ledger = run.tables.read(LEDGER) if run.tables.exists(LEDGER) else None
+        else:
+            raise StageFailed(
+                f"ingest {name}: {BATCH_ATTEMPTS} concurrent runs appended to {table} while this one "
+                "listed its files; run ingest again"
+            )
         metrics = {
             "files_landed": len(landed),
             "files_new": len(to_read),
@@ -384,10 +408,8 @@ def ingest(run: Run) -> StageResult:
         for path, original in replays.items():
             result.notes.append(f"{name}: {path} repeats {original} byte for byte (replayed); skipped")
         rows_per_file: dict[str, int] = {}
-        frame = files_to_bronze(run.spark, [f.location for f in to_read], source) if to_read else None
         if frame is not None:
             # Parsed once, as it is written; the counts come from the committed files.
-            written = run.tables.write(add_ingest_metadata(frame, run.run_id), table, evolve_schema=True)
             committed = run.tables.read(table, version=written.version)
             rows_per_file, issues, metrics["redecoded"] = count_committed(
                 committed, [f.path for f in to_read]

@@ -126,7 +126,9 @@ class Tables:
         return self.engine.txn_version(self.path(name), app_id) if self.exists(name) else None
 
     def merge(self, df: DataFrame, name: str, keys: list[str]) -> WriteResult:
-        """Upsert ``df`` on ``keys``: matching rows are replaced, new keys inserted."""
+        """Upsert ``df`` on ``keys``: matching rows are replaced, new keys inserted. A source with
+        several rows for one key is refused, naming the key (each engine checks it inside the
+        merge, against the snapshot the merge started from)."""
         if not keys:
             raise TableError(f"{name}: merge needs at least one key column")
         missing = [k for k in keys if k not in df.columns]
@@ -136,12 +138,6 @@ class Tables:
             )
         if not self.exists(name):
             return self.write(df, name)
-        duplicated = df.groupBy(*keys).count().filter("count > 1").limit(1).collect()
-        if duplicated:
-            key = {k: duplicated[0][k] for k in keys}
-            raise TableError(
-                f"{name}: merge source has several rows for key {key}; deduplicate the source first"
-            )
         return _named(self.engine.merge(df, self.path(name), keys), name)
 
     def version(self, name: str) -> int:
@@ -154,9 +150,14 @@ class Tables:
         return self.engine.history(self.path(name))
 
     def compact(self, name: str) -> WriteResult:
-        """Rewrite small files into fewer large ones (no data change)."""
+        """Rewrite small files into fewer large ones (no data change), clustered by the table's
+        ``tables.zorder`` columns when the conf names any."""
         self._require(name)
-        return _named(self.engine.compact(self.path(name)), name)
+        zorder = self.config.zorder.get(name, [])
+        missing = [c for c in zorder if c not in self.read(name).columns]
+        if missing:
+            raise TableError(f"tables.zorder.{name}: {missing} are not columns of {name}")
+        return _named(self.engine.compact(self.path(name), zorder), name)
 
     def vacuum(self, name: str, retention_hours: float | None = None) -> list[str]:
         """Delete files no version within the retention period needs; returns them."""

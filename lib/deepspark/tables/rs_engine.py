@@ -50,6 +50,7 @@ from deepspark.tables.schema import (
 )
 from deepspark.tables.types import (
     COMMIT_ATTEMPTS,
+    DUPLICATE_KEYS,
     TABLE_PROPERTIES,
     Txn,
     WriteMode,
@@ -204,6 +205,10 @@ class DeltaRsEngine:
         table = self._open(path)
         table_schema = spark_schema_from_delta(table.schema().to_json())
         source, _ = align_to_table(df, table_schema, False, path)  # merge never evolves
+        duplicated = source.groupBy(*keys).count().filter("count > 1").limit(1).collect()
+        if duplicated:
+            key = {k: duplicated[0][k] for k in keys}
+            raise TableError(f"{path}: {DUPLICATE_KEYS} {key}; deduplicate the source first")
 
         target = self._scan(table, path, with_file=True)
         source_keys = source.select(*keys)
@@ -231,13 +236,13 @@ class DeltaRsEngine:
             {"rows_updated": rows_updated, "rows_inserted": rows_source - rows_updated},
         )
 
-    def compact(self, path: str) -> WriteResult:
+    def compact(self, path: str, zorder: list[str]) -> WriteResult:
         table = self._open(path)
         actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
         partition_by = list(table.metadata().partition_columns)
         rows = sum(a["num_records"] or 0 for a in actions)
         groups = {tuple(a.get(f"partition.{c}") for c in partition_by) for a in actions}
-        if len(actions) <= len(groups):
+        if len(actions) <= len(groups) and not zorder:
             return WriteResult(path, table.version(), 0)
         files_per_group = max(1, -(-rows // self.config.max_records_per_file // len(groups)))
         df = self._scan(table, path)
@@ -246,6 +251,8 @@ class DeltaRsEngine:
             if partition_by
             else df.repartition(files_per_group)
         )
+        if zorder:
+            df = df.sortWithinPartitions(*zorder)
         adds = [_no_data_change(a) for a in self._stage(df, path, partition_by)]
         removes = self._removes(table, path, None, data_change=False)
         version = self._commit(table, adds, removes, "append", path)

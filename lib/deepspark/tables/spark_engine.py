@@ -10,20 +10,34 @@ never just the newest one), a vacuum that returns what it deleted, and errors as
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
 
 from deepspark.config import TablesConfig
 from deepspark.errors import describe
 from deepspark.tables.errors import ConcurrentWriteError, SchemaMismatchError, TableError
 from deepspark.tables.schema import align_to_table, check_storable
-from deepspark.tables.types import COMMIT_ATTEMPTS, TABLE_PROPERTIES, Txn, WriteMode, WriteResult
+from deepspark.tables.types import (
+    COMMIT_ATTEMPTS,
+    DUPLICATE_KEYS,
+    TABLE_PROPERTIES,
+    Txn,
+    WriteMode,
+    WriteResult,
+)
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+# delta-spark's conflicts (DeltaConcurrentModificationException and its kinds), by class or code.
+LOST_RACE = re.compile(
+    r"Concurrent\w*Exception|ProtocolChangedException|MetadataChangedException|"
+    r"DELTA_CONCURRENT_\w+|DELTA_PROTOCOL_CHANGED|DELTA_METADATA_CHANGED"
+)
 HISTORY_SEARCH = 20  # commits searched for this writer's own before the whole history
 
 
@@ -154,6 +168,7 @@ class DeltaSparkEngine:
     def merge(self, df: DataFrame, path: str, keys: list[str]) -> WriteResult:
         table_schema = self.DeltaTable.forPath(self.spark, path).toDF().schema
         source, _ = align_to_table(df, table_schema, False, path)  # merge never evolves
+        source = _refusing_duplicate_keys(source, keys)
         condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         write_id = uuid.uuid4().hex
         self.spark.conf.set(USER_METADATA, write_id)  # merge takes no writer options
@@ -172,12 +187,13 @@ class DeltaSparkEngine:
             self.spark.conf.unset(USER_METADATA)
         return self._result(path, write_id)
 
-    def compact(self, path: str) -> WriteResult:
+    def compact(self, path: str, zorder: list[str]) -> WriteResult:
         before = self.version(path)
         write_id = uuid.uuid4().hex
         self.spark.conf.set(USER_METADATA, write_id)
         try:
-            self.DeltaTable.forPath(self.spark, path).optimize().executeCompaction()
+            optimize = self.DeltaTable.forPath(self.spark, path).optimize()
+            optimize.executeZOrderBy(*zorder) if zorder else optimize.executeCompaction()
         except Exception as error:
             raise _translate(error, path) from error
         finally:
@@ -212,16 +228,19 @@ class DeltaSparkEngine:
         commit = mine[0]
         metrics = {k: int(v) for k, v in (commit["operationMetrics"] or {}).items() if v.isdigit()}
         if commit["operation"] == "MERGE":
+            # Each source row updates or inserts one (its keys are unique); numSourceRows is 0
+            # when delta-spark runs an insert-only merge.
+            updated, inserted = (
+                metrics.get("numTargetRowsUpdated", 0),
+                metrics.get("numTargetRowsInserted", 0),
+            )
             return WriteResult(
                 path,
                 commit["version"],
-                metrics.get("numSourceRows", 0),
+                updated + inserted,
                 metrics.get("numTargetFilesAdded", 0),
                 metrics.get("numTargetFilesRemoved", 0),
-                {
-                    "rows_updated": metrics.get("numTargetRowsUpdated", 0),
-                    "rows_inserted": metrics.get("numTargetRowsInserted", 0),
-                },
+                {"rows_updated": updated, "rows_inserted": inserted},
             )
         if commit["operation"] == "OPTIMIZE":
             added, removed = metrics.get("numAddedFiles", 0), metrics.get("numRemovedFiles", 0)
@@ -235,11 +254,29 @@ class DeltaSparkEngine:
         )
 
 
+def _refusing_duplicate_keys(source: DataFrame, keys: list[str]) -> DataFrame:
+    """``source``, failing the merge that reads it if a key has several rows. delta-spark itself
+    refuses only duplicates that match a target row, and a check before the merge would read the
+    source outside the merge's transaction; this one runs as the merge materializes its source."""
+    per_key = F.count(F.lit(1)).over(Window.partitionBy(*keys))
+    key = F.to_json(F.struct(*keys))
+    guard = F.when(per_key > 1, F.raise_error(F.concat(F.lit(f"{DUPLICATE_KEYS} "), key)))
+    return (
+        source.withColumn("_duplicate_key", guard)
+        .filter(F.col("_duplicate_key").isNull())
+        .drop("_duplicate_key")
+    )
+
+
 def _translate(error: Exception, path: str) -> TableError:
     """delta-spark's and Spark's errors as the layer's, in one line."""
+    from delta.exceptions import DeltaConcurrentModificationException  # when py4j converts it
+
     text = describe(error)
-    kind = type(error).__name__
-    if "Concurrent" in kind or "DELTA_CONCURRENT" in text or "ConcurrentAppend" in text:
+    if DUPLICATE_KEYS in text:
+        key = text[text.index(DUPLICATE_KEYS) + len(DUPLICATE_KEYS) :].split(" SQLSTATE")[0].strip()
+        return TableError(f"{path}: {DUPLICATE_KEYS} {key}; deduplicate the source first")
+    if isinstance(error, DeltaConcurrentModificationException) or LOST_RACE.search(str(error)):
         return ConcurrentWriteError(
             f"{path}: another writer committed a conflicting change first ({text}); this write left "
             "the table as the other made it, run it again"
