@@ -53,6 +53,19 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def delta_submitted() -> bool:
+    """True when spark-submit was given delta-spark (``--jars`` or ``--packages``): the session
+    then needs Delta's extension and catalog, whatever the conf overlay."""
+    from pyspark import SparkConf, SparkContext
+
+    try:
+        SparkContext._ensure_initialized()  # the gateway to spark-submit's JVM, which the session reuses
+    except Exception:  # no JVM to ask: nothing was submitted with the jars
+        return False
+    conf = SparkConf()  # spark-submit's settings
+    return any("delta-spark" in (conf.get(key) or "") for key in ("spark.jars", "spark.jars.packages"))
+
+
 def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
     """The resolved Spark settings for ``config``; the master only when not under spark-submit."""
     spark = config.spark
@@ -77,9 +90,11 @@ def spark_settings(config: Config, scratch: Path) -> dict[str, str]:
             }
         )
         jars = delta_jars()  # loading them costs no measurable start-up time; both engines can run
-        if jars:  # under spark-submit, --jars or --packages bring them (deploy/submit.sh)
+        if jars:
             settings["spark.jars"] = ",".join(str(jar) for jar in jars)
             settings.update(DELTA_SESSION)
+    elif delta_submitted():  # deploy/submit.sh's --jars, or --packages
+        settings.update(DELTA_SESSION)
     if spark.executor_gpus:
         settings["spark.executor.resource.gpu.amount"] = str(spark.executor_gpus)
         settings["spark.task.resource.gpu.amount"] = "1"  # a Horovod rank per GPU
