@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: the package's, on $TEST_WORKERS pytest-xdist workers (2 by default, one
 # test module each, so a module's shared run stays in one process), and at the same time the
-# Airflow DAG's, in Airflow's own environment. Measured from a fresh clone on 2 cores: the
-# package's suite 24 min beside Airflow's (19 min before the own-data tests and examples), Airflow's
-# 16 min beside it (6 alone);
+# Airflow DAG's, in Airflow's own environment. Measured on 2 cores: the package's suite 31 min
+# beside Airflow's (24 min before delta-spark's half of the table tests), Airflow's 20 min beside
+# it (6 alone);
 # 3 workers were slower (the longest module started last).
 #
 # Usage: tests/run.sh [pytest options for both suites, e.g. -m "not slow"]

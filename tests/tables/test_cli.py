@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from deepspark.tables import Tables
 
 from tests.small_conf import cli_command, cli_environment, load_small_config, write_small_conf
 
 
+@pytest.mark.slow  # three CLI processes
 def test_the_cli_lists_compacts_with_the_conf_zorder_and_vacuums(spark, tmp_path):
     conf = write_small_conf(
         tmp_path / "conf", tables={"zorder": {"silver.t": ["amount"]}, "vacuum_retention_hours": 0}

@@ -12,6 +12,7 @@ from deltalake import DeltaTable
 
 from tests.conftest import on_engine
 
+pytestmark = pytest.mark.slow  # delta-spark on every test
 SCHEMA = "id long, country string, amount double"
 
 
