@@ -24,6 +24,24 @@ def rows_of(df):
     return sorted(tuple(r) for r in df.collect())
 
 
+def at_once(call, threads: int) -> tuple[list, list[Exception]]:
+    """``call(0)`` .. ``call(threads - 1)`` in as many threads at once: (results, errors)."""
+    results, errors = [], []
+
+    def one(i):
+        try:
+            results.append(call(i))
+        except Exception as error:  # the outcome under test
+            errors.append(error)
+
+    started = [threading.Thread(target=one, args=(i,)) for i in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(timeout=600)
+    return results, errors
+
+
 @pytest.fixture(params=[("rs", "spark"), ("spark", "rs")], ids=["rs-then-spark", "spark-then-rs"])
 def pair(request, spark, config) -> tuple[Tables, Tables]:
     first, second = request.param
@@ -79,19 +97,9 @@ def test_a_transaction_is_committed_once_whichever_engine_writes_it_again(spark,
 def test_writers_racing_with_one_transaction_commit_it_once(spark, config, engine):
     tables = Tables(spark, on_engine(config, engine))
     tables.write(frame(spark, [(0, "FR", 0.0)]), "bronze.r")
-    results, errors = [], []
-
-    def write(i):
-        try:
-            results.append(tables.write(frame(spark, [(1, "FR", float(i))]), "bronze.r", txn=Txn("batch", 1)))
-        except Exception as error:  # the outcome under test
-            errors.append(error)
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    results, errors = at_once(
+        lambda i: tables.write(frame(spark, [(1, "FR", float(i))]), "bronze.r", txn=Txn("batch", 1)), 4
+    )
 
     assert errors == []
     assert sorted(r.skipped for r in results) == [False, True, True, True]
@@ -115,19 +123,7 @@ def test_eight_concurrent_registrations_of_one_model_get_eight_versions(spark, c
         "metrics": {},
     }
     register_model(tables, entry)  # the table exists: the race is on its versions, not its creation
-    versions, errors = [], []
-
-    def register(i):
-        try:
-            versions.append(register_model(tables, {**entry, "run_id": f"run-{i}"}))
-        except Exception as error:  # the outcome under test
-            errors.append(error)
-
-    threads = [threading.Thread(target=register, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
+    versions, errors = at_once(lambda i: register_model(tables, {**entry, "run_id": f"run-{i}"}), 8)
 
     assert errors == []
     assert sorted(versions) == list(range(2, 10))
