@@ -154,7 +154,8 @@ class Tables:
         ``tables.zorder`` columns when the conf names any."""
         self._require(name)
         zorder = self.config.zorder.get(name, [])
-        missing = [c for c in zorder if c not in self.read(name).columns]
+        columns = self.read(name).columns if zorder else []
+        missing = [c for c in zorder if c not in columns]
         if missing:
             raise TableError(f"tables.zorder.{name}: {missing} are not columns of {name}")
         return _named(self.engine.compact(self.path(name), zorder), name)

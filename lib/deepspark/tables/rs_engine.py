@@ -28,7 +28,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,6 +56,7 @@ from deepspark.tables.types import (
     WriteMode,
     WriteResult,
     hadoop_uri,
+    relative_to_table,
 )
 
 log = logging.getLogger(__name__)
@@ -385,7 +386,7 @@ class DeltaRsEngine:
     ) -> list[RemoveAction]:
         now = int(time.time() * 1000)
         partition_by = list(table.metadata().partition_columns)
-        wanted = None if only is None else {_relative(uri, path) for uri in only}
+        wanted = None if only is None else {relative_to_table(uri, path) for uri in only}
         removes = []
         for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
             if wanted is not None and action["path"] not in wanted:
@@ -454,8 +455,3 @@ def _partition_text(value) -> str | None:
 
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _relative(uri: str, table_path: str) -> str:
-    local = unquote(urlparse(uri).path) if uri.startswith("file:") else uri
-    return Path(local).resolve().relative_to(Path(table_path).resolve()).as_posix()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -30,6 +28,7 @@ from deepspark.tables.types import (
     Txn,
     WriteMode,
     WriteResult,
+    relative_to_table,
 )
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -116,15 +115,15 @@ class DeltaSparkEngine:
         new_fields = []
         existed = self.exists(path)
         if existed:
-            current = list(self._detail(path)["partitionColumns"])
+            table = self.DeltaTable.forPath(self.spark, path)  # one snapshot for both checks
+            current = list(table.detail().first()["partitionColumns"])
             if partition_by is not None and list(partition_by) != current:
                 raise TableError(
                     f"{path}: partitioned by {current}, the write asks for "
                     f"{partition_by}; a table's partitioning cannot change"
                 )
             partition_by = None  # the table's own
-            table_schema = self.DeltaTable.forPath(self.spark, path).toDF().schema
-            df, new_fields = align_to_table(df, table_schema, evolve_schema, path)
+            df, new_fields = align_to_table(df, table.toDF().schema, evolve_schema, path)
         elif partition_by:
             missing = [c for c in partition_by if c not in df.columns]
             if missing:
@@ -208,10 +207,7 @@ class DeltaSparkEngine:
         hours = f"{retention_hours:g}"
         deleted = [r[0] for r in self.spark.sql(f"VACUUM {table} RETAIN {hours} HOURS DRY RUN").collect()]
         self.spark.sql(f"VACUUM {table} RETAIN {hours} HOURS").collect()
-        return [_relative(uri, path) for uri in deleted]
-
-    def _detail(self, path: str):
-        return self.DeltaTable.forPath(self.spark, path).detail().first()
+        return [_within(uri, path) for uri in deleted]
 
     def _result(self, path: str, write_id: str, txn: Txn | None = None) -> WriteResult:
         """The commit carrying ``write_id``, as the layer's result; a write with a transaction
@@ -286,9 +282,9 @@ def _translate(error: Exception, path: str) -> TableError:
     return TableError(f"{path}: the write failed before its commit, so the table is unchanged: {text}")
 
 
-def _relative(uri: str, table_path: str) -> str:
-    local = unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+def _within(uri: str, table_path: str) -> str:
+    """``uri`` relative to the table, as rs reports it; as given if it lies outside."""
     try:
-        return Path(local).resolve().relative_to(Path(table_path).resolve()).as_posix()
+        return relative_to_table(uri, table_path)
     except ValueError:
         return uri

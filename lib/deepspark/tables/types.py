@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
+from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame
 
@@ -74,3 +75,10 @@ def hadoop_uri(path: str | Path) -> str:
     paths written as-is (no percent-encoding: ``Path.as_uri`` would encode ``=``)."""
     text = str(path)
     return text if "://" in text else "file://" + str(Path(text).resolve())
+
+
+def relative_to_table(uri: str, table_path: str) -> str:
+    """A data file's URI (``file:`` or a plain path) as the path relative to its table's folder,
+    the form Delta's log writes; ValueError if it lies outside the table."""
+    local = unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+    return Path(local).resolve().relative_to(Path(table_path).resolve()).as_posix()
