@@ -25,6 +25,7 @@ import typer
 from deepspark.config import ConfigError, load_config
 from deepspark.console import LOGS, Terminal, quiet_console, warnings_to
 from deepspark.errors import describe
+from deepspark.lineage import describe_models
 from deepspark.pipeline import STAGE_NAMES, run_pipeline, select_stages
 from deepspark.progress import StageProgress
 from deepspark.run import Run, StageFailed, new_run_id, run_dir
@@ -283,6 +284,25 @@ def tables_vacuum(
     with _opened_run("tables-vacuum", env, sets, conf_dir, in_a_run=False) as (run, terminal):
         for name in names or list(run.tables.list()):
             print(f"{name:<32} {len(run.tables.vacuum(name))} files deleted", file=terminal.out)
+
+
+@app.command()
+def models(
+    name: Annotated[str | None, typer.Argument(help="one model's versions; default every model")] = None,
+    env: Env = "local",
+    sets: Sets = None,
+    conf_dir: ConfDir = None,
+) -> None:
+    """List the registered model versions: data version, training run, validation, metrics, reuse."""
+    with _opened_run("models", env, sets, conf_dir, in_a_run=False) as (run, terminal):
+        lines = describe_models(run.tables, name)
+        if not lines:
+            print(
+                f"no registered models{f' named {name!r}' if name else ''}; run the train stage",
+                file=terminal.out,
+            )
+        for line in lines:
+            print(line, file=terminal.out)
 
 
 config_app = typer.Typer(

@@ -99,6 +99,64 @@ def register_model(tables, entry: dict[str, Any]) -> int:
     )
 
 
+def registered_version(tables, name: str, identity: str) -> int | None:
+    """The version ``ml.models`` holds for model ``name`` with fingerprint ``identity`` (None: not
+    registered yet)."""
+    from pyspark.sql import functions as F
+
+    if not tables.exists(MODELS_TABLE):
+        return None
+    found = tables.read(MODELS_TABLE).filter((F.col("name") == name) & (F.col("fingerprint") == identity))
+    return found.agg(F.min("model_version")).first()[0]
+
+
+USAGE_TABLE = "ml.model_usage"
+USAGE_SCHEMA = "run_id string, name string, model_version int, fingerprint string, used_at timestamp"
+
+
+def record_usage(tables, run_id: str, name: str, version: int, identity: str) -> None:
+    """A run that reuses a registered model says so in ``ml.model_usage``: its registry row and
+    manifest stay as the training run wrote them."""
+    row = (run_id, name, version, identity, datetime.now(UTC))
+    tables.write(tables.spark.createDataFrame([row], USAGE_SCHEMA), USAGE_TABLE)
+
+
+def describe_models(tables, name: str | None = None) -> list[str]:
+    """One line per registered model version (oldest first): the table version it read, its
+    training run, the validation runs behind it, its test metrics and how often it was reused."""
+    from pyspark.sql import functions as F
+
+    if not tables.exists(MODELS_TABLE):
+        return []
+    models = tables.read(MODELS_TABLE)
+    if name is not None:
+        models = models.filter(F.col("name") == name)
+    uses: dict[tuple[str, int], int] = {}
+    if tables.exists(USAGE_TABLE):
+        for row in tables.read(USAGE_TABLE).groupBy("name", "model_version").count().collect():
+            uses[(row["name"], row["model_version"])] = row["count"]
+    lines = []
+    for row in models.orderBy("name", "model_version").collect():
+        validation = json.loads(row["validation"]).get("runs") or {}
+        checked = ", ".join(
+            f"{table} by {found['run_id']} ({found['critical_failed']} critical failed)"
+            if found
+            else f"{table} unvalidated"
+            for table, found in validation.items()
+        )
+        metrics = "  ".join(
+            f"{key} {value:.4f}"
+            for key, value in json.loads(row["metrics"]).items()
+            if isinstance(value, float)
+        )
+        lines.append(
+            f"{row['name']} v{row['model_version']}  {row['table_name']} v{row['table_version']}  "
+            f"trained by {row['run_id']}  validation: {checked or 'none'}  {metrics}  "
+            f"reused {uses.get((row['name'], row['model_version']), 0)}x"
+        )
+    return lines
+
+
 def read_latest(config: Config, name: str) -> dict | None:
     """What the features stage last wrote for a set: gold table and version, model, manifest."""
     path = config.models_root / "features" / name / LATEST

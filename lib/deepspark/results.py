@@ -55,6 +55,7 @@ class TrainOutcome(TypedDict):
     device: str | None
     resumed_from_epoch: int | None
     epochs: int
+    best_epoch: int | None  # early stopping: the epoch whose weights were saved
     samples_per_second: float | None
     history: list[dict[str, float]]
     plots: list[str]

@@ -8,6 +8,7 @@ from deepspark.config import CnnConfig, ConfigError, ModelConfig, RnnConfig, loa
 from deepspark.stages.train.evaluate import bag_of_words, classification_metrics, majority_baseline
 from deepspark.stages.train.horovod import choose_device
 from deepspark.stages.train.models import build_cnn, build_model, build_rnn
+from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.tensors import InputShape
 
 MNIST = InputShape("pixels", (28, 28, 1), 10)
@@ -121,3 +122,20 @@ def test_bad_training_config_names_the_file_and_key():
         load_config(env="local", overrides=["train.models.digits_cnn.cnn.conv=[]"])
     with pytest.raises(ConfigError, match=r"key 'train.reader_pool' = 'thread'"):
         load_config(env="local", overrides=["train.reader_pool=thread"])
+    with pytest.raises(ConfigError, match=r"decay_epochs \[1, 10\]: expected distinct epochs, none before"):
+        load_config(env="local", overrides=["train.models.digits_cnn.decay_epochs=[1, 10]"])
+    with pytest.raises(ConfigError, match=r"key 'train.models.digits_cnn.early_stopping.monitor' = 'f1'"):
+        load_config(env="local", overrides=["train.models.digits_cnn.early_stopping={monitor: f1}"])
+
+
+def test_the_rate_at_every_epoch_is_the_documented_schedule():
+    """The shipped CNN's schedule on 2 ranks: warm up from 1e-3 to 2e-3 over epochs 0-1, then
+    2e-3, and once a tenth at epoch 10 and once more at 14 (not compounding, never reset)."""
+    spec = ModelConfig(
+        kind="cnn", table="gold.digits", epochs=16, warmup_epochs=2, decay_epochs=[14, 10], learning_rate=1e-3
+    )
+    rates = [learning_rate_at(epoch, spec, ranks=2) for epoch in range(16)]
+    expected = [1e-3, 1.5e-3] + [2e-3] * 8 + [2e-4] * 4 + [2e-5] * 2
+    assert rates == pytest.approx(expected, rel=1e-12)
+    single = spec.model_copy(update={"warmup_epochs": 0, "decay_epochs": []})
+    assert {learning_rate_at(epoch, single, ranks=1) for epoch in range(16)} == {1e-3}

@@ -17,14 +17,16 @@ from pathlib import Path
 
 import pytest
 from deepspark.config import CnnConfig, load_config
-from deepspark.lineage import MODELS_TABLE
+from deepspark.config.schema import EarlyStopping
+from deepspark.lineage import MODELS_TABLE, USAGE_TABLE, describe_models
 from deepspark.run import Run
 from deepspark.stages.predict import predict
-from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits
-from deepspark.stages.train.horovod import TrainingJob, launch, read_state
+from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits, read_rows
+from deepspark.stages.train.horovod import FINAL_MODEL, TrainingJob, launch, read_state
+from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.stages.train.stage import train, train_model
 from deepspark.tables import Tables
-from deepspark.tensors import InputShape
+from deepspark.tensors import InputShape, tf_keras
 
 from tests.conftest import TEST_HMAC_KEY
 from tests.learning.conftest import land_digits, land_reviews
@@ -95,11 +97,40 @@ def test_each_model_is_registered_with_its_lineage_and_reused_on_a_rerun(trained
     assert json.loads(rnn["sources"]) == {"gold.review_sequences": rnn["table_version"], "silver.reviews": 0}
     manifest = json.loads((Path(cnn["uri"]).parent / "manifest.json").read_text())
     assert manifest["inputs"] == {"column": "pixels", "shape": [28, 28, 1], "classes": 10, "vocabulary": 0}
+    assert manifest["classes"] == [str(digit) for digit in range(10)]
+    assert (
+        manifest["data"]["input"] == "bronze.digits" and manifest["data"]["version"] == cnn["table_version"]
+    )
+    rnn_folder = Path(rnn["uri"]).parent
+    recipe = json.loads((rnn_folder / "manifest.json").read_text())["data"]
+    sequences = run.config.train.sequences
+    assert (recipe["label"], recipe["text"], recipe["max_len"]) == (
+        sequences.label,
+        sequences.text,
+        sequences.max_len,
+    )
+    vocabulary = json.loads((rnn_folder / recipe["vocabulary_file"]).read_text())
+    assert 0 < len(vocabulary) <= sequences.vocab_size and len(set(vocabulary)) == len(vocabulary)
 
     registered = run.tables.read(MODELS_TABLE).filter("name = 'digits_cnn'").count()
+    manifest_bytes = (Path(cnn["uri"]).parent / "manifest.json").read_bytes()
     again = train(Run(run.config, spark, run.tables, "train-again"))
     cnn_again = again.metrics["digits_cnn"]
-    assert cnn_again["reused"] and cnn_again["registry_version"] == registered + 1
+    assert cnn_again["reused"] and cnn_again["registry_version"] == cnn["model_version"]
+    assert run.tables.read(MODELS_TABLE).filter("name = 'digits_cnn'").count() == registered  # no new version
+    assert (Path(cnn["uri"]).parent / "manifest.json").read_bytes() == manifest_bytes
+    used = run.tables.read(USAGE_TABLE).filter("run_id = 'train-again'").collect()
+    assert {(u["name"], u["model_version"], u["fingerprint"]) for u in used} == {
+        ("digits_cnn", cnn["model_version"], cnn["fingerprint"]),
+        ("review_rnn", rnn["model_version"], rnn["fingerprint"]),
+    }
+    listed = describe_models(run.tables, "digits_cnn")
+    assert len(listed) == registered and any(
+        line.startswith(f"digits_cnn v{cnn['model_version']}  {DIGITS_TABLE} v{cnn['table_version']}  ")
+        and f"trained by {run.run_id}" in line
+        and "reused 1x" in line
+        for line in listed
+    )
     assert cnn_again["test"] == result.metrics["digits_cnn"]["test"]
     assert again.tables[DIGITS_TABLE] == result.tables[DIGITS_TABLE]  # same data version
 
@@ -114,9 +145,12 @@ def test_batch_inference_scores_every_row_with_the_registered_model(trained, spa
     )
     agreement = test_rows.filter("prediction = label").count() / test_rows.count()
     assert agreement == pytest.approx(result.metrics["digits_cnn"]["test"]["accuracy"], abs=1e-9)
+    # the stage's own figure is on the held-out rows only: the test accuracy, not a flattered one
+    assert digits["accuracy_on"] == "test split" and digits["accuracy"] == pytest.approx(agreement, abs=1e-9)
     assert run.tables.read("gold.review_predictions").columns == [
         "review_id",
         "label",
+        "split",
         "prediction",
         "probability",
         "model",
@@ -125,7 +159,7 @@ def test_batch_inference_scores_every_row_with_the_registered_model(trained, spa
     ]
 
 
-def _tiny_job(spark, config, folder: Path, epochs: int) -> TrainingJob:
+def _tiny_job(spark, config, folder: Path, epochs: int, **spec_updates) -> TrainingJob:
     tables = Tables(spark, config)
     land_digits(spark, tables, "sklearn", folder / "raw")
     pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
@@ -136,6 +170,7 @@ def _tiny_job(spark, config, folder: Path, epochs: int) -> TrainingJob:
             "warmup_epochs": 0,
             "decay_epochs": [],
             "cnn": CnnConfig(**TINY_CNN),
+            **spec_updates,
         }
     )
     return TrainingJob(
@@ -150,14 +185,53 @@ def _tiny_job(spark, config, folder: Path, epochs: int) -> TrainingJob:
     )
 
 
-def test_two_ranks_end_with_identical_weights_after_training(spark, base_config, tmp_path):
-    job = _tiny_job(spark, _config_in(base_config, tmp_path), tmp_path, epochs=2)
-    reports = launch(job, num_proc=2, start_timeout=120)
+@pytest.fixture(scope="module")
+def tiny(spark, base_config, tmp_path_factory):
+    """A small CNN on 2 ranks with a warm-up, a decay and early stopping that cannot be pleased
+    (min_delta 1.0): epoch 0 stays the best, training stops after 2 more and keeps epoch 0."""
+    folder = tmp_path_factory.mktemp("tiny")
+    stopping = EarlyStopping(monitor="val_accuracy", patience=2, min_delta=1.0)
+    job = _tiny_job(
+        spark,
+        _config_in(base_config, folder),
+        folder,
+        epochs=6,
+        warmup_epochs=1,
+        decay_epochs=[2],
+        early_stopping=stopping,
+    )
+    return job, launch(job, num_proc=2, start_timeout=120)
+
+
+def test_two_ranks_end_with_identical_weights_after_training(tiny):
+    job, reports = tiny
     assert [r.rank for r in reports] == [0, 1] and {r.size for r in reports} == {2}
     assert reports[0].weights_digest == reports[1].weights_digest
     steps = job.steps_per_epoch(2)
-    assert reports[0].samples == reports[1].samples == 2 * steps * 16  # equal batches per rank
+    assert reports[0].samples == reports[1].samples == 3 * steps * 16  # equal batches per rank
     assert reports[0].history["loss"][-1] < reports[0].history["loss"][0]  # and they did learn
+
+
+def test_each_epoch_runs_at_the_rate_of_the_schedule(tiny):
+    job, reports = tiny
+    expected = [learning_rate_at(epoch, job.spec, 2) for epoch in reports[0].epochs]
+    assert expected == pytest.approx([1e-3, 2e-3, 2e-4])
+    for report in reports:
+        assert report.history["lr"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_early_stopping_saves_the_best_epoch_not_the_last(tiny):
+    job, reports = tiny
+    state = read_state(Path(job.folder) / "checkpoints")
+    assert [row["epoch"] for row in state["history"]] == [0, 1, 2] and state["best_epoch"] == 0
+    validation = read_rows(
+        job.validation_files, ["pixels", "label"], job.validation_rows, "validation", "dummy"
+    )
+    model = tf_keras().models.load_model(str(Path(job.folder) / FINAL_MODEL), compile=False)
+    predicted = model.predict(job.inputs.batch(validation["pixels"]), verbose=0).argmax(axis=1)
+    accuracy = float((predicted == validation["label"]).mean())
+    assert accuracy == pytest.approx(state["history"][0]["val_accuracy"], abs=1e-6)
+    assert accuracy != pytest.approx(state["history"][-1]["val_accuracy"], abs=1e-6)
 
 
 def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_path):
@@ -225,6 +299,7 @@ def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_pat
 GPU_SCRIPT = """
 import json, pickle, sys
 from deepspark.config import CnnConfig, load_config
+from deepspark.config.schema import EarlyStopping
 from deepspark.session import get_spark
 from deepspark.stages.train.horovod import launch
 

@@ -551,6 +551,22 @@ class CnnConfig(Section):
     """Random shifts, a share of the side; training only."""
 
 
+class EarlyStopping(Section):
+    """Stop when a metric has not improved for ``patience`` epochs; the best epoch's weights are
+    the ones saved, whether training stopped early or not."""
+
+    monitor: Literal["val_accuracy", "val_loss", "accuracy", "loss"] = "val_accuracy"
+    """The epoch metric watched; val_* needs a validation split (train.splits.validation > 0)."""
+    patience: int = Field(3, ge=1)
+    """Epochs without improvement before training stops."""
+    min_delta: float = Field(0.0, ge=0)
+    """The least change that counts as an improvement."""
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        return "min" if self.monitor.endswith("loss") else "max"
+
+
 class RnnConfig(Section):
     """Embedding, one LSTM or GRU layer (optionally bidirectional), softmax."""
 
@@ -584,15 +600,27 @@ class ModelConfig(Section):
     warmup_epochs: int = Field(1, ge=0)
     """Ramp from the 1-rank rate up to the scaled rate."""
     decay_epochs: list[int] = Field(default_factory=list)
-    """Multiply the rate by decay_factor at each."""
+    """Epochs (from 0) at which the rate is multiplied by decay_factor, each once; after warm-up."""
     decay_factor: float = Field(0.1, gt=0, le=1)
     """What the learning rate is multiplied by at each of decay_epochs."""
     shuffle_buffer: int = Field(2048, ge=1)
     """Rows shuffled together on each rank."""
+    early_stopping: EarlyStopping | None = None
+    """Stop when the validation metric stops improving and keep the best epoch; null: every epoch."""
     cnn: CnnConfig = Field(default_factory=CnnConfig)
     """The CNN's layers (kind: cnn)."""
     rnn: RnnConfig = Field(default_factory=RnnConfig)
     """The RNN's layers (kind: rnn)."""
+
+    @model_validator(mode="after")
+    def _decays_after_warmup(self) -> ModelConfig:
+        early = [epoch for epoch in self.decay_epochs if epoch < self.warmup_epochs]
+        if early or len(set(self.decay_epochs)) != len(self.decay_epochs):
+            raise ValueError(
+                f"decay_epochs {self.decay_epochs}: expected distinct epochs, none before warmup_epochs "
+                f"({self.warmup_epochs})"
+            )
+        return self
 
 
 class PredictConfig(Section):

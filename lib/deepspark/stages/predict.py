@@ -2,8 +2,9 @@
 
 Stage predict. Inputs: ``ml.models`` (the latest version of each ``train.predict.<name>.model``)
 and ``train.predict.<name>.input``. Outputs: ``train.predict.<name>.output``, one row per input
-row: its key, its label when the input has one, the predicted class, that class's probability,
-and the model name and version that scored it.
+row: its key, its label and split when the input has them, the predicted class, that class's
+probability, and the model name and version that scored it. The agreement with the label is
+measured on the held-out (test) rows where the input has splits, since training rows flatter it.
 
 The model file travels to the executors as a broadcast (a few hundred KB), so executors need no
 shared filesystem; each Python worker loads it once and scores Arrow batches with mapInPandas.
@@ -30,9 +31,9 @@ _loaded: dict[str, object] = {}  # per Python worker: model digest -> loaded mod
 
 
 def score(df: DataFrame, model_bytes, inputs: InputShape, key: str) -> DataFrame:
-    """``df`` scored: key, label (when present), prediction, probability. ``model_bytes`` is a
-    broadcast of the saved model file."""
-    keep = [key] + (["label"] if "label" in df.columns else [])
+    """``df`` scored: key, label and split (when present), prediction, probability.
+    ``model_bytes`` is a broadcast of the saved model file."""
+    keep = [key] + [c for c in ("label", "split") if c in df.columns]
     fields = [df.schema[c] for c in keep]
     schema = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in fields)
     schema += ", prediction int, probability float"
@@ -111,9 +112,13 @@ def predict(run: Run) -> StageResult:
         result.tables[spec.output] = written.version
         result.rows_in += written.rows_written
         result.rows_out += written.rows_written
-        agreement = None
+        agreement, measured_on = None, None
         if "label" in source.columns:
             scored_table = run.tables.read(spec.output, version=written.version)
+            if "split" in source.columns:
+                scored_table, measured_on = scored_table.filter(F.col("split") == "test"), "test split"
+            else:
+                measured_on = "every labelled row"
             agreement = scored_table.agg(
                 F.avg((F.col("label") == F.col("prediction")).cast("double"))
             ).first()[0]
@@ -123,6 +128,7 @@ def predict(run: Run) -> StageResult:
             "input": spec.input,
             "output": spec.output,
             "rows": written.rows_written,
-            "accuracy_on_labelled_rows": agreement,
+            "accuracy": agreement,
+            "accuracy_on": measured_on,
         }
     return result

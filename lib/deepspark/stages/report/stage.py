@@ -283,9 +283,9 @@ def model_view(name: str, m: TrainOutcome) -> dict:
 def prediction_rows(metrics: dict) -> list[list]:
     rows = []
     for name, m in metrics.items():
-        agrees = m["accuracy_on_labelled_rows"]
+        agrees = m["accuracy"]
         cells = [name, m["model"], m["model_version"], m["input"], m["output"], m["rows"]]
-        rows.append([*cells, "-" if agrees is None else f"{agrees:.4f}"])
+        rows.append([*cells, "-" if agrees is None else f"{agrees:.4f} ({m['accuracy_on']})"])
     return rows
 
 

@@ -37,6 +37,7 @@ DIGITS_TABLE = "gold.digits"
 SEQUENCES_TABLE = "gold.review_sequences"
 SPLITS = ("train", "validation", "test")
 PAD, UNKNOWN = 0, 1  # token ids below the vocabulary's
+TOKEN_PATTERN = "[^\\p{L}\\p{N}']+"  # what separates words (lower-cased), as Spark's RegexTokenizer takes it
 
 
 class TrainingDataError(RuntimeError):
@@ -72,7 +73,7 @@ def to_training_digits(bronze: DataFrame, shares: dict[str, float], seed: int) -
 
 def tokenize(df: DataFrame, text: str) -> DataFrame:
     """Lower-case words in order, as the vocabulary and the sequences see them."""
-    tokenizer = RegexTokenizer(inputCol=text, outputCol="_words", pattern="[^\\p{L}\\p{N}']+")
+    tokenizer = RegexTokenizer(inputCol=text, outputCol="_words", pattern=TOKEN_PATTERN)
     return tokenizer.transform(df.withColumn(text, F.coalesce(F.col(text), F.lit(""))))
 
 
@@ -120,6 +121,26 @@ class PreparedTable:
     rewritten: bool
     source: dict[str, int]  # the input table and the version it was read at
     vocabulary: list[str] | None = None  # sequences: word of id i + 2
+    settings: dict | None = None  # how it was prepared: train.digits or train.sequences
+
+    def recipe(self) -> dict:
+        """What a model trained on this table needs to score new rows: the settings (label
+        expression, text column, max_len...), the tokenizer and the vocabulary."""
+        recipe = {
+            "table": self.table,
+            "version": self.version,
+            "source": self.source,
+            **(self.settings or {}),
+        }
+        if self.vocabulary is not None:
+            recipe |= {
+                "tokenizer": TOKEN_PATTERN,
+                "lower_case": True,
+                "pad_id": PAD,
+                "unknown_id": UNKNOWN,
+                "vocabulary": self.vocabulary,  # word of id i + 2
+            }
+        return recipe
 
 
 def prepare_digits(tables: Tables, settings: Config) -> PreparedTable:
@@ -169,7 +190,13 @@ def _prepare(
         and tables.version(name) == recorded["version"]
     ):
         return PreparedTable(
-            name, recorded["version"], recorded["rows"], False, source, recorded["vocabulary"]
+            name,
+            recorded["version"],
+            recorded["rows"],
+            False,
+            source,
+            recorded["vocabulary"],
+            spec.model_dump(),
         )
     frame, vocabulary = build(source[spec.input])
     written = tables.write(
@@ -182,7 +209,9 @@ def _prepare(
     marker.parent.mkdir(parents=True, exist_ok=True)
     record = {"key": key, "version": written.version, "rows": written.rows_written, "vocabulary": vocabulary}
     marker.write_text(json.dumps({**record, "source": source}, indent=2))
-    return PreparedTable(name, written.version, written.rows_written, True, source, vocabulary)
+    return PreparedTable(
+        name, written.version, written.rows_written, True, source, vocabulary, spec.model_dump()
+    )
 
 
 # -- pinned snapshots and Petastorm readers -------------------------------------------------

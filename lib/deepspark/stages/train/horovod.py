@@ -6,8 +6,11 @@ pinned gold table through Petastorm.
 
 * pins itself to the GPU Spark assigned to its task (``spark.task.resource.gpu.amount``), or
   runs on CPU where there is none;
-* builds the network, wraps Adam in ``hvd.DistributedOptimizer`` with the learning rate scaled by
-  the number of ranks (warmed up from the 1-rank rate over ``warmup_epochs``);
+* builds the network, wraps Adam in ``hvd.DistributedOptimizer``, and sets each epoch's learning
+  rate from :mod:`~deepspark.stages.train.schedule` (scaled by the number of ranks, warmed up,
+  decayed);
+* with ``early_stopping``, stops when the watched metric stops improving and ends with the best
+  epoch's weights;
 * broadcasts rank 0's initial variables and averages the epoch metrics across ranks;
 * reads the same number of batches per epoch on every rank, so no rank waits forever;
 * rank 0 alone writes checkpoints (weights and optimizer state, then ``state.json`` with the
@@ -128,6 +131,7 @@ def train_rank(job: TrainingJob) -> RankReport:
     import tensorflow as tf
 
     from deepspark.stages.train.models import build_model
+    from deepspark.stages.train.schedule import keep_best, learning_rate_at, rate_schedule
     from deepspark.tensors import tf_keras
 
     hvd.init()
@@ -147,14 +151,19 @@ def train_rank(job: TrainingJob) -> RankReport:
     folder = Path(job.folder)
     checkpoints = folder / "checkpoints"
     model = build_model(spec, job.inputs)
-    scaled_rate = spec.learning_rate * size
     model.compile(
-        optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(scaled_rate)),
+        optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(learning_rate_at(0, spec, size))),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     initial_epoch = 0
     state = read_state(checkpoints)
+    best = None
+    if spec.early_stopping:
+        best = keep_best(keras, spec, state["history"] if state else [])
+        if state and state.get("best"):  # the best epoch of the interrupted run, put back at the end
+            model.load_weights(str(checkpoints / state["best"]))
+            best.weights = model.get_weights()
     if state is not None:
         model.load_weights(str(checkpoints / state["checkpoint"]))
         initial_epoch = state["epoch"]
@@ -162,12 +171,13 @@ def train_rank(job: TrainingJob) -> RankReport:
     steps = job.steps_per_epoch(size)
     callbacks = [
         hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-        hvd.callbacks.MetricAverageCallback(),
-        *_rate_schedule(hvd, spec, scaled_rate, steps),
+        hvd.callbacks.MetricAverageCallback(),  # before the rest: they see the ranks' averages
+        rate_schedule(keras, spec, size),
+        *([best] if best else []),
     ]
     if rank == 0:
         callbacks += [
-            checkpointer(keras, checkpoints, state),
+            checkpointer(keras, checkpoints, state, best),
             keras.callbacks.TensorBoard(str(folder / "tensorboard"), update_freq="epoch"),
         ]
 
@@ -175,7 +185,7 @@ def train_rank(job: TrainingJob) -> RankReport:
     report = RankReport(rank=rank, size=size, device=device, initial_epoch=initial_epoch)
     clock = epoch_clock(keras)
     callbacks.append(clock)
-    if initial_epoch < spec.epochs:
+    if initial_epoch < spec.epochs and not (best and best.exhausted):
         history = model.fit(
             _batches(job, rank, size, initial_epoch, tf),
             steps_per_epoch=steps,
@@ -190,6 +200,8 @@ def train_rank(job: TrainingJob) -> RankReport:
         report.history = {k: [float(v) for v in values] for k, values in history.history.items()}
         report.samples = len(report.epochs) * steps * spec.batch_size
         report.epoch_seconds = clock.seconds
+    elif best is not None and best.weights is not None:  # killed after its last epoch, before saving
+        model.set_weights(best.weights)
     if rank == 0:
         model.save(str(folder / FINAL_MODEL), include_optimizer=False)
     digest = hashlib.sha256()
@@ -222,8 +234,9 @@ def launch(job: TrainingJob, num_proc: int, start_timeout: int) -> list[RankRepo
 
 
 def read_state(checkpoints: Path) -> dict[str, Any] | None:
-    """The latest complete checkpoint: ``{"epoch": epochs done, "checkpoint": name, "history":
-    one dict of metrics per epoch done}``."""
+    """The latest complete checkpoint: ``{"epoch": epochs done, "checkpoint": name, "best": the
+    best epoch's weights and "best_epoch" its number (early stopping; else null), "history": one
+    dict of metrics per epoch done}``."""
     path = checkpoints / STATE
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -264,33 +277,6 @@ def _batches(job: TrainingJob, rank: int, size: int, initial_epoch: int, tf) -> 
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 
 
-def _rate_schedule(hvd, spec: ModelConfig, scaled_rate: float, steps: int) -> list:
-    schedule = []
-    if spec.warmup_epochs:
-        schedule.append(
-            hvd.callbacks.LearningRateWarmupCallback(
-                initial_lr=scaled_rate,
-                warmup_epochs=spec.warmup_epochs,
-                momentum_correction=False,
-                steps_per_epoch=steps,
-            )
-        )
-    starts = sorted(spec.decay_epochs)
-    for index, start in enumerate(starts):
-        end = starts[index + 1] if index + 1 < len(starts) else None
-        schedule.append(
-            hvd.callbacks.LearningRateScheduleCallback(
-                initial_lr=scaled_rate,
-                multiplier=spec.decay_factor ** (index + 1),
-                start_epoch=start,
-                end_epoch=end,
-                momentum_correction=False,
-                steps_per_epoch=steps,
-            )
-        )
-    return schedule
-
-
 def epoch_clock(keras) -> Any:
     """A callback that times each epoch (validation included) in ``.seconds``."""
 
@@ -308,24 +294,39 @@ def epoch_clock(keras) -> Any:
     return EpochClock()
 
 
-def checkpointer(keras, folder: Path, state: dict[str, Any] | None) -> Any:
+def checkpointer(keras, folder: Path, state: dict[str, Any] | None, best: Any = None) -> Any:
     """Rank 0's callback. After each epoch: weights and optimizer state, then ``state.json`` with
     the epoch count, the checkpoint's name and the history so far. ``state.json`` is written last
     and atomically, so a crash at any point leaves a consistent checkpoint and history in force.
-    The two latest checkpoints are kept."""
+    The two latest checkpoints are kept, and with early stopping (``best``, after it in the
+    callbacks) the best epoch's weights as ``best``, named in ``state.json``."""
     history: list[dict] = list(state["history"]) if state else []
+    best_name = state.get("best") if state else None
+    best_epoch = state.get("best_epoch") if state else None
 
     class Checkpointer(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs=None) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             name = f"epoch-{epoch + 1:04d}"
+            nonlocal best_name, best_epoch
             self.model.save_weights(str(folder / name))
+            if best is not None and best.improved:
+                best_name, best_epoch = f"best-{epoch + 1:04d}", epoch
+                self.model.save_weights(str(folder / best_name))
             history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
             temporary = folder / f".{STATE}.tmp"
-            temporary.write_text(json.dumps({"epoch": epoch + 1, "checkpoint": name, "history": history}))
+            record = {
+                "epoch": epoch + 1,
+                "checkpoint": name,
+                "best": best_name,
+                "best_epoch": best_epoch,
+                "history": history,
+            }
+            temporary.write_text(json.dumps(record))
             os.replace(temporary, folder / STATE)
             names = sorted({path.name.split(".")[0] for path in folder.glob("epoch-*")})
-            for old in names[:-CHECKPOINTS_KEPT]:
+            bests = sorted({path.name.split(".")[0] for path in folder.glob("best-*")} - {best_name})
+            for old in names[:-CHECKPOINTS_KEPT] + bests:
                 for path in folder.glob(f"{old}.*"):
                     path.unlink()
 

@@ -2,16 +2,19 @@
 
 Inputs: ``train.digits.input`` (``bronze.digits``) and ``train.sequences.input``
 (``silver.reviews``). Outputs: ``gold.digits``, ``gold.review_sequences``, one row per trained
-model in ``ml.models``, and under ``<data_root>/models/training/<model>/<fingerprint>/`` the
-final model, checkpoints, TensorBoard logs and history. Parameters: ``train.*``.
+model in ``ml.models``, one row per reuse in ``ml.model_usage``, and under
+``<data_root>/models/training/<model>/<fingerprint>/`` the final model, checkpoints, TensorBoard
+logs and history. Parameters: ``train.*``.
 
 A model is identified by its fingerprint: its config, the table and Delta version it reads, the
-number of ranks and the seed. A finished model with the same fingerprint is reused; an unfinished
-one (a run that failed or was killed) resumes from its latest checkpoint.
+number of ranks and the seed. A finished model with the same fingerprint is reused (registered
+once, when trained; a reuse leaves its manifest alone); an unfinished one (a run that failed or
+was killed) resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -22,7 +25,16 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from deepspark.config import Config, ModelConfig
-from deepspark.lineage import MODELS_TABLE, fingerprint, register_model, write_manifest
+from deepspark.lineage import (
+    MANIFEST,
+    MODELS_TABLE,
+    USAGE_TABLE,
+    fingerprint,
+    record_usage,
+    register_model,
+    registered_version,
+    write_manifest,
+)
 from deepspark.plots import plot_confusion, plot_training_curves
 from deepspark.results import TrainOutcome
 from deepspark.run import Run, StageResult, skipped
@@ -67,7 +79,9 @@ def train(run: Run) -> StageResult:
             f"{name}: test accuracy {outcome['test']['accuracy']:.4f} on {outcome['test']['rows']} rows"
             + (" (reused)" if outcome["reused"] else f" ({outcome['ranks']} ranks, {outcome['device']})")
         )
-    result.tables[MODELS_TABLE] = run.tables.version(MODELS_TABLE)
+    for table in (MODELS_TABLE, USAGE_TABLE):
+        if run.tables.exists(table):
+            result.tables[table] = run.tables.version(table)
     return result
 
 
@@ -81,6 +95,13 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     version = spec.version if spec.version is not None else tables.version(spec.table)
     pinned = pin_table(tables, spec.table, version)
     pinned.require_shards("train", config.train.num_proc)
+    stopping = spec.early_stopping
+    if stopping and stopping.monitor.startswith("val_") and not pinned.rows["validation"]:
+        raise config.error(
+            f"{key}.early_stopping.monitor",
+            f"= {stopping.monitor!r}: {spec.table} v{version} has no validation rows; "
+            "expected train.splits.validation > 0 or a monitor of loss or accuracy",
+        )
     inputs = input_shape(tables, pinned, spec, config, key)
     identity = fingerprint(
         spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed
@@ -125,13 +146,15 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "device": reports[0].device if reports else None,
         "resumed_from_epoch": reports[0].initial_epoch if reports else None,
         "epochs": len(history),
+        "best_epoch": (read_state(folder / "checkpoints") or {}).get("best_epoch"),
         "samples_per_second": _throughput(reports),
         "history": history,
         "plots": [str(curves), str(confusion)],
         **evaluation,
     }
     # The table read, and the prepared table's own inputs when the model reads that version.
-    sources = {spec.table: version, **(prepared.source if prepared and prepared.version == version else {})}
+    recipe = prepared.recipe() if prepared and prepared.version == version else None
+    sources = {spec.table: version, **(prepared.source if recipe else {})}
     lineage = {
         "name": name,
         "kind": spec.kind,
@@ -149,9 +172,41 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             **{k: v for k, v in evaluation.items() if k != "test"},
         },
     }
-    write_manifest(folder, {**lineage, "config": spec.model_dump(mode="json"), "inputs": asdict(inputs)})
-    outcome["registry_version"] = register_model(tables, lineage)
+    # Registered once, by the run that trained it (or, had that run died first, by the next one);
+    # a run that reuses it leaves a usage record and the manifest as it was.
+    registered = registered_version(tables, name, identity)
+    if registered is None:
+        if not reused or not (folder / MANIFEST).is_file():
+            write_manifest(folder, model_manifest(folder, lineage, spec, inputs, labels, recipe))
+        outcome["registry_version"] = register_model(tables, lineage)
+    else:
+        record_usage(tables, run.run_id, name, registered, identity)
+        outcome["registry_version"] = registered
     return outcome
+
+
+VOCABULARY = "vocabulary.json"
+
+
+def model_manifest(
+    folder: Path, lineage: dict, spec: ModelConfig, inputs: InputShape, labels: list[str], recipe: dict | None
+) -> dict:
+    """The manifest a trained model carries: its lineage, config, input shape and class names,
+    and how its table was prepared (label expression, tokenizer; the vocabulary in its own file)
+    so that new rows can be scored outside the pipeline."""
+    manifest = {
+        **lineage,
+        "config": spec.model_dump(mode="json"),
+        "inputs": asdict(inputs),
+        "classes": labels,
+    }
+    if recipe is not None:
+        if "vocabulary" in recipe:
+            words = json.dumps(recipe.pop("vocabulary"), ensure_ascii=False)
+            (folder / VOCABULARY).write_text(words, encoding="utf-8")
+            recipe["vocabulary_file"] = VOCABULARY
+        manifest["data"] = recipe
+    return manifest
 
 
 @contextmanager
