@@ -157,6 +157,58 @@ def describe_models(tables, name: str | None = None) -> list[str]:
     return lines
 
 
+WORK_RECORD = "done.json"
+
+
+def recorded_work(tables, folder: Path, identity: str, run_dir: Path) -> dict | None:
+    """What :func:`record_work` saved in ``folder`` for work of this ``identity`` (a fingerprint
+    of its config and input versions), carried into ``run_dir``; None where there is none, where
+    a table it wrote has moved on since, or where a file it made is gone: then it is done again.
+
+    The files it made under its own run's folder (plots, rules) are copied into ``run_dir`` and
+    the record's paths point to the copies, so a run's folder holds its whole report."""
+    import shutil
+
+    path = folder / WORK_RECORD
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if record is None or record["identity"] != identity:
+        return None
+    for table, version in record["tables"].items():
+        if not tables.exists(table) or tables.version(table) != version:
+            return None
+    old = str(Path(record["run_dir"])) + "/"
+    moves: dict[str, str] = {}
+
+    def carried(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: carried(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [carried(v) for v in value]
+        if isinstance(value, str) and value.startswith(old):
+            moves[value] = str(run_dir / value.removeprefix(old))
+            return moves[value]
+        return value
+
+    metrics = carried(record["metrics"])
+    if not all(Path(source).is_file() for source in moves):
+        return None
+    for source, target in moves.items():
+        if source != target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    return {**record, "metrics": metrics}
+
+
+def record_work(folder: Path, identity: str, run_id: str, run_dir: Path, **record: Any) -> None:
+    """Save what a piece of work produced (``tables``: name -> version written; ``metrics``;
+    row counts), so a later run with the same ``identity`` can reuse it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = {"identity": identity, "run_id": run_id, "run_dir": str(run_dir), **record}
+    temporary = folder / f".{WORK_RECORD}.tmp"
+    temporary.write_text(json.dumps(saved, indent=2, default=str), encoding="utf-8")
+    temporary.replace(folder / WORK_RECORD)
+
+
 def read_latest(config: Config, name: str) -> dict | None:
     """What the features stage last wrote for a set: gold table and version, model, manifest."""
     path = config.models_root / "features" / name / LATEST

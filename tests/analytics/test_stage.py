@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from deepspark.config import ConfigError, load_config
 from deepspark.run import Run, StageResult
-from deepspark.stages.analytics.stage import grow_one_tree, mine_rules
+from deepspark.stages.analytics.stage import analyze, grow_one_tree, mine_rules
 from deepspark.stages.features import build_feature_set
 from deepspark.tables import Tables
 
@@ -85,3 +86,34 @@ def test_baskets_must_be_an_array_column(spark, tmp_path):
         ConfigError, match=r"key 'analytics.rules.items' = 'order_id': expected an array column"
     ):
         mine_rules(Run(config, spark, tables, "r"), config.analytics.rules, StageResult())
+
+
+def test_a_rerun_on_the_same_inputs_keeps_the_results_and_new_data_or_config_redo_them(spark, tmp_path):
+    config = configured(tmp_path, "analytics.rules.min_support=0.05")
+    tables = Tables(spark, config)
+    baskets = [["tea", "cup"], ["tea", "cup", "pot"], ["tea"], ["cup", "pot"]] * 25
+    tables.write(orders(spark, baskets), "silver.orders", mode="overwrite")
+
+    def rules_of(run_id: str, settings=config):
+        return analyze(Run(settings, spark, tables, run_id, parts=("rules",)))
+
+    first = rules_of("first")
+    again = rules_of("again")
+    assert not first.notes and again.notes == [
+        "rules: inputs and config unchanged since run first; its results kept"
+    ]
+    assert again.tables == first.tables and again.rows_in == first.rows_in == 100
+    assert tables.version("gold.association_rules") == first.tables["gold.association_rules"]
+    kept, made = again.metrics["rules"], first.metrics["rules"]
+    assert kept["top_by_lift"] == made["top_by_lift"] and kept["rules"] == made["rules"] > 0
+    (plot,) = kept["plots"]  # copied into this run's own folder, the same picture
+    assert Path(plot).parent == tmp_path / "runs" / "again" / "analytics"
+    assert Path(plot).read_bytes() == Path(made["plots"][0]).read_bytes()
+
+    tables.write(orders(spark, [["tea", "pot"]]), "silver.orders")  # one more basket landed
+    redone = rules_of("new-data")
+    assert not redone.notes and redone.rows_in == 101
+    assert redone.tables["gold.association_rules"] > first.tables["gold.association_rules"]
+    stricter = configured(tmp_path, "analytics.rules.min_support=0.05", "analytics.rules.min_confidence=0.9")
+    assert not rules_of("new-config", stricter).notes
+    assert rules_of("same-again", stricter).notes  # and kept once more for that config

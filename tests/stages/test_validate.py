@@ -94,6 +94,46 @@ def test_a_critical_failure_stops_the_run_naming_expectation_column_and_value(
     assert "expect_column_max_to_be_between on silver.orders.amount: observed 10.0" in message
     # The results are stored before the run stops.
     assert tables.read(RESULTS).filter("not success").count() == 2
+    # The same version again: the verdicts are kept, not recomputed, and still stop the run.
+    with pytest.raises(StageFailed, match="expect_column_max_to_be_between on silver.orders.amount"):
+        run_validate(spark, config, tables, settings, run_id="v-2")
+    assert tables.read(RESULTS).filter("run_id = 'v-2'").count() == 0
+
+
+def test_a_version_already_validated_by_the_same_suite_keeps_its_verdicts(
+    spark, config, tables, silver_orders
+):
+    settings = suite_config(
+        orders=[
+            {"expectation": "expect_column_values_to_be_unique", "kwargs": {"column": "order_id"}},
+            {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount"}},
+        ]
+    )
+    settings.stop_on_critical = False
+    first = run_validate(spark, config, tables, settings, "first").results["validate"]
+    again = run_validate(spark, config, tables, settings, "again")
+    kept = again.results["validate"]
+    assert kept.notes == [
+        *first.notes,
+        "silver.orders v0: validated by run first with this suite; its verdicts kept",
+    ]
+    assert kept.metrics["orders"] == first.metrics["orders"] and kept.status == first.status == "warning"
+    assert kept.metrics["data_docs"] == first.metrics["data_docs"]
+    assert json.loads((again.run_dir / "validation" / "orders.json").read_text())["success"] is False
+    assert tables.read(RESULTS).filter("run_id = 'again'").count() == 0  # it validated nothing
+
+    tables.write(
+        spark.createDataFrame([(5, 1.0, "web")], "order_id long, amount double, channel string"),
+        "silver.orders",
+    )
+    redone = run_validate(spark, config, tables, settings, "new-rows").results["validate"]
+    assert redone.metrics["orders"]["version"] == 1 and not any("kept" in note for note in redone.notes)
+    assert tables.read(RESULTS).filter("run_id = 'new-rows'").count() == 2
+    stricter = suite_config(
+        orders=[{"expectation": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}]
+    )
+    changed = run_validate(spark, config, tables, stricter, "new-suite").results["validate"]
+    assert changed.status == "ok" and tables.read(RESULTS).filter("run_id = 'new-suite'").count() == 1
 
 
 def test_stop_on_critical_false_records_critical_failures_without_stopping(

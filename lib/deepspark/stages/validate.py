@@ -10,6 +10,10 @@ on the Spark DataFrame itself (its Spark execution engine computes metrics as Sp
 aggregations; nothing data-sized reaches the driver beyond GX's 20-value samples). A failed
 ``critical`` expectation stops the run naming the expectation, column and observed value; a
 failed ``warning`` is recorded in the summary and report.
+
+A table version that the same suite has already validated is not validated again: the verdicts
+of that run are kept (and stop this run too when they failed critically), and its result JSON is
+copied into this run's folder. ``quality.expectation_results`` holds the run that validated it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 
 from deepspark.config import ConfigError, Expectation
+from deepspark.lineage import fingerprint, record_work, recorded_work
 from deepspark.run import Run, StageFailed, StageResult, skipped
 
 RESULTS = "quality.expectation_results"
@@ -119,6 +124,14 @@ def run_suite(context, dataset: str, suite, frame: DataFrame, run_id: str):
     return next(iter(result.run_results.values()))
 
 
+def _dataset_metrics(version: int, found: list[Outcome]) -> dict:
+    return {
+        "version": version,
+        "expectations": len(found),
+        "failed": [o.describe() for o in found if not o.success],
+    }
+
+
 class ExpectationError(RuntimeError):
     """GX could not evaluate an expectation (it reports that as a failure with no values)."""
 
@@ -161,42 +174,72 @@ def outcomes_of(validation, dataset: str, version: int) -> list[Outcome]:
     return outcomes
 
 
+CHECKED = "checked"  # under gx_dir: per dataset, the last version each suite validated
+
+
 def validate(run: Run) -> StageResult:
+    """Each suite on its silver table's current version; a version the same suite has already
+    validated keeps that run's verdicts (a rerun with nothing new cleaned opens no GX context)."""
     settings = run.config.validate_
     if not settings.suites:
         return skipped("no validate.suites in conf")
-    context = open_context(run.config.run.data_root / settings.gx_dir)
-    suites = {d: build_suite(d, e) for d, e in settings.suites.items()}
+    gx_root = run.config.run.data_root / settings.gx_dir
     out_dir = run.run_dir / "validation"
     out_dir.mkdir(parents=True, exist_ok=True)
     result = StageResult()
     outcomes: list[Outcome] = []
-    absent = []
-    for dataset, suite in run.track("validate (suites)", suites.items()):
+    validated: list[Outcome] = []  # by this run: its rows in quality.expectation_results
+    absent, kept = [], []
+    docs_url = None
+    due: dict[str, tuple[int, str]] = {}
+    for dataset, declared in settings.suites.items():
         table = f"silver.{dataset}"
         if not run.tables.exists(table):  # its source has landed nothing yet
             absent.append(f"warning: {table} does not exist yet (nothing cleaned); its suite did not run")
             continue
         version = run.tables.version(table)
-        frame = run.tables.read(table, version=version)
-        # Open every file once here (footers: a count reads no column): GX turns a read error
-        # (a missing or damaged file) into an expectation failure with no values; here it
-        # stops the stage naming the file. Not cached: GX reads only the columns each
-        # expectation needs, and a cache of the whole table outgrew a local 2g driver at 10M
-        # rows (OutOfMemoryError), where uncached validation takes 0.6x the time.
-        frame.count()
-        validation = run_suite(context, dataset, suite, frame, run.run_id)
-        (out_dir / f"{dataset}.json").write_text(json.dumps(validation.to_json_dict(), indent=2, default=str))
-        found = outcomes_of(validation, dataset, version)
+        identity = fingerprint(dataset, [e.model_dump(mode="json") for e in declared], version)
+        done = recorded_work(run.tables, gx_root / CHECKED / dataset, identity, run.run_dir)
+        if done is None:
+            due[dataset] = (version, identity)
+            continue
+        found = [Outcome(**o) for o in done["metrics"]["outcomes"]]
         outcomes += found
+        docs_url = done["metrics"]["data_docs"]
+        kept.append(
+            f"{table} v{version}: validated by run {done['run_id']} with this suite; its verdicts kept"
+        )
         result.tables[table] = version
-        result.metrics[dataset] = {
-            "version": version,
-            "expectations": len(found),
-            "failed": [o.describe() for o in found if not o.success],
-        }
+        result.metrics[dataset] = _dataset_metrics(version, found)
 
-    rows = [(run.run_id, *asdict(o).values()) for o in outcomes]
+    if due:
+        context = open_context(gx_root)
+        suites = {d: build_suite(d, settings.suites[d]) for d in due}  # every wrong key before any run
+        for dataset, (version, identity) in run.track("validate (suites)", due.items()):
+            table = f"silver.{dataset}"
+            frame = run.tables.read(table, version=version)
+            # Open every file once here (footers: a count reads no column): GX turns a read error
+            # (a missing or damaged file) into an expectation failure with no values; here it
+            # stops the stage naming the file. Not cached: GX reads only the columns each
+            # expectation needs, and a cache of the whole table outgrew a local 2g driver at 10M
+            # rows (OutOfMemoryError), where uncached validation takes 0.6x the time.
+            frame.count()
+            validation = run_suite(context, dataset, suites[dataset], frame, run.run_id)
+            path = out_dir / f"{dataset}.json"
+            path.write_text(json.dumps(validation.to_json_dict(), indent=2, default=str))
+            found = outcomes_of(validation, dataset, version)
+            outcomes += found
+            validated += found
+            result.tables[table] = version
+            result.metrics[dataset] = _dataset_metrics(version, found)
+            docs = context.get_docs_sites_urls()
+            docs_url = docs[0]["site_url"] if docs else None
+            record = {"outcomes": [asdict(o) for o in found], "result": str(path), "data_docs": docs_url}
+            record_work(
+                gx_root / CHECKED / dataset, identity, run.run_id, run.run_dir, tables={}, metrics=record
+            )
+
+    rows = [(run.run_id, *asdict(o).values()) for o in validated]
     if rows:
         schema = (
             "run_id string, dataset string, table_version long, expectation string, column string, "
@@ -204,12 +247,11 @@ def validate(run: Run) -> StageResult:
             "unexpected_percent double, element_count long"
         )
         result.tables[RESULTS] = run.tables.write(run.spark.createDataFrame(rows, schema), RESULTS).version
-    docs = context.get_docs_sites_urls()
-    result.metrics["data_docs"] = docs[0]["site_url"] if docs else None
+    result.metrics["data_docs"] = docs_url
 
     critical = [o.describe() for o in outcomes if not o.success and o.severity == "critical"]
     warnings = [o.describe() for o in outcomes if not o.success and o.severity == "warning"]
-    result.notes = [f"critical: {c}" for c in critical] + [f"warning: {w}" for w in warnings] + absent
+    result.notes = [f"critical: {c}" for c in critical] + [f"warning: {w}" for w in warnings] + absent + kept
     if critical and settings.stop_on_critical:
         raise StageFailed("critical expectations failed: " + "; ".join(critical))
     result.status = "warning" if critical or warnings or absent else "ok"

@@ -5,6 +5,10 @@ Input: the gold feature tables (at the versions the features stage wrote) and
 ``gold.frequent_itemsets``, ``gold.association_rules``, ``gold.tree_rules``; models under
 ``<data_root>/models/analytics/``; plots and tree rules under ``<runs_dir>/<run id>/analytics/``.
 Parameters: ``analytics`` (conf/base/analytics.yaml), ``run.seed``.
+
+Each part (kmeans, rules, trees) is done again only when its config, seed or input versions
+changed, or a table it wrote moved on since: otherwise the last run's results are kept (its
+plots copied into this run's folder).
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from pyspark.sql.types import ArrayType
 
 from deepspark import plots
 from deepspark.config import KMeansConfig, RulesConfig, TreeConfig
-from deepspark.lineage import latest_features, save_model
+from deepspark.lineage import (
+    fingerprint,
+    latest_features,
+    read_latest,
+    record_work,
+    recorded_work,
+    save_model,
+)
 from deepspark.results import TreeSummary
 from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.analytics import kmeans, rules, tree
@@ -39,15 +50,71 @@ def analyze(run: Run) -> StageResult:
     config = run.config.analytics
     wanted = set(run.parts or PARTS)
     result = StageResult()
+    seed = run.config.run.seed
     if config.kmeans and "kmeans" in wanted:
-        result.metrics["kmeans"] = segment(run, config.kmeans, result)
+        km = config.kmeans
+        identity = fingerprint(km.model_dump(mode="json"), feature_versions(run, [km.features]), seed)
+        result.metrics["kmeans"] = unless_done(
+            run, "kmeans", identity, lambda mine: segment(run, km, mine), result
+        )
     if config.rules and "rules" in wanted:
-        result.metrics["rules"] = mine_rules(run, config.rules, result)
+        rl = config.rules
+        identity = fingerprint(rl.model_dump(mode="json"), {rl.input: run.tables.version(rl.input)}, seed)
+        result.metrics["rules"] = unless_done(
+            run, "rules", identity, lambda mine: mine_rules(run, rl, mine), result
+        )
     if config.trees and "trees" in wanted:
-        result.metrics["trees"] = grow_trees(run, config.trees, result)
+        trees = config.trees
+        settings = {name: spec.model_dump(mode="json") for name, spec in trees.items()}
+        inputs = feature_versions(run, [spec.features for spec in trees.values()])
+        identity = fingerprint(settings, inputs, seed)
+        result.metrics["trees"] = unless_done(
+            run, "trees", identity, lambda mine: grow_trees(run, trees, mine), result
+        )
     if not result.metrics:
         return skipped(f"nothing configured in conf analytics for {', '.join(sorted(wanted))}")
     return result
+
+
+def feature_versions(run: Run, sets: list[str]) -> dict[str, int | None]:
+    """The gold table and version the features stage last wrote for each set (None: not yet)."""
+    versions: dict[str, int | None] = {}
+    for name in sets:
+        latest = read_latest(run.config, name)
+        versions[latest["table"] if latest else name] = latest["version"] if latest else None
+    return versions
+
+
+def unless_done(run: Run, part: str, identity: str, analysis, result: StageResult) -> dict:
+    """``analysis(part_result)``, or the results of the last run that did this part with the same
+    ``identity`` (its config, input versions and seed) while the tables it wrote are unchanged:
+    a rerun with nothing new landed fits nothing again. Counts and tables go into ``result``."""
+    folder = run.config.models_root / "analytics" / part
+    done = recorded_work(run.tables, folder, identity, run.run_dir)
+    if done is not None:
+        result.rows_in += done["rows_in"]
+        result.rows_out += done["rows_out"]
+        result.tables.update(done["tables"])
+        result.notes.append(
+            f"{part}: inputs and config unchanged since run {done['run_id']}; its results kept"
+        )
+        return done["metrics"]
+    mine = StageResult()
+    metrics = analysis(mine)
+    result.rows_in += mine.rows_in
+    result.rows_out += mine.rows_out
+    result.tables.update(mine.tables)
+    record_work(
+        folder,
+        identity,
+        run.run_id,
+        run.run_dir,
+        tables=mine.tables,
+        metrics=metrics,
+        rows_in=mine.rows_in,
+        rows_out=mine.rows_out,
+    )
+    return metrics
 
 
 def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
