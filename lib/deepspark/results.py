@@ -28,9 +28,10 @@ class CleanCounts(TypedDict):
 
 
 ClassScores = TypedDict(  # "class" is a keyword, so the functional form
-    "ClassScores", {"class": int, "precision": float, "recall": float, "f1": float, "support": int}
+    "ClassScores",
+    {"class": int, "name": str, "precision": float, "recall": float, "f1": float, "support": int},
 )
-"""Precision, recall and F1 of one class on the test split."""
+"""Precision, recall and F1 of one class on the test split (``name``: its label value)."""
 
 
 class TestScores(TypedDict):

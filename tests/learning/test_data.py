@@ -11,6 +11,7 @@ from deepspark.stages.train.data import (
     UNKNOWN,
     TrainingDataError,
     assign_split,
+    index_labels,
     labelled_words,
     learn_vocabulary,
     pin_table,
@@ -128,3 +129,28 @@ def test_a_model_records_the_validation_run_of_exactly_its_silver_versions(spark
         "silver.customers": None,  # no suite checked that version
     }
     assert found["table"] == "quality.expectation_results" and found["version"] == 0
+
+
+def test_string_labels_become_class_ids_and_keep_their_names(spark):
+    ratings = spark.createDataFrame(
+        [(str(i), r, "tea") for i, r in enumerate([5, 3, 1, 4, 3])], "id string, rating int, text string"
+    )
+    three = "CASE WHEN rating >= 4 THEN 'good' WHEN rating = 3 THEN 'mixed' ELSE 'bad' END"
+    spec = SequenceData(key="id", text="text", label=three)
+    indexed, names = index_labels(labelled_words(ratings, spec, SHARES, 1), "train.sequences.label")
+    assert names == ["bad", "good", "mixed"]
+    assert {r["id"]: r["label"] for r in indexed.collect()} == {"0": 1, "1": 2, "2": 0, "3": 1, "4": 2}
+    ids, none = index_labels(
+        labelled_words(ratings, spec.model_copy(update={"label": "rating - 1"}), SHARES, 1), "l"
+    )
+    assert none is None and sorted(r["label"] for r in ids.collect()) == [0, 2, 2, 3, 4]
+    with pytest.raises(
+        TrainingDataError, match=r"^where: the label is double; expected class ids 0, 1, \.\.\. or a string"
+    ):
+        index_labels(
+            labelled_words(ratings, spec.model_copy(update={"label": "rating / 2"}), SHARES, 1), "where"
+        )
+    with pytest.raises(TrainingDataError, match=r"^where: the label holds -2; expected class ids"):
+        index_labels(
+            labelled_words(ratings, spec.model_copy(update={"label": "rating - 3"}), SHARES, 1), "where"
+        )

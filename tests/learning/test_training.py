@@ -159,6 +159,30 @@ def test_batch_inference_scores_every_row_with_the_registered_model(trained, spa
     ]
 
 
+def test_a_three_class_string_label_trains_and_scores_under_its_names(spark, base_config, tmp_path):
+    three = "CASE WHEN rating >= 4 THEN 'good' WHEN rating = 3 THEN 'mixed' ELSE 'bad' END"
+    config = _config_in(base_config, tmp_path)
+    train_section = config.train.model_copy(
+        update={
+            "sequences": config.train.sequences.model_copy(update={"label": three}),
+            "models": {
+                "sentiment": config.train.models["review_rnn"].model_copy(update={"epochs": 3}),
+            },
+            "predict": {},
+        }
+    )
+    config = config.model_copy(update={"train": train_section})
+    tables = Tables(spark, config)
+    land_reviews(spark, tables, config, count=600)
+    result = train(Run(config, spark, tables, "three-classes"))
+    sentiment = result.metrics["sentiment"]
+    assert [c["name"] for c in sentiment["test"]["per_class"]] == ["bad", "good", "mixed"]
+    assert sum(c["support"] for c in sentiment["test"]["per_class"]) == sentiment["test"]["rows"] > 0
+    manifest = json.loads((Path(sentiment["model"]).parent / "manifest.json").read_text())
+    assert manifest["classes"] == ["bad", "good", "mixed"] == manifest["data"]["class_names"]
+    assert manifest["inputs"]["classes"] == 3
+
+
 def _tiny_job(spark, config, folder: Path, epochs: int, **spec_updates) -> TrainingJob:
     tables = Tables(spark, config)
     land_digits(spark, tables, "sklearn", folder / "raw")

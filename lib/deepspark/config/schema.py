@@ -520,7 +520,7 @@ class DigitsData(Section):
 
 class SequenceData(Section):
     """``gold.review_sequences``: text as word ids in order (0 pads, 1 is a word outside the
-    vocabulary), a 0/1 label from a SQL expression, and the split."""
+    vocabulary), a class id from a SQL expression (string classes indexed), and the split."""
 
     input: str = "silver.reviews"
     """The table of texts."""
@@ -529,7 +529,8 @@ class SequenceData(Section):
     text: str = "text"
     """The text column."""
     label: str = "CASE WHEN rating >= 4 THEN 1 ELSE 0 END"
-    """A Spark SQL expression giving each text's 0/1 label."""
+    """A Spark SQL expression or column giving each text's class: ids 0, 1, ... or strings (each
+    distinct value a class, named by it); null leaves the text out."""
     vocab_size: int = Field(200, ge=2)
     """Most frequent training words, ids 2..vocab_size+1."""
     max_len: int = Field(16, ge=1)

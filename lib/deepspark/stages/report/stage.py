@@ -265,7 +265,13 @@ def model_view(name: str, m: TrainOutcome) -> dict:
         + (f", resumed at epoch {m['resumed_from_epoch']}" if m["resumed_from_epoch"] else "")
     )
     per_class = [
-        [c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+        [
+            c.get("name", c["class"]),
+            f"{c['precision']:.3f}",
+            f"{c['recall']:.3f}",
+            f"{c['f1']:.3f}",
+            c["support"],
+        ]
         for c in m["test"]["per_class"]
     ]
     return {

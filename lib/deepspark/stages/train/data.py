@@ -25,6 +25,7 @@ import numpy as np
 from pyspark.ml.feature import CountVectorizer, RegexTokenizer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, IntegralType, StringType
 
 from deepspark.config import Config, DigitsData, SequenceData
 from deepspark.lineage import fingerprint
@@ -97,17 +98,50 @@ def to_sequences(words: DataFrame, spec: SequenceData, vocabulary: list[str]) ->
     padding = F.array_repeat(F.lit(PAD), F.greatest(F.lit(0), F.lit(spec.max_len) - F.size(ids)))
     return words.select(
         F.col(spec.key).cast("string").alias(spec.key),
-        F.col("label").cast("int").alias("label"),
+        F.col("label").cast("int").alias("label"),  # a class id (index_labels)
         F.concat(ids, padding).alias("tokens"),
         "split",
     )
 
 
 def labelled_words(source: DataFrame, spec: SequenceData, shares: dict[str, float], seed: int) -> DataFrame:
-    """Rows with a label (rows whose label expression gives null are left out), split, tokenized."""
+    """Rows with a label (rows whose label expression gives null are left out), split, tokenized.
+    The label is the expression's value as it is: :func:`index_labels` makes it a class id."""
     labelled = source.withColumn("label", F.expr(spec.label)).filter(F.col("label").isNotNull())
     labelled = labelled.withColumn("split", assign_split(F.col(spec.key), shares, seed))
     return tokenize(labelled, spec.text)
+
+
+MAX_CLASSES = 1000
+
+
+def index_labels(labelled: DataFrame, where: str) -> tuple[DataFrame, list[str] | None]:
+    """Class ids 0..n-1 in ``label``, and the class names when they were not ids already.
+
+    A string label (``label: source``, or a CASE giving 'bad' | 'mixed' | 'good') becomes the
+    position of its value among the sorted distinct values, whose names are returned; an integer
+    label must already be 0..n-1 (names: None, the ids are the names)."""
+    kind = labelled.schema["label"].dataType
+    if isinstance(kind, StringType | BooleanType):
+        values = labelled.select(F.col("label").cast("string")).distinct().limit(MAX_CLASSES + 1).collect()
+        names = sorted(row[0] for row in values)
+        if len(names) > MAX_CLASSES:
+            raise TrainingDataError(
+                f"{where}: the label has more than {MAX_CLASSES} distinct values; expected classes"
+            )
+        classes = F.array(*[F.lit(name) for name in names])
+        index = (F.array_position(classes, F.col("label").cast("string")) - 1).cast("int")
+        return labelled.withColumn("label", index), names
+    if not isinstance(kind, IntegralType):
+        raise TrainingDataError(
+            f"{where}: the label is {kind.simpleString()}; expected class ids 0, 1, ... or a string class"
+        )
+    lowest = labelled.agg(F.min("label")).first()[0]
+    if lowest is not None and lowest < 0:
+        raise TrainingDataError(
+            f"{where}: the label holds {lowest}; expected class ids 0, 1, ... or a string class"
+        )
+    return labelled.withColumn("label", F.col("label").cast("int")), None
 
 
 # -- the train stage's data step ------------------------------------------------------------
@@ -122,6 +156,7 @@ class PreparedTable:
     source: dict[str, int]  # the input table and the version it was read at
     vocabulary: list[str] | None = None  # sequences: word of id i + 2
     settings: dict | None = None  # how it was prepared: train.digits or train.sequences
+    classes: list[str] | None = None  # the name of each class id, where the label was not ids
 
     def recipe(self) -> dict:
         """What a model trained on this table needs to score new rows: the settings (label
@@ -131,6 +166,7 @@ class PreparedTable:
             "version": self.version,
             "source": self.source,
             **(self.settings or {}),
+            "class_names": self.classes,
         }
         if self.vocabulary is not None:
             recipe |= {
@@ -146,9 +182,9 @@ class PreparedTable:
 def prepare_digits(tables: Tables, settings: Config) -> PreparedTable:
     config = settings.train
 
-    def build(version: int) -> tuple[DataFrame, None]:
+    def build(version: int) -> tuple[DataFrame, dict]:
         bronze = tables.read(config.digits.input, version=version)
-        return to_training_digits(bronze, config.splits, settings.run.seed), None
+        return to_training_digits(bronze, config.splits, settings.run.seed), {}
 
     return _prepare(tables, settings, DIGITS_TABLE, config.digits, build)
 
@@ -164,8 +200,9 @@ def prepare_sequences(tables: Tables, settings: Config) -> PreparedTable:
                 f"train.sequences: {spec.input} has no column(s) {missing}; it has {raw.columns}"
             )
         words = labelled_words(raw, spec, config.splits, settings.run.seed)
+        words, classes = index_labels(words, f"train.sequences.label = {spec.label!r} on {spec.input}")
         vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.vocab_size)
-        return to_sequences(words, spec, vocabulary), vocabulary
+        return to_sequences(words, spec, vocabulary), {"vocabulary": vocabulary, "classes": classes}
 
     return _prepare(tables, settings, SEQUENCES_TABLE, spec, build)
 
@@ -197,8 +234,9 @@ def _prepare(
             source,
             recorded["vocabulary"],
             spec.model_dump(),
+            recorded.get("classes"),
         )
-    frame, vocabulary = build(source[spec.input])
+    frame, extras = build(source[spec.input])
     written = tables.write(
         frame.repartition(config.files_per_split),
         name,
@@ -207,10 +245,17 @@ def _prepare(
         evolve_schema=True,
     )
     marker.parent.mkdir(parents=True, exist_ok=True)
-    record = {"key": key, "version": written.version, "rows": written.rows_written, "vocabulary": vocabulary}
+    vocabulary, classes = extras.get("vocabulary"), extras.get("classes")
+    record = {
+        "key": key,
+        "version": written.version,
+        "rows": written.rows_written,
+        "vocabulary": vocabulary,
+        "classes": classes,
+    }
     marker.write_text(json.dumps({**record, "source": source}, indent=2))
     return PreparedTable(
-        name, written.version, written.rows_written, True, source, vocabulary, spec.model_dump()
+        name, written.version, written.rows_written, True, source, vocabulary, spec.model_dump(), classes
     )
 
 

@@ -10,9 +10,11 @@ import numpy as np
 from deepspark.results import TestScores
 
 
-def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: int) -> TestScores:
-    """Accuracy, per-class precision / recall / F1 / support, macro F1 and the confusion matrix
-    (rows: actual, columns: predicted)."""
+def classification_metrics(
+    actual: np.ndarray, predicted: np.ndarray, classes: int, names: list[str] | None = None
+) -> TestScores:
+    """Accuracy, per-class precision / recall / F1 / support (under ``names``, default the ids),
+    macro F1 and the confusion matrix (rows: actual, columns: predicted)."""
     actual, predicted = np.asarray(actual, dtype=int), np.asarray(predicted, dtype=int)
     confusion = np.zeros((classes, classes), dtype=int)
     np.add.at(confusion, (actual, predicted), 1)
@@ -24,7 +26,14 @@ def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: i
         recall = hits / real if real else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class.append(
-            {"class": label, "precision": precision, "recall": recall, "f1": f1, "support": int(real)}
+            {
+                "class": label,
+                "name": names[label] if names else str(label),
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "support": int(real),
+            }
         )
     return {
         "rows": int(len(actual)),

@@ -30,6 +30,7 @@ from deepspark.lineage import (
     MODELS_TABLE,
     USAGE_TABLE,
     fingerprint,
+    read_manifest,
     record_usage,
     register_model,
     registered_version,
@@ -128,11 +129,13 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             reports = launch(job, config.train.num_proc, config.train.start_timeout)
         check_in_sync(reports)
 
-    evaluation = evaluate_model(folder, pinned, inputs, config.train.reader_pool)
+    # The prepared table's recipe (and class names) when the model reads the version just prepared.
+    recipe = prepared.recipe() if prepared and prepared.version == version else None
+    labels = class_names(recipe, folder, inputs.classes)
+    evaluation = evaluate_model(folder, pinned, inputs, config.train.reader_pool, labels)
     history = read_history(folder)
     plots = run.run_dir / "train"
     curves = plot_training_curves(history, f"{name}: training curves", plots / f"{name}_curves.png")
-    labels = [str(c) for c in range(inputs.classes)]
     confusion = plot_confusion(
         labels, evaluation["test"]["confusion"], f"{name}: test confusion", plots / f"{name}_confusion.png"
     )
@@ -153,7 +156,6 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         **evaluation,
     }
     # The table read, and the prepared table's own inputs when the model reads that version.
-    recipe = prepared.recipe() if prepared and prepared.version == version else None
     sources = {spec.table: version, **(prepared.source if recipe else {})}
     lineage = {
         "name": name,
@@ -286,12 +288,21 @@ def check_in_sync(reports: list[RankReport]) -> None:
         raise RanksDriftedError(f"ranks ended with different weights: {digests}")
 
 
-def evaluate_model(folder: Path, pinned: PinnedTable, inputs: InputShape, pool: str) -> dict:
+def class_names(recipe: dict | None, folder: Path, classes: int) -> list[str]:
+    """Each class id's name: the label values the table was prepared from, else those the model's
+    manifest recorded, else the ids themselves."""
+    names = (recipe or {}).get("class_names") or (read_manifest(folder) or {}).get("classes")
+    return list(names) if names and len(names) == classes else [str(c) for c in range(classes)]
+
+
+def evaluate_model(
+    folder: Path, pinned: PinnedTable, inputs: InputShape, pool: str, names: list[str] | None = None
+) -> dict:
     """Test-split metrics of the saved model; for sequences, the baselines beside them."""
     model = tf_keras().models.load_model(str(folder / FINAL_MODEL), compile=False)
     test = read_split(pinned, "test", [inputs.column, "label"], pool)
     predicted = model.predict(inputs.batch(test[inputs.column]), batch_size=512, verbose=0).argmax(axis=1)
-    evaluation = {"test": classification_metrics(test["label"], predicted, inputs.classes)}
+    evaluation = {"test": classification_metrics(test["label"], predicted, inputs.classes, names)}
     if inputs.column == "tokens":
         train = read_split(pinned, "train", ["tokens", "label"], pool)
         evaluation["majority_baseline"] = majority_baseline(train["label"], test["label"])
