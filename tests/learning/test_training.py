@@ -21,7 +21,7 @@ from deepspark.config.schema import EarlyStopping
 from deepspark.lineage import MODELS_TABLE, USAGE_TABLE, describe_models
 from deepspark.run import Run
 from deepspark.stages.predict import predict
-from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits, read_rows
+from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits, read_rows, read_split
 from deepspark.stages.train.horovod import FINAL_MODEL, TrainingJob, launch, read_state
 from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.stages.train.stage import train, train_model
@@ -275,6 +275,7 @@ def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_pat
                 epochs: 12
                 batch_size: 8
                 warmup_epochs: 0
+                early_stopping: {{monitor: val_accuracy, patience: 100}}
                 cnn: {json.dumps(TINY_CNN)}
             """
         )
@@ -318,6 +319,16 @@ def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_pat
         == [row["epoch"] for row in next_checkpoints["history"]]
     )
     assert tiny["test"]["accuracy"] > 0.8
+    # The best epoch counts the epochs before the kill too (its weights were checkpointed), and
+    # the saved model is that epoch's, not the last.
+    scores = [row["val_accuracy"] for row in tiny["history"]]
+    assert tiny["best_epoch"] == scores.index(max(scores)) == next_checkpoints["best_epoch"]
+    validation = read_split(pin_table(Tables(spark, config), DIGITS_TABLE), "validation", ["pixels", "label"])
+    model = tf_keras().models.load_model(str(checkpoints.parent / FINAL_MODEL), compile=False)
+    predicted = model.predict(InputShape("pixels", (8, 8, 1), 10).batch(validation["pixels"]), verbose=0)
+    assert float((predicted.argmax(axis=1) == validation["label"]).mean()) == pytest.approx(
+        max(scores), abs=1e-6
+    )
 
 
 GPU_SCRIPT = """
