@@ -15,32 +15,6 @@ from deepspark.tables import Tables  # noqa: E402
 
 TEST_HMAC_KEY = "test-only-key-not-a-secret"
 
-# The modules that take longest, longest first (worker-seconds measured with --junitxml in a full
-# tests/run.sh on 2 cores). pytest-xdist's loadfile hands out modules in collection order, and by
-# default reorders them by their number of tests, which started the two one-test cluster modules
-# last and left one worker running alone for minutes; tests/run.sh turns that off
-# (--no-loadscope-reorder) and this order packs both workers. Other modules follow as collected.
-LONGEST_FIRST = (
-    "tests/cluster/test_standalone.py",  # 545 s
-    "tests/learning/test_training.py",  # 459 s, and about 80 since
-    "tests/test_pipeline.py",  # 387 s
-    "tests/cluster/test_executor_loss.py",  # 348 s
-    "tests/tables/test_contract.py",  # 288 s
-    "tests/reliability/test_concurrent_writers.py",  # 253 s
-    "tests/stages/test_bad_input.py",  # 224 s
-    "tests/tables/test_interop.py",  # 190 s
-    "tests/tables/test_engines_agree.py",  # 138 s
-    "tests/reliability/test_storage_faults.py",  # 125 s
-    "tests/stages/test_own_data.py",  # 106 s
-    "tests/test_examples.py",  # 86 s
-    "tests/reliability/test_killed_driver.py",  # 78 s
-)
-
-
-def pytest_collection_modifyitems(session, config, items) -> None:
-    rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
-
 
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory):

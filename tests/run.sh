@@ -15,7 +15,7 @@ trap 'rm -f "$airflow_log"' EXIT
 
 "$airflow_venv/bin/pytest" tests/airflow --confcutdir tests/airflow "$@" >"$airflow_log" 2>&1 &
 airflow=$!
-"$venv/bin/pytest" -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"  # longest first: tests/conftest.py
+"$venv/bin/pytest" -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
 package=$?
 wait "$airflow"
 dag=$?
