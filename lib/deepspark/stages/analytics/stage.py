@@ -92,29 +92,18 @@ def unless_done(run: Run, part: str, identity: str, analysis, result: StageResul
     folder = run.config.models_root / "analytics" / part
     done = recorded_work(run.tables, folder, identity, run.run_dir)
     if done is not None:
-        result.rows_in += done["rows_in"]
-        result.rows_out += done["rows_out"]
-        result.tables.update(done["tables"])
         result.notes.append(
             f"{part}: inputs and config unchanged since run {done['run_id']}; its results kept"
         )
-        return done["metrics"]
-    mine = StageResult()
-    metrics = analysis(mine)
-    result.rows_in += mine.rows_in
-    result.rows_out += mine.rows_out
-    result.tables.update(mine.tables)
-    record_work(
-        folder,
-        identity,
-        run.run_id,
-        run.run_dir,
-        tables=mine.tables,
-        metrics=metrics,
-        rows_in=mine.rows_in,
-        rows_out=mine.rows_out,
-    )
-    return metrics
+    else:
+        mine = StageResult()
+        metrics = analysis(mine)
+        done = {"tables": mine.tables, "metrics": metrics, "rows_in": mine.rows_in, "rows_out": mine.rows_out}
+        record_work(folder, identity, run.run_id, run.run_dir, **done)
+    result.rows_in += done["rows_in"]
+    result.rows_out += done["rows_out"]
+    result.tables.update(done["tables"])
+    return done["metrics"]
 
 
 def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:

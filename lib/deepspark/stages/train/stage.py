@@ -133,7 +133,8 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     recipe = prepared.recipe() if prepared and prepared.version == version else None
     labels = class_names(recipe, folder, inputs.classes)
     evaluation = evaluate_model(folder, pinned, inputs, config.train.reader_pool, labels)
-    history = read_history(folder)
+    state = read_state(folder / "checkpoints") or {}  # rank 0's metrics per epoch, across resumed runs
+    history = state.get("history", [])
     plots = run.run_dir / "train"
     curves = plot_training_curves(history, f"{name}: training curves", plots / f"{name}_curves.png")
     confusion = plot_confusion(
@@ -149,7 +150,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "device": reports[0].device if reports else None,
         "resumed_from_epoch": reports[0].initial_epoch if reports else None,
         "epochs": len(history),
-        "best_epoch": (read_state(folder / "checkpoints") or {}).get("best_epoch"),
+        "best_epoch": state.get("best_epoch"),
         "samples_per_second": _throughput(reports),
         "history": history,
         "plots": [str(curves), str(confusion)],
@@ -203,11 +204,12 @@ def model_manifest(
         "classes": labels,
     }
     if recipe is not None:
+        data = {key: value for key, value in recipe.items() if key != "vocabulary"}
         if "vocabulary" in recipe:
-            words = json.dumps(recipe.pop("vocabulary"), ensure_ascii=False)
+            words = json.dumps(recipe["vocabulary"], ensure_ascii=False)
             (folder / VOCABULARY).write_text(words, encoding="utf-8")
-            recipe["vocabulary_file"] = VOCABULARY
-        manifest["data"] = recipe
+            data["vocabulary_file"] = VOCABULARY
+        manifest["data"] = data
     return manifest
 
 
@@ -310,12 +312,6 @@ def evaluate_model(
             train["tokens"], train["label"], test["tokens"], test["label"], inputs.vocabulary
         )
     return evaluation
-
-
-def read_history(folder: Path) -> list[dict]:
-    """Rank 0's metrics per epoch, across resumed runs."""
-    state = read_state(folder / "checkpoints")
-    return state["history"] if state else []
 
 
 def validation_of(tables: Tables, sources: dict[str, int]) -> dict:
