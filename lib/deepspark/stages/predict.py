@@ -7,7 +7,8 @@ probability, and the model name and version that scored it. The agreement with t
 measured on the held-out (test) rows where the input has splits, since training rows flatter it.
 
 The model file travels to the executors as a broadcast (a few hundred KB), so executors need no
-shared filesystem; each Python worker loads it once and scores Arrow batches with mapInPandas.
+shared filesystem. Scoring goes through pyspark's ``predict_batch_udf``: each Python worker
+loads the model once (pyspark's model cache) and scores fixed-size numpy batches.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
+from pyspark.ml.functions import predict_batch_udf
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
 
 from deepspark.lineage import MANIFEST, MODELS_TABLE, read_manifest
 from deepspark.run import Run, StageResult, skipped
@@ -28,30 +30,34 @@ from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
 
 _loaded: dict[str, object] = {}  # per Python worker: model digest -> loaded model
+SCORED = StructType([StructField("prediction", IntegerType()), StructField("probability", FloatType())])
 
 
-def score(df: DataFrame, model_bytes, inputs: InputShape, key: str) -> DataFrame:
+def score(df: DataFrame, model_bytes, inputs: InputShape, key: str, batch_size: int = 512) -> DataFrame:
     """``df`` scored: key, label and split (when present), prediction, probability.
     ``model_bytes`` is a broadcast of the saved model file."""
     keep = [key] + [c for c in ("label", "split") if c in df.columns]
-    fields = [df.schema[c] for c in keep]
-    schema = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in fields)
-    schema += ", prediction int, probability float"
     column = inputs.column
+    flat = [int(np.prod(inputs.shape))]  # list columns arrive flat; inputs.batch reshapes
+    shapes = [flat] if isinstance(df.schema[column].dataType, ArrayType) else None
 
-    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def make_predict_fn():
         model = _model(model_bytes.value)
-        for batch in batches:
-            if batch.empty:
-                continue
-            examples = inputs.batch(batch[column].to_numpy())
-            probabilities = model.predict(examples, batch_size=512, verbose=0)
-            scored = batch[keep].copy()
-            scored["prediction"] = probabilities.argmax(axis=1).astype("int32")
-            scored["probability"] = probabilities.max(axis=1).astype("float32")
-            yield scored
 
-    return df.select(*keep, column).mapInPandas(predict, schema)
+        def classify(values: np.ndarray) -> dict[str, np.ndarray]:
+            probabilities = np.asarray(model.predict_on_batch(inputs.batch(values)))
+            return {
+                "prediction": probabilities.argmax(axis=1).astype("int32"),
+                "probability": probabilities.max(axis=1).astype("float32"),
+            }
+
+        return classify
+
+    classify = predict_batch_udf(
+        make_predict_fn, return_type=SCORED, batch_size=batch_size, input_tensor_shapes=shapes
+    )
+    scored = df.select(*keep, classify(column).alias("scored"))
+    return scored.select(*keep, "scored.prediction", "scored.probability")
 
 
 def _model(data: bytes):
