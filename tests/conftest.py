@@ -31,6 +31,8 @@ def base_config(session_dir) -> Config:
             "spark.shuffle_partitions=2",
             f"run.data_root={session_dir / 'data'}",
             f"run.runs_dir={session_dir / 'runs'}",
+            # one MLflow store per test process: a fresh SQLite store costs seconds to create
+            f"tracking.uri=sqlite:///{session_dir / 'mlflow' / 'mlflow.db'}",
         ],
         environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY},
     )

@@ -19,6 +19,7 @@ from deepspark.pipeline import STAGE_NAMES, run_pipeline
 from deepspark.run import Run, StageFailed
 from deepspark.stages.generate.retail import generate_customers
 from deepspark.tables import Tables
+from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from tests.report.browser import render
@@ -145,6 +146,38 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, finished):
     run_pipeline(again, ["ingest", "clean"])
     assert again.results["ingest"].rows_out == 0
     assert tables.read("quarantine.rows").count() == quarantined
+
+
+def test_mlflow_holds_every_model_of_the_run_with_its_delta_inputs(finished):
+    config, tables, summary, run_dir = finished
+    client = MlflowClient(tracking_uri=config.tracking_uri)  # the default store, under data_root
+    assert config.tracking_uri.endswith("/data/mlflow/mlflow.db")
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    found = client.search_runs([experiment.experiment_id], f"tags.`deepspark.run_id` = '{run_dir.name}'")
+    runs = {r.data.tags["deepspark.model"]: r for r in found}
+    trees = {f"tree {name}" for name in config.analytics.trees}
+    assert set(runs) == {"digits_cnn", "review_rnn", "kmeans", *trees}
+    for row in tables.read("ml.models").collect():  # each network: its run, its registry version
+        tracked = runs[row["name"]]
+        assert row["mlflow_run_id"] == tracked.info.run_id
+        champion = client.get_model_version_by_alias(row["name"], config.tracking.champion_alias)
+        assert champion.run_id == tracked.info.run_id
+        assert champion.tags["deepspark.model_version"] == str(row["model_version"])
+        inputs = {d.dataset.name: json.loads(d.dataset.source) for d in tracked.inputs.dataset_inputs}
+        sources = json.loads(row["sources"])
+        assert {name: source["delta_table_version"] for name, source in inputs.items()} == {
+            f"{table}@v{version}": version for table, version in sources.items()
+        }
+        assert tracked.data.metrics["test_accuracy"] == json.loads(row["metrics"])["test_accuracy"]
+        assert len(client.get_metric_history(tracked.info.run_id, "loss")) == 1  # one epoch each
+        assert {f.path for f in client.list_artifacts(tracked.info.run_id, "model")} >= {
+            "model/model.h5",
+            "model/manifest.json",
+        }
+    kmeans = summary["stages"]["analytics"]["metrics"]["kmeans"]
+    assert kmeans["mlflow"]["run_id"] == runs["kmeans"].info.run_id
+    assert round(runs["kmeans"].data.metrics["silhouette"], 4) == kmeans["silhouette"]
+    assert runs["kmeans"].data.params["k"] == str(kmeans["k"])
 
 
 def test_a_critical_expectation_stops_the_run_and_still_writes_the_summary(spark, finished):

@@ -59,7 +59,7 @@ REGISTER_ATTEMPTS = 20
 REGISTRY_SCHEMA = (
     "name string, model_version int, kind string, uri string, run_id string, registered_at timestamp, "
     "table_name string, table_version long, sources string, validation string, config_hash string, "
-    "fingerprint string, metrics string"
+    "fingerprint string, metrics string, mlflow_run_id string"
 )
 
 
@@ -67,7 +67,8 @@ def register_model(tables, entry: dict[str, Any]) -> int:
     """Append a trained model to ``ml.models`` as the next version of its name; returns it.
 
     ``entry`` holds the columns of :data:`REGISTRY_SCHEMA` but ``model_version`` and
-    ``registered_at``; ``sources``, ``validation`` and ``metrics`` are dicts (stored as JSON).
+    ``registered_at``; ``sources``, ``validation`` and ``metrics`` are dicts (stored as JSON);
+    ``mlflow_run_id`` may be absent (tracking off).
     """
     from pyspark.sql import functions as F
 
@@ -79,6 +80,7 @@ def register_model(tables, entry: dict[str, Any]) -> int:
             version = (found.agg(F.max("model_version")).first()[0] or 0) + 1
         row = {
             **entry,
+            "mlflow_run_id": entry.get("mlflow_run_id"),
             "model_version": version,
             "registered_at": datetime.now(UTC),
             **{key: json.dumps(entry[key], default=str) for key in ("sources", "validation", "metrics")},
@@ -87,9 +89,8 @@ def register_model(tables, entry: dict[str, Any]) -> int:
         # The version is the name's transaction: of two registrations that read the same highest
         # version, one commits it and the other is told so (skipped), reads again and takes the next.
         try:
-            if not tables.write(
-                frame, MODELS_TABLE, txn=Txn(f"deepspark.models.{entry['name']}", version)
-            ).skipped:
+            txn = Txn(f"deepspark.models.{entry['name']}", version)
+            if not tables.write(frame, MODELS_TABLE, txn=txn, evolve_schema=True).skipped:
                 return version
         except ConcurrentWriteError:
             continue

@@ -44,6 +44,15 @@ class TestScores(TypedDict):
     confusion: list[list[int]]
 
 
+class MlflowRecord(TypedDict):
+    """Where a model's MLflow run is, and its version in MLflow's registry (networks only)."""
+
+    run_id: str
+    experiment_id: str
+    registered_version: NotRequired[int]
+    champion: NotRequired[bool]
+
+
 class TrainOutcome(TypedDict):
     """One trained (or reused, or resumed) network: where it is, what it read, how it scored."""
 
@@ -64,6 +73,7 @@ class TrainOutcome(TypedDict):
     majority_baseline: NotRequired[float]  # sequences: the baselines on the same split
     bag_of_words_baseline: NotRequired[float]
     registry_version: NotRequired[int]  # set once registered in ml.models
+    mlflow: NotRequired[MlflowRecord | None]  # set by the run that trained it, when tracking is on
 
 
 class TreeSummary(TypedDict):
@@ -77,6 +87,7 @@ class TreeSummary(TypedDict):
     chosen: dict[str, int]
     metrics: dict[str, object]
     importances: list[dict[str, object]]
+    mlflow: NotRequired[MlflowRecord | None]
     leaves: int
     rules: str
     model: str

@@ -27,6 +27,7 @@ from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.stages.train.stage import train, train_model
 from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
+from mlflow import MlflowClient
 
 from tests.conftest import TEST_HMAC_KEY
 from tests.learning.conftest import land_digits, land_reviews
@@ -133,6 +134,31 @@ def test_each_model_is_registered_with_its_lineage_and_reused_on_a_rerun(trained
     )
     assert cnn_again["test"] == result.metrics["digits_cnn"]["test"]
     assert again.tables[DIGITS_TABLE] == result.tables[DIGITS_TABLE]  # same data version
+    assert "mlflow" not in cnn_again  # a reuse logs no second MLflow run
+
+
+def test_the_mlflow_run_holds_every_epoch_the_inputs_and_the_registered_version(trained):
+    run, result = trained
+    cnn = result.metrics["digits_cnn"]
+    row = run.tables.read(MODELS_TABLE).filter(f"name = 'digits_cnn' and run_id = '{run.run_id}'").first()
+    client = MlflowClient(tracking_uri=run.config.tracking_uri)
+    tracked = client.get_run(cnn["mlflow"]["run_id"])
+    assert row["mlflow_run_id"] == tracked.info.run_id and tracked.info.status == "FINISHED"
+    for metric in ("loss", "val_accuracy", "lr"):
+        history = client.get_metric_history(tracked.info.run_id, metric)
+        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+            (epoch["epoch"], pytest.approx(epoch[metric])) for epoch in cnn["history"]
+        ]
+    assert tracked.data.params["epochs"] == "16" and tracked.data.params["cnn.conv"] == "[32, 64, 64]"
+    (dataset,) = [d.dataset for d in tracked.inputs.dataset_inputs if d.dataset.name.startswith("gold.")]
+    assert dataset.name == f"{DIGITS_TABLE}@v{cnn['table_version']}"
+    assert json.loads(dataset.source)["delta_table_version"] == cnn["table_version"]
+    version = client.get_model_version("digits_cnn", str(cnn["mlflow"]["registered_version"]))
+    assert version.run_id == tracked.info.run_id
+    assert version.tags["deepspark.model_version"] == str(cnn["registry_version"])
+    assert {f.path for f in client.list_artifacts(tracked.info.run_id, "plots")} == {
+        f"plots/{Path(plot).name}" for plot in cnn["plots"]
+    }
 
 
 def test_batch_inference_scores_every_row_with_the_registered_model(trained, spark):

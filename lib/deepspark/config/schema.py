@@ -673,6 +673,23 @@ class TrainConfig(Section):
         return splits
 
 
+class TrackingConfig(Section):
+    """MLflow: each trained network and each analytics model as an MLflow run, with its params,
+    per-epoch metrics, plots and Delta inputs (table and version); trained networks go into
+    MLflow's model registry as well as ``ml.models``."""
+
+    mlflow: bool = True
+    """Log to MLflow; false: ``ml.models`` and the run report only."""
+    uri: str | None = None
+    """MLflow tracking (and registry) URI, e.g. http://mlflow:5000; null: a SQLite store at
+    <data_root>/mlflow/mlflow.db, with artefacts beside it."""
+    experiment: str = "deepspark"
+    """The MLflow experiment every run logs to."""
+    champion_alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    """Registry alias of the best version of each network: a new version takes it when its test
+    accuracy is at least the holder's."""
+
+
 class Secrets(Section):
     """Only from DEEPSPARK_SECRET_<NAME> or conf/local/secrets.yaml; always redacted."""
 
@@ -702,6 +719,8 @@ class Config(Section):
     """MLlib analyses over gold (conf/base/analytics.yaml)."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     """Deep-learning training and batch inference (conf/base/train.yaml)."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """Experiment tracking and model registry in MLflow (conf/base/tracking.yaml)."""
     secrets: Secrets = Field(default_factory=Secrets)
     """Secrets, never from tracked YAML: DEEPSPARK_SECRET_<NAME> or conf/local/secrets.yaml."""
 
@@ -737,6 +756,13 @@ class Config(Section):
     @property
     def models_root(self) -> Path:
         return self.run.data_root / "models"
+
+    @property
+    def tracking_uri(self) -> str:
+        """tracking.uri, or the SQLite store under data_root."""
+        if self.tracking.uri:
+            return self.tracking.uri
+        return f"sqlite:///{(self.run.data_root / 'mlflow' / 'mlflow.db').resolve()}"
 
     @property
     def tables_root(self) -> Path:

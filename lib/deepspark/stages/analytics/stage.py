@@ -13,6 +13,8 @@ plots copied into this run's folder).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType
 
@@ -29,6 +31,7 @@ from deepspark.lineage import (
 from deepspark.results import TreeSummary
 from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.analytics import kmeans, rules, tree
+from deepspark.tracking import log_model_run, mlflow_record
 
 CLUSTER_PLOT_POINTS = 3000
 TOP_RULES = 10
@@ -152,6 +155,20 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
     figures = [str(plots.plot_clusters(points, out / "clusters_pca.png"))]
     if len(clustering.curve) > 1:
         figures.append(str(plots.plot_elbow(clustering.curve, out / "kmeans_elbow.png")))
+    params = {**config.model_dump(mode="json"), "k": clustering.k, "column": column}
+    logged = log_model_run(
+        run.config,
+        name="kmeans",
+        kind="k-means",
+        run_id=run.run_id,
+        params=params,
+        metrics={"silhouette": silhouette, "inertia": clustering.inertia, "rows": rows},
+        history=[  # the elbow curve, a step per k tried
+            {f"curve_{m}": v for m, v in point.items() if v is not None} for point in clustering.curve
+        ],
+        inputs={latest["table"]: (run.tables.path(latest["table"]), latest["version"])},
+        artefacts={"model": [folder], "plots": [Path(f) for f in figures]},
+    )
     return {
         "inputs": inputs,
         "k": clustering.k,
@@ -163,6 +180,7 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
         "profiles": profiles,
         "model": str(folder),
         "plots": figures,
+        "mlflow": mlflow_record(logged),
     }
 
 
@@ -298,6 +316,17 @@ def grow_one_tree(run: Run, name: str, config: TreeConfig) -> tuple[TreeSummary,
         grown.model, folder, {"inputs": inputs, **config.model_dump(), **grown.params, "run_id": run.run_id}
     )
     leaves = [{"tree": name, **row} for row in tree.leaf_rules(root, names, kinds, grown.classes)]
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    logged = log_model_run(
+        run.config,
+        name=f"tree {name}",
+        kind=f"decision tree {config.kind}",
+        run_id=run.run_id,
+        params={**config.model_dump(mode="json"), **grown.params, "label": spec.label},
+        metrics={**numbers, "leaves": len(leaves), "rows": rows},
+        inputs={latest["table"]: (run.tables.path(latest["table"]), latest["version"])},
+        artefacts={"model": [folder], "rules": [rules_path], "plots": [Path(f) for f in figures]},
+    )
     summary: TreeSummary = {
         "inputs": inputs,
         "kind": config.kind,
@@ -311,5 +340,6 @@ def grow_one_tree(run: Run, name: str, config: TreeConfig) -> tuple[TreeSummary,
         "rules": str(rules_path),
         "model": str(folder),
         "plots": figures,
+        "mlflow": mlflow_record(logged),
     }
     return summary, leaves

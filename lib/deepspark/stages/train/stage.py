@@ -2,7 +2,8 @@
 
 Inputs: ``train.digits.input`` (``bronze.digits``) and ``train.sequences.input``
 (``silver.reviews``). Outputs: ``gold.digits``, ``gold.review_sequences``, one row per trained
-model in ``ml.models``, one row per reuse in ``ml.model_usage``, and under
+model in ``ml.models`` (and, with tracking on, an MLflow run and registry version), one row
+per reuse in ``ml.model_usage``, and under
 ``<data_root>/models/training/<model>/<fingerprint>/`` the final model, checkpoints, TensorBoard
 logs and history. Parameters: ``train.*``.
 
@@ -53,6 +54,7 @@ from deepspark.stages.train.evaluate import bag_of_words_baseline, classificatio
 from deepspark.stages.train.horovod import FINAL_MODEL, RankReport, TrainingJob, launch, read_state
 from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
+from deepspark.tracking import Logged, log_model_run, mlflow_record, register_network
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +183,13 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     if registered is None:
         if not reused or not (folder / MANIFEST).is_file():
             write_manifest(folder, model_manifest(folder, lineage, spec, inputs, labels, recipe))
+        logged = track_training(run, name, spec, outcome, sources, folder)
+        lineage["mlflow_run_id"] = logged.run_id if logged else None
         outcome["registry_version"] = register_model(tables, lineage)
+        if logged:
+            accuracy = evaluation["test"]["accuracy"]
+            logged = register_network(config, logged, name, outcome["registry_version"], accuracy)
+        outcome["mlflow"] = mlflow_record(logged)
     else:
         record_usage(tables, run.run_id, name, registered, identity)
         outcome["registry_version"] = registered
@@ -189,6 +197,39 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
 
 
 VOCABULARY = "vocabulary.json"
+
+
+def track_training(
+    run: Run, name: str, spec: ModelConfig, outcome: TrainOutcome, sources: dict[str, int], folder: Path
+) -> Logged | None:
+    """The training run in MLflow: the model's config and data as params, per-epoch metrics,
+    the Delta tables it was made from as datasets, the saved model and the plots as artefacts."""
+    params = {
+        **spec.model_dump(mode="json"),
+        "ranks": run.config.train.num_proc,
+        "seed": run.config.run.seed,
+        "fingerprint": outcome["fingerprint"],
+    }
+    test = outcome["test"]
+    metrics = {
+        "test_accuracy": test["accuracy"],
+        "test_macro_f1": test["macro_f1"],
+        "majority_baseline": outcome.get("majority_baseline"),
+        "bag_of_words_baseline": outcome.get("bag_of_words_baseline"),
+        "samples_per_second": outcome["samples_per_second"],
+    }
+    model_files = [folder / FINAL_MODEL, folder / MANIFEST, folder / VOCABULARY]
+    return log_model_run(
+        run.config,
+        name=name,
+        kind=spec.kind,
+        run_id=run.run_id,
+        params=params,
+        metrics=metrics,
+        history=outcome["history"],
+        inputs={table: (run.tables.path(table), version) for table, version in sources.items()},
+        artefacts={"model": model_files, "plots": [Path(p) for p in outcome["plots"]]},
+    )
 
 
 def model_manifest(
