@@ -192,7 +192,14 @@ def _delta_dataset(table: str, path: str, version: int):
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    source = DeltaDatasetSource(path=hadoop_uri(path), delta_table_version=version)
+    class PinnedDeltaSource(DeltaDatasetSource):
+        """MLflow's Delta source leaves version 0 out of its JSON (a truthiness test): a run
+        that read a table's first version must say so as well."""
+
+        def to_dict(self) -> dict[str, Any]:
+            return {**super().to_dict(), "delta_table_version": self.delta_table_version}
+
+    source = PinnedDeltaSource(path=hadoop_uri(path), delta_table_version=version)
     return MetaDataset(source, name=f"{table}@v{version}")._to_mlflow_entity()
 
 

@@ -28,7 +28,10 @@ def logged_run(config, tmp_path, accuracy: float, run_id: str = "run-1"):
         params={"epochs": 3, "cnn": {"conv": [8, 16]}},
         metrics={"test_accuracy": accuracy, "bag_of_words_baseline": None},
         history=[{"epoch": e, "loss": 1.0 / (e + 1), "accuracy": 0.5 + e / 10} for e in range(3)],
-        inputs={"gold.digits": (str(tmp_path / "tables" / "gold" / "digits"), 4)},
+        inputs={
+            "gold.digits": (str(tmp_path / "tables" / "gold" / "digits"), 4),
+            "bronze.digits": (str(tmp_path / "tables" / "bronze" / "digits"), 0),
+        },
         artefacts={"model": [model, tmp_path / "absent.json"]},
     )
 
@@ -47,9 +50,12 @@ def test_a_model_run_holds_params_metrics_per_epoch_inputs_and_artefacts(tracked
         (1, 0.5),
         (2, pytest.approx(1 / 3)),
     ]
-    (dataset,) = run.inputs.dataset_inputs
-    assert dataset.dataset.name == "gold.digits@v4"
-    assert json.loads(dataset.dataset.source)["delta_table_version"] == 4
+    inputs = {d.dataset.name: json.loads(d.dataset.source) for d in run.inputs.dataset_inputs}
+    assert {name: source["delta_table_version"] for name, source in inputs.items()} == {
+        "gold.digits@v4": 4,
+        "bronze.digits@v0": 0,  # MLflow's own Delta source would leave version 0 out
+    }
+    assert inputs["gold.digits@v4"]["path"] == f"file://{tmp_path / 'tables' / 'gold' / 'digits'}"
     assert [f.path for f in client.list_artifacts(logged.run_id, "model")] == ["model/model.h5"]
     assert run.info.artifact_uri.startswith(f"file://{(store / 'artifacts').resolve()}")
 
