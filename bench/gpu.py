@@ -11,7 +11,7 @@
 
 Prints the devices, both speeds and their ratio; exits 1 when a rank was not on its GPU.
 
-    .venv/bin/python bench/gpu.py [--copies 8] [--epochs 3] [--json]
+    .venv/bin/python bench/gpu.py [--copies 8] [--epochs 3] [--precision mixed_float16] [--json]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def plain_fit(job_path: str) -> None:
     gpus = tf.config.list_physical_devices("GPU")
     tf.config.set_visible_devices(gpus[:1], "GPU")
     job = pickle.loads(Path(job_path).read_bytes())
+    tf_keras().mixed_precision.set_global_policy(job.spec.precision)  # as the ranks do
     data = read_rows(job.train_files, [job.inputs.column, "label"], job.train_rows, "bench train")
     x, y = job.inputs.batch(data[job.inputs.column]), data["label"]
     model = build_model(job.spec, job.inputs)
@@ -63,7 +64,9 @@ def plain_fit(job_path: str) -> None:
     print(json.dumps({"examples_per_second": used * (job.spec.epochs - 1) / (time.perf_counter() - began)}))
 
 
-def measure(copies: int, epochs: int, gpus: int, discovery: Path = DISCOVERY) -> dict:
+def measure(
+    copies: int, epochs: int, gpus: int, discovery: Path = DISCOVERY, precision: str = "float32"
+) -> dict:
     from deepspark.config import load_config
     from deepspark.session import get_spark
     from deepspark.stages.generate.digits import write_digits
@@ -101,7 +104,13 @@ def measure(copies: int, epochs: int, gpus: int, discovery: Path = DISCOVERY) ->
     tables.write(repeated.drop("copy"), "bronze.digits")
     pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
     spec = config.train.models["digits_cnn"].model_copy(
-        update={"epochs": epochs, "warmup_epochs": 0, "decay_epochs": [], "early_stopping": None}
+        update={
+            "epochs": epochs,
+            "warmup_epochs": 0,
+            "decay_epochs": [],
+            "early_stopping": None,
+            "precision": precision,
+        }
     )
     job = TrainingJob(
         "bench-gpu",
@@ -130,6 +139,7 @@ def measure(copies: int, epochs: int, gpus: int, discovery: Path = DISCOVERY) ->
         "rows": pinned.rows["train"],
         "epochs": epochs,
         "batch_size": spec.batch_size,
+        "precision": precision,
         "pinning": sorted(r.device for r in pinning),
         "device": speed[0].device,
         "deepspark": speed[0].examples_per_second(),
@@ -146,6 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=8, help="the 5,000 digits, this many times")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"]
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plain", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -168,12 +181,15 @@ def main() -> None:
         gpus = args.fake_gpus
     if not gpus:
         sys.exit("bench/gpu.py: nvidia-smi lists no GPU here; run it on a host with one")
-    result = measure(args.copies, args.epochs, gpus, discovery)
+    result = measure(args.copies, args.epochs, gpus, discovery, args.precision)
     result["pinned"] = pinned_right(result["pinning"])
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['gpus']} GPU(s); {result['rows']:,} training digits, batch {result['batch_size']}")
+        print(
+            f"{result['gpus']} GPU(s); {result['rows']:,} training digits, batch {result['batch_size']}, "
+            f"{args.precision}"
+        )
         print(f"  pinning ({len(result['pinning'])} ranks): {', '.join(result['pinning'])}")
         print(f"  speed rank: {result['device']}")
         print(f"  deepspark (Horovod 1 rank, Petastorm) {result['deepspark']:10,.0f} images/s")

@@ -284,6 +284,19 @@ def test_early_stopping_saves_the_best_epoch_not_the_last(tiny):
     assert accuracy != pytest.approx(state["history"][-1]["val_accuracy"], abs=1e-6)
 
 
+def test_mixed_precision_trains_in_float16_with_ranks_in_sync(spark, base_config, tmp_path):
+    """mixed_float16 (loss scaling under hvd.DistributedOptimizer): the layers compute in float16,
+    the softmax in float32, both ranks end equal and the network learns."""
+    job = _tiny_job(spark, _config_in(base_config, tmp_path), tmp_path, epochs=3, precision="mixed_float16")
+    reports = launch(job, 2, 120)
+    assert len({r.weights_digest for r in reports}) == 1
+    assert reports[0].history["val_accuracy"][-1] > 0.6  # ten classes: chance is 0.1
+    model = tf_keras().models.load_model(str(Path(job.folder) / FINAL_MODEL), compile=False)
+    computes = {layer.name: layer.compute_dtype for layer in model.layers}
+    assert computes[model.layers[-1].name] == "float32"
+    assert {dtype for name, dtype in computes.items() if name.startswith("conv2d")} == {"float16"}
+
+
 def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_path):
     conf = tmp_path / "conf"
     (conf / "local").mkdir(parents=True)

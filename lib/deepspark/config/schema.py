@@ -606,6 +606,9 @@ class ModelConfig(Section):
     """What the learning rate is multiplied by at each of decay_epochs."""
     shuffle_buffer: int = Field(2048, ge=1)
     """Rows shuffled together on each rank."""
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    """Keras mixed precision: mixed_float16 for GPUs with tensor cores (with dynamic loss
+    scaling), mixed_bfloat16 for CPUs and GPUs that have bfloat16; the softmax stays float32."""
     early_stopping: EarlyStopping | None = None
     """Stop when the validation metric stops improving and keep the best epoch; null: every epoch."""
     cnn: CnnConfig = Field(default_factory=CnnConfig)

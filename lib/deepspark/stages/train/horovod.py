@@ -150,6 +150,7 @@ def train_rank(job: TrainingJob) -> RankReport:
     spec = job.spec
     folder = Path(job.folder)
     checkpoints = folder / "checkpoints"
+    keras.mixed_precision.set_global_policy(spec.precision)  # mixed_float16: compile adds loss scaling
     model = build_model(spec, job.inputs)
     model.compile(
         optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(learning_rate_at(0, spec, size))),

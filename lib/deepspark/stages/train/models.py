@@ -41,7 +41,7 @@ def build_cnn(spec: CnnConfig, inputs: InputShape) -> Any:
         model.add(layers.Dropout(spec.dropout))
     for units in spec.dense:
         model.add(layers.Dense(units, activation="relu"))
-    model.add(layers.Dense(inputs.classes, activation="softmax"))
+    model.add(layers.Dense(inputs.classes, activation="softmax", dtype="float32"))  # any precision
     return model
 
 
@@ -54,5 +54,5 @@ def build_rnn(spec: RnnConfig, inputs: InputShape) -> Any:
     model.add(layers.InputLayer(input_shape=inputs.shape, dtype="int32"))
     model.add(layers.Embedding(inputs.vocabulary, spec.embedding_dim, mask_zero=True))
     model.add(layers.Bidirectional(recurrent) if spec.bidirectional else recurrent)
-    model.add(layers.Dense(inputs.classes, activation="softmax"))
+    model.add(layers.Dense(inputs.classes, activation="softmax", dtype="float32"))  # any precision
     return model
