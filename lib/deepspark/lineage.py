@@ -124,7 +124,8 @@ def record_usage(tables, run_id: str, name: str, version: int, identity: str) ->
 
 def describe_models(tables, name: str | None = None) -> list[str]:
     """One line per registered model version (oldest first): the table version it read, its
-    training run, the validation runs behind it, its test metrics and how often it was reused."""
+    training run, the validation runs behind it, its test metrics, how often it was reused and
+    its MLflow run."""
     from pyspark.sql import functions as F
 
     if not tables.exists(MODELS_TABLE):
@@ -150,10 +151,12 @@ def describe_models(tables, name: str | None = None) -> list[str]:
             for key, value in json.loads(row["metrics"]).items()
             if isinstance(value, float)
         )
+        tracked = row.asDict().get("mlflow_run_id")  # absent from tables made before MLflow
         lines.append(
             f"{row['name']} v{row['model_version']}  {row['table_name']} v{row['table_version']}  "
             f"trained by {row['run_id']}  validation: {checked or 'none'}  {metrics}  "
             f"reused {uses.get((row['name'], row['model_version']), 0)}x"
+            + (f"  mlflow run {tracked}" if tracked else "")
         )
     return lines
 

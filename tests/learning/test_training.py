@@ -144,6 +144,8 @@ def test_the_mlflow_run_holds_every_epoch_the_inputs_and_the_registered_version(
     client = MlflowClient(tracking_uri=run.config.tracking_uri)
     tracked = client.get_run(cnn["mlflow"]["run_id"])
     assert row["mlflow_run_id"] == tracked.info.run_id and tracked.info.status == "FINISHED"
+    listed = describe_models(run.tables, "digits_cnn")
+    assert any(line.endswith(f"  mlflow run {tracked.info.run_id}") for line in listed)
     for metric in ("loss", "val_accuracy", "lr"):
         history = client.get_metric_history(tracked.info.run_id, metric)
         assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
