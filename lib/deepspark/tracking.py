@@ -19,7 +19,7 @@ import functools
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Logged:
 
     run_id: str
     experiment_id: str
+    artifact_uri: str
     registered: Registered | None = None
 
 
@@ -77,7 +78,9 @@ def client(config: Config):
     One per store and experiment in a process: opening a SQLite store checks its schema."""
     uri, artefacts = config.tracking_uri, None  # a server keeps its own artefact store
     if uri.startswith("sqlite:///"):  # a local store: artefacts beside its database
-        artefacts = hadoop_uri(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
+        store = Path(uri.removeprefix("sqlite:///")).parent
+        store.mkdir(parents=True, exist_ok=True)
+        artefacts = hadoop_uri(store / "artifacts")
     return _client(uri, config.tracking.experiment, artefacts)
 
 
@@ -88,8 +91,6 @@ def _client(uri: str, experiment: str, artefacts: str | None):
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     from mlflow import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     found = mlflow_client.get_experiment_by_name(experiment)
     if found is not None:
@@ -106,18 +107,20 @@ def log_model_run(
     params: dict[str, Any],
     metrics: dict[str, float | None],
     history: list[dict[str, float]] | None = None,
-    inputs: dict[str, tuple[str, int]] | None = None,
+    tables=None,
+    inputs: dict[str, int] | None = None,
     artefacts: dict[str, list[Path]] | None = None,
 ) -> Logged | None:
     """One finished MLflow run for model ``name``: ``params`` (nested ones flattened with dots),
-    final ``metrics``, ``history``
-    (one dict of metrics per epoch, logged with the epoch as step), ``inputs`` (table name ->
-    (path, Delta version)) as training datasets, and ``artefacts`` (artefact folder -> files
-    or folders). None when tracking.mlflow is false."""
+    final ``metrics``, ``history`` (one dict of metrics per epoch, logged with the epoch as
+    step), ``inputs`` (table name -> Delta version, at its path in ``tables``) as training
+    datasets, and ``artefacts`` (artefact folder -> files or folders). None when
+    tracking.mlflow is false."""
     if not config.tracking.mlflow:
         return None
+    located = {table: (tables.path(table), version) for table, version in (inputs or {}).items()}
     try:
-        return _log_model_run(config, name, kind, run_id, params, metrics, history, inputs, artefacts)
+        return _log_model_run(config, name, kind, run_id, params, metrics, history, located, artefacts)
     except Exception as error:  # MlflowException, or a server that cannot be reached
         raise tracking_error(config, error) from error
 
@@ -157,7 +160,7 @@ def _log_model_run(config, name, kind, run_id, params, metrics, history, inputs,
         raise
     mlflow_client.set_terminated(mlflow_id, RunStatus.to_string(RunStatus.FINISHED))
     log.info("MLflow run %s (experiment %s) for %s", mlflow_id, experiment_id, name)
-    return Logged(mlflow_id, experiment_id)
+    return Logged(mlflow_id, experiment_id, created.info.artifact_uri)
 
 
 def _fill_run(mlflow_client, mlflow_id, params, metrics, history, inputs, artefacts) -> None:
@@ -212,10 +215,9 @@ def _register(config: Config, logged: Logged, name: str, registry_version: int, 
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    source = f"{mlflow_client.get_run(logged.run_id).info.artifact_uri}/model"
     created = mlflow_client.create_model_version(
         name,
-        source=source,
+        source=f"{logged.artifact_uri}/model",
         run_id=logged.run_id,
         tags={REGISTRY_VERSION: str(registry_version), "test_accuracy": f"{accuracy:.6f}"},
     )
@@ -229,4 +231,4 @@ def _register(config: Config, logged: Logged, name: str, registry_version: int, 
             raise
     if champion:
         mlflow_client.set_registered_model_alias(name, alias, created.version)
-    return Logged(logged.run_id, logged.experiment_id, Registered(int(created.version), champion))
+    return replace(logged, registered=Registered(int(created.version), champion))

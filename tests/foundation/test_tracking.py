@@ -7,6 +7,7 @@ import json
 
 import pytest
 from deepspark.config import ConfigError
+from deepspark.tables import Tables
 from deepspark.tracking import flat_params, log_model_run, mlflow_record, register_network
 from mlflow import MlflowClient
 
@@ -17,7 +18,7 @@ def tracked(config, tmp_path):
     return config.model_copy(update={"tracking": config.tracking.model_copy(update={"uri": None})})
 
 
-def logged_run(config, tmp_path, accuracy: float, run_id: str = "run-1"):
+def logged_run(config, tmp_path, accuracy: float, run_id: str = "run-1", tables=None):
     model = tmp_path / "model.h5"
     model.write_bytes(b"weights")
     return log_model_run(
@@ -28,16 +29,14 @@ def logged_run(config, tmp_path, accuracy: float, run_id: str = "run-1"):
         params={"epochs": 3, "cnn": {"conv": [8, 16]}},
         metrics={"test_accuracy": accuracy, "bag_of_words_baseline": None},
         history=[{"epoch": e, "loss": 1.0 / (e + 1), "accuracy": 0.5 + e / 10} for e in range(3)],
-        inputs={
-            "gold.digits": (str(tmp_path / "tables" / "gold" / "digits"), 4),
-            "bronze.digits": (str(tmp_path / "tables" / "bronze" / "digits"), 0),
-        },
+        tables=tables,
+        inputs={"gold.digits": 4, "bronze.digits": 0},
         artefacts={"model": [model, tmp_path / "absent.json"]},
     )
 
 
-def test_a_model_run_holds_params_metrics_per_epoch_inputs_and_artefacts(tracked, tmp_path):
-    logged = logged_run(tracked, tmp_path, 0.9)
+def test_a_model_run_holds_params_metrics_per_epoch_inputs_and_artefacts(spark, tracked, tmp_path):
+    logged = logged_run(tracked, tmp_path, 0.9, tables=Tables(spark, tracked))
     store = tracked.run.data_root / "mlflow"
     assert tracked.tracking_uri == f"sqlite:///{(store / 'mlflow.db').resolve()}"
     client = MlflowClient(tracking_uri=tracked.tracking_uri)
@@ -55,19 +54,26 @@ def test_a_model_run_holds_params_metrics_per_epoch_inputs_and_artefacts(tracked
         "gold.digits@v4": 4,
         "bronze.digits@v0": 0,  # MLflow's own Delta source would leave version 0 out
     }
-    assert inputs["gold.digits@v4"]["path"] == f"file://{tmp_path / 'tables' / 'gold' / 'digits'}"
+    assert inputs["gold.digits@v4"]["path"] == f"file://{tmp_path / 'data' / 'tables' / 'gold' / 'digits'}"
     assert [f.path for f in client.list_artifacts(logged.run_id, "model")] == ["model/model.h5"]
     assert run.info.artifact_uri.startswith(f"file://{(store / 'artifacts').resolve()}")
 
 
-def test_the_champion_alias_stays_on_the_most_accurate_version(tracked, tmp_path):
+def test_the_champion_alias_stays_on_the_most_accurate_version(spark, tracked, tmp_path):
+    tables = Tables(spark, tracked)
     client = MlflowClient(tracking_uri=tracked.tracking_uri)
-    first = register_network(tracked, logged_run(tracked, tmp_path, 0.90), "digits_cnn", 1, 0.90)
-    worse = register_network(tracked, logged_run(tracked, tmp_path, 0.80), "digits_cnn", 2, 0.80)
+    first = register_network(
+        tracked, logged_run(tracked, tmp_path, 0.90, tables=tables), "digits_cnn", 1, 0.90
+    )
+    worse = register_network(
+        tracked, logged_run(tracked, tmp_path, 0.80, tables=tables), "digits_cnn", 2, 0.80
+    )
     assert (first.registered.version, first.registered.champion) == (1, True)
     assert (worse.registered.version, worse.registered.champion) == (2, False)
     assert client.get_model_version_by_alias("digits_cnn", "champion").version == 1
-    better = register_network(tracked, logged_run(tracked, tmp_path, 0.95), "digits_cnn", 3, 0.95)
+    better = register_network(
+        tracked, logged_run(tracked, tmp_path, 0.95, tables=tables), "digits_cnn", 3, 0.95
+    )
     holder = client.get_model_version_by_alias("digits_cnn", "champion")
     assert int(holder.version) == 3 and holder.run_id == better.run_id
     assert holder.tags["deepspark.model_version"] == "3"
@@ -84,13 +90,13 @@ def test_tracking_off_talks_to_no_store(config, tmp_path):
     assert logged_run(off, tmp_path, 0.9) is None and mlflow_record(None) is None
 
 
-def test_a_server_that_is_not_there_is_one_line_naming_tracking_uri(config, tmp_path, monkeypatch):
+def test_a_server_that_is_not_there_is_one_line_naming_tracking_uri(spark, config, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     down = config.model_copy(
         update={"tracking": config.tracking.model_copy(update={"uri": "http://127.0.0.1:9"})}
     )
     with pytest.raises(ConfigError) as raised:
-        logged_run(down, tmp_path, 0.9)
+        logged_run(down, tmp_path, 0.9, tables=Tables(spark, down))
     message = str(raised.value)
     assert "key 'tracking.uri'" in message and "http://127.0.0.1:9" in message and "\n" not in message
     assert "tracking.mlflow: false" in message

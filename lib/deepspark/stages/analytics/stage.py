@@ -166,7 +166,8 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
         history=[  # the elbow curve, a step per k tried
             {f"curve_{m}": v for m, v in point.items() if v is not None} for point in clustering.curve
         ],
-        inputs={latest["table"]: (run.tables.path(latest["table"]), latest["version"])},
+        tables=run.tables,
+        inputs=inputs,
         artefacts={"model": [folder], "plots": [Path(f) for f in figures]},
     )
     return {
@@ -324,7 +325,8 @@ def grow_one_tree(run: Run, name: str, config: TreeConfig) -> tuple[TreeSummary,
         run_id=run.run_id,
         params={**config.model_dump(mode="json"), **grown.params, "label": spec.label},
         metrics={**numbers, "leaves": len(leaves), "rows": rows},
-        inputs={latest["table"]: (run.tables.path(latest["table"]), latest["version"])},
+        tables=run.tables,
+        inputs=inputs,
         artefacts={"model": [folder], "rules": [rules_path], "plots": [Path(f) for f in figures]},
     )
     summary: TreeSummary = {

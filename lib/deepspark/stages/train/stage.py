@@ -227,7 +227,8 @@ def track_training(
         params=params,
         metrics=metrics,
         history=outcome["history"],
-        inputs={table: (run.tables.path(table), version) for table, version in sources.items()},
+        tables=run.tables,
+        inputs=sources,
         artefacts={"model": model_files, "plots": [Path(p) for p in outcome["plots"]]},
     )
 
