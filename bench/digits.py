@@ -21,7 +21,7 @@ def repeated_digits(spark, folder: Path, copies: int):
 
 def pinned_digits(tables, config, folder: Path, copies: int):
     """bronze.digits from :func:`repeated_digits`, prepared into gold.digits and pinned."""
-    from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits
+    from deepspark.stages.train.data import pin_table, prepare_dataset
 
     tables.write(repeated_digits(tables.spark, folder, copies), "bronze.digits")
-    return pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
+    return pin_table(tables, "gold.digits", prepare_dataset(tables, config, "digits").version)

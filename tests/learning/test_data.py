@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from deepspark.config import SequenceData
+from deepspark.config import DatasetConfig
 from deepspark.stages.train.data import (
-    DIGITS_TABLE,
     PAD,
     UNKNOWN,
     TrainingDataError,
@@ -15,7 +14,7 @@ from deepspark.stages.train.data import (
     labelled_words,
     learn_vocabulary,
     pin_table,
-    prepare_digits,
+    prepare_dataset,
     read_split,
     stream_batches,
     to_sequences,
@@ -23,6 +22,13 @@ from deepspark.stages.train.data import (
 from pyspark.sql import functions as F
 
 SHARES = {"train": 0.8, "validation": 0.1, "test": 0.1}
+DIGITS_TABLE = "gold.digits"
+
+
+def texts(label: str, max_len: int = 16) -> DatasetConfig:
+    return DatasetConfig(
+        kind="text", input="silver.t", key="id", label=label, text={"column": "text", "max_len": max_len}
+    )
 
 
 def test_splits_follow_the_shares_and_do_not_move_between_runs(spark):
@@ -36,7 +42,7 @@ def test_splits_follow_the_shares_and_do_not_move_between_runs(spark):
 
 
 def test_sequences_keep_word_order_and_mark_padding_and_unknown_words(spark):
-    spec = SequenceData(key="id", text="text", label="CASE WHEN rating >= 4 THEN 1 ELSE 0 END", max_len=5)
+    spec = texts("CASE WHEN rating >= 4 THEN 1 ELSE 0 END", max_len=5)
     rows = [
         ("1", 5, "Fresh, not stale"),
         ("2", 1, "stale, not fresh"),
@@ -56,9 +62,9 @@ def test_sequences_keep_word_order_and_mark_padding_and_unknown_words(spark):
 
 def test_a_pinned_version_reads_its_own_files_not_the_folder(spark, small_digits, config):
     tables = small_digits
-    first = prepare_digits(tables, config)
+    first = prepare_dataset(tables, config, "digits")
     moved = config.model_copy(update={"run": config.run.model_copy(update={"seed": 5})})  # re-split
-    second = prepare_digits(tables, moved)
+    second = prepare_dataset(tables, moved, "digits")
     assert second.version == first.version + 1
     old, new = pin_table(tables, DIGITS_TABLE, first.version), pin_table(tables, DIGITS_TABLE, second.version)
     folder_files = {f"file://{p}" for p in (tables.root / "gold" / "digits").rglob("*.parquet")}
@@ -74,20 +80,20 @@ def test_a_pinned_version_reads_its_own_files_not_the_folder(spark, small_digits
 
 
 def test_preparing_again_from_the_same_input_keeps_the_version(small_digits, config):
-    first = prepare_digits(small_digits, config)
-    again = prepare_digits(small_digits, config)
+    first = prepare_dataset(small_digits, config, "digits")
+    again = prepare_dataset(small_digits, config, "digits")
     assert (again.version, again.rewritten, first.rewritten) == (first.version, False, True)
 
 
 def test_each_rank_streams_full_batches_from_its_own_row_groups(small_digits, config):
-    pinned = pin_table(small_digits, DIGITS_TABLE, prepare_digits(small_digits, config).version)
+    pinned = pin_table(small_digits, DIGITS_TABLE, prepare_dataset(small_digits, config, "digits").version)
     files, seen = pinned.files["train"], {}
     for rank in (0, 1):
         stream = stream_batches(files, ["digit_id", "pixels"], 32, rank=rank, size=2, shuffle_buffer=64)
         batches = [next(stream) for _ in range(3 * pinned.rows["train"] // 64)]  # ~3 passes of a shard
         assert all(b["digit_id"].shape == (32,) and b["pixels"].shape == (32, 64) for b in batches)
         assert all(b["pixels"].dtype == np.uint8 for b in batches)  # grey levels, as bytes on disk
-        seen[rank] = {int(i) for b in batches for i in b["digit_id"]}
+        seen[rank] = {str(i) for b in batches for i in b["digit_id"]}
     assert not seen[0] & seen[1]  # disjoint shards ...
     all_train = set(read_split(pinned, "train", ["digit_id"])["digit_id"].tolist())
     assert seen[0] | seen[1] == all_train  # ... that cover the split
@@ -95,7 +101,7 @@ def test_each_rank_streams_full_batches_from_its_own_row_groups(small_digits, co
 
 def test_more_ranks_than_row_groups_is_refused_with_the_fix(small_digits, config):
     one_file = config.model_copy(update={"train": config.train.model_copy(update={"files_per_split": 1})})
-    pinned = pin_table(small_digits, DIGITS_TABLE, prepare_digits(small_digits, one_file).version)
+    pinned = pin_table(small_digits, DIGITS_TABLE, prepare_dataset(small_digits, one_file, "digits").version)
     assert pinned.row_groups["train"] == 1
     with pytest.raises(TrainingDataError, match=r"1 row group\(s\) for 2 ranks; .*train.files_per_split"):
         pinned.require_shards("train", 2)
@@ -136,7 +142,7 @@ def test_string_labels_become_class_ids_and_keep_their_names(spark):
         [(str(i), r, "tea") for i, r in enumerate([5, 3, 1, 4, 3])], "id string, rating int, text string"
     )
     three = "CASE WHEN rating >= 4 THEN 'good' WHEN rating = 3 THEN 'mixed' ELSE 'bad' END"
-    spec = SequenceData(key="id", text="text", label=three)
+    spec = texts(three)
     indexed, names = index_labels(labelled_words(ratings, spec, SHARES, 1), "train.sequences.label")
     assert names == ["bad", "good", "mixed"]
     assert {r["id"]: r["label"] for r in indexed.collect()} == {"0": 1, "1": 2, "2": 0, "3": 1, "4": 2}

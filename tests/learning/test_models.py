@@ -7,7 +7,7 @@ import pytest
 from deepspark.config import CnnConfig, ConfigError, ModelConfig, RnnConfig, load_config
 from deepspark.stages.train.evaluate import bag_of_words, classification_metrics, majority_baseline
 from deepspark.stages.train.horovod import choose_device
-from deepspark.stages.train.models import build_cnn, build_model, build_rnn
+from deepspark.stages.train.models import build_cnn, build_mlp, build_model, build_rnn
 from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.tensors import InputShape
 
@@ -75,7 +75,7 @@ def test_the_rnn_embeds_masks_padding_and_reads_in_order(cell, layer):
     first, second = model.predict(batch, verbose=0)
     assert not np.allclose(first, second)  # the same words in another order read differently
     padded = inputs.batch(np.array([[3, 4, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0]]))
-    assert build_model(ModelConfig(kind="rnn", table="t"), inputs).output_shape == (None, 2)
+    assert build_model(ModelConfig(kind="rnn", dataset="t"), inputs).output_shape == (None, 2)
     np.testing.assert_allclose(*model.predict(padded, verbose=0), rtol=1e-6)
 
 
@@ -126,13 +126,51 @@ def test_bad_training_config_names_the_file_and_key():
         load_config(env="local", overrides=["train.models.digits_cnn.decay_epochs=[1, 10]"])
     with pytest.raises(ConfigError, match=r"key 'train.models.digits_cnn.early_stopping.monitor' = 'f1'"):
         load_config(env="local", overrides=["train.models.digits_cnn.early_stopping={monitor: f1}"])
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'train.models.digits_cnn.dataset' = 'pets': expected a dataset from train.datasets: "
+        r"digits, review_sequences$",
+    ):
+        load_config(env="local", overrides=["train.models.digits_cnn.dataset=pets"])
+    with pytest.raises(
+        ConfigError, match=r"key 'train.models.review_rnn.dataset' = 'digits': a rnn model reads text, digits"
+    ):
+        load_config(env="local", overrides=["train.models.review_rnn.dataset=digits"])
+    with pytest.raises(ConfigError, match=r"key 'train.models.digits_cnn'.*kind custom needs builder"):
+        load_config(env="local", overrides=["train.models.digits_cnn.kind=custom"])
+    with pytest.raises(ConfigError, match=r"key 'train.datasets.digits.images'.*exactly one of column"):
+        load_config(env="local", overrides=["train.datasets.digits.images={column: a, columns: 'p*'}"])
+
+
+def test_the_mlp_flattens_images_and_averages_word_embeddings():
+    from deepspark.config import MlpConfig
+
+    spec = MlpConfig(dense=[8, 4], dropout=0.1, embedding_dim=6)
+    image = build_mlp(spec, InputShape("pixels", (10, 12, 3), 5))
+    assert [type(layer).__name__ for layer in image.layers] == [
+        "Rescaling",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
+        "Dropout",
+        "Dense",
+    ]
+    assert image.input_shape == (None, 10, 12, 3) and image.output_shape == (None, 5)
+    text = build_mlp(spec, InputShape("tokens", (7,), 3, vocabulary=50))
+    assert [type(layer).__name__ for layer in text.layers][:2] == ["Embedding", "GlobalAveragePooling1D"]
+    padded = np.array([[5, 9, 0, 0, 0, 0, 0]], dtype="int32")
+    same_words = np.array([[5, 9, 0]], dtype="int32")
+    short = build_mlp(spec, InputShape("tokens", (3,), 3, vocabulary=50))
+    short.set_weights(text.get_weights())
+    np.testing.assert_allclose(text(padded, training=False), short(same_words, training=False), rtol=1e-6)
 
 
 def test_the_rate_at_every_epoch_is_the_documented_schedule():
     """The shipped CNN's schedule on 2 ranks: warm up from 1e-3 to 2e-3 over epochs 0-1, then
     2e-3, and once a tenth at epoch 10 and once more at 14 (not compounding, never reset)."""
     spec = ModelConfig(
-        kind="cnn", table="gold.digits", epochs=16, warmup_epochs=2, decay_epochs=[14, 10], learning_rate=1e-3
+        kind="cnn", dataset="digits", epochs=16, warmup_epochs=2, decay_epochs=[14, 10], learning_rate=1e-3
     )
     rates = [learning_rate_at(epoch, spec, ranks=2) for epoch in range(16)]
     expected = [1e-3, 1.5e-3] + [2e-3] * 8 + [2e-4] * 4 + [2e-5] * 2

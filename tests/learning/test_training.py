@@ -21,7 +21,7 @@ from deepspark.config.schema import EarlyStopping
 from deepspark.lineage import MODELS_TABLE, USAGE_TABLE, describe_models
 from deepspark.run import Run
 from deepspark.stages.predict import predict
-from deepspark.stages.train.data import DIGITS_TABLE, pin_table, prepare_digits, read_rows, read_split
+from deepspark.stages.train.data import pin_table, prepare_dataset, read_rows, read_split
 from deepspark.stages.train.horovod import FINAL_MODEL, TrainingJob, launch, read_state
 from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.stages.train.stage import train, train_model
@@ -34,6 +34,7 @@ from tests.learning.conftest import land_digits, land_reviews
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
+DIGITS_TABLE = "gold.digits"
 TINY_CNN = {"conv": [8], "dense": [16], "dropout": 0.0, "augment_shift": 0.0}
 
 
@@ -104,14 +105,14 @@ def test_each_model_is_registered_with_its_lineage_and_reused_on_a_rerun(trained
     )
     rnn_folder = Path(rnn["uri"]).parent
     recipe = json.loads((rnn_folder / "manifest.json").read_text())["data"]
-    sequences = run.config.train.sequences
-    assert (recipe["label"], recipe["text"], recipe["max_len"]) == (
+    sequences = run.config.train.datasets["review_sequences"]
+    assert (recipe["label"], recipe["key"], recipe["text"]) == (
         sequences.label,
-        sequences.text,
-        sequences.max_len,
+        sequences.key,
+        sequences.text.model_dump(),
     )
     vocabulary = json.loads((rnn_folder / recipe["vocabulary_file"]).read_text())
-    assert 0 < len(vocabulary) <= sequences.vocab_size and len(set(vocabulary)) == len(vocabulary)
+    assert 0 < len(vocabulary) <= sequences.text.vocab_size and len(set(vocabulary)) == len(vocabulary)
 
     registered = run.tables.read(MODELS_TABLE).filter("name = 'digits_cnn'").count()
     manifest_bytes = (Path(cnn["uri"]).parent / "manifest.json").read_bytes()
@@ -192,7 +193,11 @@ def test_a_three_class_string_label_trains_and_scores_under_its_names(spark, bas
     config = _config_in(base_config, tmp_path)
     train_section = config.train.model_copy(
         update={
-            "sequences": config.train.sequences.model_copy(update={"label": three}),
+            "datasets": {
+                "review_sequences": config.train.datasets["review_sequences"].model_copy(
+                    update={"label": three}
+                )
+            },
             "models": {
                 "sentiment": config.train.models["review_rnn"].model_copy(update={"epochs": 3}),
             },
@@ -214,7 +219,7 @@ def test_a_three_class_string_label_trains_and_scores_under_its_names(spark, bas
 def _tiny_job(spark, config, folder: Path, epochs: int, **spec_updates) -> TrainingJob:
     tables = Tables(spark, config)
     land_digits(spark, tables, "sklearn", folder / "raw")
-    pinned = pin_table(tables, DIGITS_TABLE, prepare_digits(tables, config).version)
+    pinned = pin_table(tables, DIGITS_TABLE, prepare_dataset(tables, config, "digits").version)
     spec = config.train.models["digits_cnn"].model_copy(
         update={
             "epochs": epochs,
@@ -309,10 +314,12 @@ def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_pat
         textwrap.dedent(
             f"""
             threads_per_rank: 1
+            datasets:
+              digits: {{kind: images, input: bronze.digits, key: digit_id, images: {{column: pixels}}}}
             models:
               tiny:
                 kind: cnn
-                table: gold.digits
+                dataset: digits
                 epochs: 12
                 batch_size: 8
                 warmup_epochs: 0

@@ -12,8 +12,8 @@ import shutil
 import pytest
 from deepspark.config import CleanConfig, ConfigError, IngestConfig, SourceConfig
 from deepspark.pipeline import run_pipeline
+from deepspark.quarantine import QUARANTINE
 from deepspark.run import Run, StageFailed
-from deepspark.stages.clean.quarantine import QUARANTINE
 from deepspark.tables import Tables
 from pyspark.sql import functions as F
 

@@ -141,12 +141,36 @@ def _check_references(config: Config) -> None:
                 "names no table; expected SQL with its tables in braces, e.g. SELECT * FROM {silver.orders}",
             )
 
+    _check_models(config)
     models = ", ".join(sorted(config.train.models)) or "(none defined)"
     for name, spec in config.train.predict.items():
         if spec.model not in config.train.models:
             raise config.error(
                 f"train.predict.{name}.model",
                 f"= {spec.model!r}: expected a model from train.models: {models}",
+            )
+
+
+READS = {"cnn": ("images",), "rnn": ("text",), "mlp": ("images", "text"), "custom": ("images", "text")}
+
+
+def _check_models(config: Config) -> None:
+    """Each model names a dataset of a kind it can read."""
+    datasets = config.train.datasets
+    named = ", ".join(sorted(datasets)) or "(none defined)"
+    for name, spec in config.train.models.items():
+        dataset = datasets.get(spec.dataset)
+        if dataset is None:
+            raise config.error(
+                f"train.models.{name}.dataset",
+                f"= {spec.dataset!r}: expected a dataset from train.datasets: {named}",
+            )
+        if dataset.kind not in READS[spec.kind]:
+            fits = [n for n, d in datasets.items() if d.kind in READS[spec.kind]]
+            raise config.error(
+                f"train.models.{name}.dataset",
+                f"= {spec.dataset!r}: a {spec.kind} model reads {' or '.join(READS[spec.kind])}, "
+                f"{spec.dataset} is {dataset.kind}; expected one of: {', '.join(fits) or '(none defined)'}",
             )
 
 

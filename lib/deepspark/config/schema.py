@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,8 +135,10 @@ class SourceConfig(Section):
     """One landing source. CSV and JSON are read against a declared contract, so a file whose
     header or keys drift from it is caught instead of silently shifting columns."""
 
-    format: Literal["csv", "json", "parquet", "text", "image"]
-    """How the files are read: csv, json (one record per line), parquet, text (a row per file) or image."""
+    format: Literal["csv", "json", "parquet", "text", "image", "binaryFile"]
+    """How the files are read: csv, json (one record per line), parquet, text (a row per file),
+    image (Spark's image source: a struct 'image'; an undecodable file is kept as malformed) or
+    binaryFile (each file's bytes as 'content', with 'path': images for train.datasets)."""
     path: str
     """The source's folder (or glob), relative to the landing folder."""
     columns: list[str] = Field(default_factory=list)
@@ -511,30 +514,83 @@ class AnalyticsConfig(Section):
     """Tree name -> a decision tree over a labelled feature set, printed as readable rules."""
 
 
-class DigitsData(Section):
-    """``gold.digits``: pixels scaled to 0..1."""
+class ImageInput(Section):
+    """Where each image is in the input table, and the shape the network reads. The gold table
+    holds each image as ``pixels`` (height*width*channels bytes, row by row, channels last) with
+    its ``height``, ``width`` and ``channels``."""
 
-    input: str = "bronze.digits"
-    """The table of landed digits (label, width, pixels)."""
+    column: str | None = None
+    """The column holding each image: an array of levels 0..255 (row by row, channels
+    interleaved); a binary column of encoded files (PNG, JPEG, BMP, GIF, TIFF: ingest
+    format binaryFile lands them as 'content'); or the struct of Spark's image source (ingest
+    format image lands it as 'image')."""
+    columns: str | None = None
+    """Instead of column: one pixel per column, the columns named by a glob (``pixel*``,
+    ``px_*``) and taken in the natural order of their names (pixel2 before pixel10)."""
+    width: int | None = Field(None, ge=1)
+    """Pixels per row of an array or of pixel columns; null: square images."""
+    depth: Literal[1, 3] = 1
+    """Levels per pixel of an array or of pixel columns: 1 grey, 3 RGB interleaved."""
+    channels: Literal[1, 3] = 1
+    """What the network reads: 1 grey, 3 RGB; images of the other kind are converted."""
+    size: tuple[int, int] | None = None
+    """[height, width] the network reads; null: the images' own (then all must be one size)."""
+    fit: Literal["stretch", "pad"] = "stretch"
+    """How an image of another size reaches ``size``: stretch (resized to it) or pad (resized to
+    fit inside, keeping its aspect, centred on black)."""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ImageInput:
+        if (self.column is None) == (self.columns is None):
+            raise ValueError(
+                "expected exactly one of column (the image's column) or columns (a glob of pixel columns)"
+            )
+        return self
 
 
-class SequenceData(Section):
-    """``gold.review_sequences``: text as word ids in order (0 pads, 1 is a word outside the
-    vocabulary), a class id from a SQL expression (string classes indexed), and the split."""
+class TextInput(Section):
+    """Text as word ids in order: 0 pads, 1 is a word outside the vocabulary, the vocabulary
+    (learnt from the training split) takes 2.. and is saved with each model."""
 
-    input: str = "silver.reviews"
-    """The table of texts."""
-    key: str = "review_id"
-    """The texts' row id (splits are by its hash)."""
-    text: str = "text"
+    column: str = "text"
     """The text column."""
-    label: str = "CASE WHEN rating >= 4 THEN 1 ELSE 0 END"
-    """A Spark SQL expression or column giving each text's class: ids 0, 1, ... or strings (each
-    distinct value a class, named by it); null leaves the text out."""
     vocab_size: int = Field(200, ge=2)
     """Most frequent training words, ids 2..vocab_size+1."""
     max_len: int = Field(16, ge=1)
     """Words kept per text (the first ones); shorter are padded."""
+
+
+class DatasetConfig(Section):
+    """A training dataset: rows of an input table made into ``gold.<name>`` (split by a hash of
+    each row's key), which models name in ``train.models.<model>.dataset``."""
+
+    kind: Literal["images", "text"]
+    """images (for cnn or mlp models) or text (for rnn or mlp models)."""
+    input: str
+    """The table the examples come from (bronze.<source>, silver.<dataset>, gold.<set>)."""
+    key: str | None = None
+    """The rows' id column (splits are by its hash); null: a surrogate, ``row_id``, a hash of
+    the row's values (rows that are equal share it, and a split)."""
+    label: str = "label"
+    """A column or Spark SQL expression giving each row's class: ids 0, 1, ... or strings (each
+    distinct value a class, named by it); null leaves the row out. For files landed by ingest,
+    ``_folder`` is the name of each file's folder (images in class folders: ``label: _folder``)."""
+    images: ImageInput | None = None
+    """kind images: where each image is and the shape the network reads."""
+    text: TextInput | None = None
+    """kind text: the text column, the vocabulary and the sequence length."""
+
+    @model_validator(mode="after")
+    def _kind_has_its_block(self) -> DatasetConfig:
+        block = "images" if self.kind == "images" else "text"
+        other = "text" if block == "images" else "images"
+        if getattr(self, other) is not None:
+            raise ValueError(f"kind {self.kind} takes an {block} block, not {other}")
+        if getattr(self, block) is None:
+            if block == "images":
+                raise ValueError("kind images needs images: {column: <image column>} or {columns: <glob>}")
+            self.text = TextInput()
+        return self
 
 
 class CnnConfig(Section):
@@ -583,15 +639,34 @@ class RnnConfig(Section):
     """Dropout on the recurrent layer's inputs."""
 
 
+class MlpConfig(Section):
+    """Dense layers over the flattened image, or over the average of a text's word embeddings."""
+
+    dense: list[int] = Field(default_factory=lambda: [128], min_length=1)
+    """Units of each dense layer before the softmax."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """After each dense layer."""
+    embedding_dim: int = Field(16, ge=1)
+    """Text: size of each word's embedding."""
+
+
 class ModelConfig(Section):
     """One model trained by ``deepspark train``: what it reads and how it learns."""
 
-    kind: Literal["cnn", "rnn"]
-    """cnn (images) or rnn (token sequences)."""
-    table: str
-    """A gold table the train stage prepares: gold.digits or gold.review_sequences."""
+    kind: Literal["cnn", "rnn", "mlp", "custom"]
+    """cnn (images), rnn (text), mlp (either), or custom: your own network from ``builder``."""
+    dataset: str
+    """A name from train.datasets; the model reads its gold table, gold.<dataset>."""
+    builder: str | None = None
+    """kind custom: ``package.module:function``, called as ``function(inputs, **builder_args)``
+    with the example shape (``inputs.shape``, ``inputs.classes``, ``inputs.dtype``,
+    ``inputs.vocabulary``); it returns an uncompiled tf-keras model ending in a softmax over
+    ``inputs.classes``. It must import on the executors too (a package installed there or shipped
+    with --py-files)."""
+    builder_args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for the builder (part of the model's fingerprint)."""
     version: int | None = None
-    """Pin a Delta version; null: the version the stage prepared."""
+    """Pin a Delta version of gold.<dataset>; null: the version the stage prepared."""
     epochs: int = Field(10, ge=1)
     """Passes over the training split."""
     batch_size: int = Field(64, ge=1)
@@ -615,6 +690,23 @@ class ModelConfig(Section):
     """The CNN's layers (kind: cnn)."""
     rnn: RnnConfig = Field(default_factory=RnnConfig)
     """The RNN's layers (kind: rnn)."""
+    mlp: MlpConfig = Field(default_factory=MlpConfig)
+    """The MLP's layers (kind: mlp)."""
+
+    @property
+    def table(self) -> str:
+        """The gold table the model reads."""
+        return f"gold.{self.dataset}"
+
+    @model_validator(mode="after")
+    def _builder_for_custom(self) -> ModelConfig:
+        if (self.kind == "custom") != (self.builder is not None):
+            raise ValueError(
+                "kind custom needs builder: package.module:function (and only kind custom takes one)"
+            )
+        if self.builder is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.builder):
+            raise ValueError(f"builder {self.builder!r}: expected package.module:function")
+        return self
 
     @model_validator(mode="after")
     def _decays_after_warmup(self) -> ModelConfig:
@@ -652,15 +744,13 @@ class TrainConfig(Section):
     start_timeout: int = Field(120, ge=10)
     """Seconds for all ranks to start."""
     files_per_split: int = Field(8, ge=1)
-    """Parquet files (row groups) per split; a rank reads whole ones."""
+    """Parquet files (row groups) per split of each gold.<dataset>; a rank reads whole ones."""
     splits: dict[Literal["train", "validation", "test"], float] = Field(
         default_factory=lambda: {"train": 0.85, "validation": 0.05, "test": 0.10}
     )
     """By a hash of each row's key: stable across reruns."""
-    digits: DigitsData = Field(default_factory=DigitsData)
-    """How gold.digits is prepared for the CNN."""
-    sequences: SequenceData = Field(default_factory=SequenceData)
-    """How gold.review_sequences is prepared for the RNN."""
+    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
+    """Dataset name -> the images or texts (with labels) that gold.<name> is prepared from."""
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     """Model name -> what it reads and how it learns."""
     predict: dict[str, PredictConfig] = Field(default_factory=dict)

@@ -33,11 +33,11 @@ from pyspark.sql.types import ArrayType, NumericType, StringType
 from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import ColumnRule, ConfigError, DatasetCleaning
 from deepspark.errors import describe
+from deepspark.quarantine import KEYS as QUARANTINE_KEYS
+from deepspark.quarantine import QUARANTINE, to_quarantine
 from deepspark.results import CleanCounts
 from deepspark.run import Run, StageFailed, StageResult, skipped
 from deepspark.stages.clean.privacy import protect
-from deepspark.stages.clean.quarantine import KEYS as QUARANTINE_KEYS
-from deepspark.stages.clean.quarantine import QUARANTINE, to_quarantine
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,14 @@
 """Training data: gold tables for the networks, pinned snapshots, and Petastorm readers.
 
-Two gold tables, each partitioned by ``split`` (train | validation | test):
+Each ``train.datasets.<name>`` becomes ``gold.<name>``, partitioned by ``split`` (train |
+validation | test, from a hash of the row's key):
 
-* ``gold.digits``: ``digit_id``, ``label``, ``side``, ``pixels`` (side*side grey levels as bytes);
-* ``gold.review_sequences``: ``review_id``, ``label`` (0/1), ``tokens`` (word ids in text order,
-  0 pads, 1 is a word outside the vocabulary).
+* images: the key, ``label`` (a class id), ``pixels`` (height*width*channels bytes, row by row,
+  channels last), ``height``, ``width``, ``channels``. Images come from an array column, pixel
+  columns, encoded files (binaryFile) or Spark's image source, converted to grey or RGB and
+  resized or padded by config; an image that cannot be read goes to ``quarantine.rows``.
+* text: the key, ``label``, ``tokens`` (word ids in text order, 0 pads, 1 is a word outside the
+  vocabulary).
 
 A training run reads a table *pinned to a Delta version* through that snapshot's own file list
 (:class:`PinnedTable`), never the folder: a folder also holds files that the version has
@@ -15,34 +19,46 @@ error, and every one-pass read checks its row count against the parquet footers.
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import json
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from pyspark.ml.feature import CountVectorizer, RegexTokenizer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, IntegralType, StringType
+from pyspark.sql.types import ArrayType, BinaryType, BooleanType, IntegralType, StringType, StructType
 
-from deepspark.config import Config, DigitsData, SequenceData
+from deepspark.bronze import METADATA, PROBLEMS
+from deepspark.config import Config, DatasetConfig, ImageInput
+from deepspark.errors import describe
 from deepspark.lineage import fingerprint
+from deepspark.quarantine import KEYS as QUARANTINE_KEYS
+from deepspark.quarantine import QUARANTINE, to_quarantine
 from deepspark.tables import Tables
 from deepspark.tensors import as_rows
 
 log = logging.getLogger(__name__)
 
-DIGITS_TABLE = "gold.digits"
-SEQUENCES_TABLE = "gold.review_sequences"
 SPLITS = ("train", "validation", "test")
 PAD, UNKNOWN = 0, 1  # token ids below the vocabulary's
 TOKEN_PATTERN = "[^\\p{L}\\p{N}']+"  # what separates words (lower-cased), as Spark's RegexTokenizer takes it
+SURROGATE_KEY = "row_id"  # a dataset's key when it names none
+FOLDER = "_folder"  # the name of a landed file's folder: the class of images in class folders
 
 
 class TrainingDataError(RuntimeError):
     """Training data that cannot be read as asked; the message names the table and version."""
+
+
+def gold_table(dataset: str) -> str:
+    return f"gold.{dataset}"
 
 
 # -- preparing the gold tables (pure transforms) --------------------------------------------
@@ -57,19 +73,170 @@ def assign_split(key: F.Column, shares: dict[str, float], seed: int) -> F.Column
     return F.when(bucket < train_end, "train").when(bucket < validation_end, "validation").otherwise("test")
 
 
-def to_training_digits(bronze: DataFrame, shares: dict[str, float], seed: int) -> DataFrame:
-    """Bronze images (grey levels 0..255 as an array) as ``pixels``: side*side raw bytes, row by
-    row, with a split. Bytes rather than a float array: 4x less to store and read, and Petastorm
-    hands a binary column over 8x faster than a list column (bench/learning.py); the network
-    scales them to 0..1 itself."""
-    as_hex = F.transform("pixels", lambda p: F.lpad(F.hex(p.cast("int")), 2, "0"))
-    return bronze.select(
-        "digit_id",
-        F.col("label").cast("int").alias("label"),
-        F.col("width").cast("int").alias("side"),
-        F.unhex(F.concat_ws("", as_hex)).alias("pixels"),
-        assign_split(F.col("digit_id"), shares, seed).alias("split"),
+def key_column(spec: DatasetConfig) -> str:
+    return spec.key or SURROGATE_KEY
+
+
+def with_key_and_label(source: DataFrame, spec: DatasetConfig, where: str) -> DataFrame:
+    """The input with its key as a string (a surrogate hash of the row's values when the
+    dataset names none), ``_folder`` for landed files, and ``label`` from the label expression."""
+    content = [c for c in source.columns if c not in METADATA and c not in PROBLEMS]
+    if spec.key is None:
+        values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in content]))
+        source = source.withColumn(SURROGATE_KEY, F.sha2(values, 256))
+    elif spec.key not in source.columns:
+        raise TrainingDataError(f"{where}.key = {spec.key!r}: no such column; the input has {content}")
+    if "_source_file" in source.columns:
+        source = source.withColumn(
+            FOLDER, F.url_decode(F.regexp_extract("_source_file", r"([^/]+)/[^/]+$", 1))
+        )
+    try:
+        labelled = source.withColumn("label", F.expr(spec.label))
+        labelled.schema  # noqa: B018 - resolves the expression here, so its error names the key
+    except Exception as error:
+        raise TrainingDataError(f"{where}.label = {spec.label!r}: {describe(error)}") from error
+    return labelled.withColumn(key_column(spec), F.col(key_column(spec)).cast("string"))
+
+
+def natural_order(names: list[str]) -> list[str]:
+    """pixel2 before pixel10."""
+    return sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
+
+
+IMAGE = "struct<pixels binary, height int, width int, problem string>"
+
+
+def image_source(frame: DataFrame, spec: ImageInput, where: str) -> tuple[str, list[F.Column]]:
+    """How the images of ``frame`` reach the converter: (form, its argument columns)."""
+    if spec.columns is not None:
+        names = natural_order([c for c in frame.columns if fnmatch.fnmatchcase(c, spec.columns)])
+        if not names:
+            raise TrainingDataError(
+                f"{where}.images.columns = {spec.columns!r}: matches no column of {frame.columns}"
+            )
+        return "levels", [F.array(*[F.col(f"`{c}`").try_cast("double") for c in names])]
+    if spec.column not in frame.columns:
+        raise TrainingDataError(
+            f"{where}.images.column = {spec.column!r}: no such column; the input has {frame.columns}"
+        )
+    kind = frame.schema[spec.column].dataType
+    column = F.col(f"`{spec.column}`")
+    if isinstance(kind, ArrayType):
+        return "levels", [column.try_cast("array<double>")]
+    if isinstance(kind, BinaryType):
+        return "encoded", [column]
+    if isinstance(kind, StructType) and {"data", "height", "width", "nChannels"} <= set(kind.fieldNames()):
+        return "spark_image", [column.data, column.height, column.width, column.nChannels]
+    raise TrainingDataError(
+        f"{where}.images.column = {spec.column!r} is {kind.simpleString()}; expected an array of levels, "
+        "a binary column of image files, or Spark's image struct"
     )
+
+
+def to_training_images(frame: DataFrame, spec: ImageInput, where: str) -> DataFrame:
+    """``frame`` with ``_image``: the image as the network reads it (pixels, height, width) or
+    the problem that kept it from being read."""
+    form, arguments = image_source(frame, spec, where)
+    converter = ImageConverter(form, spec)
+    if form == "spark_image":
+
+        def convert(data: pd.Series, height: pd.Series, width: pd.Series, depth: pd.Series) -> pd.DataFrame:
+            return converter(data, height, width, depth)
+
+    else:
+
+        def convert(values: pd.Series) -> pd.DataFrame:
+            return converter(values)
+
+    return frame.withColumn("_image", F.pandas_udf(convert, IMAGE)(*arguments))
+
+
+class ImageConverter:
+    """A pandas UDF body: images of one form -> uint8 pixels of the configured channels and
+    size (Pillow resizes, pads and converts), or a problem per row that cannot be."""
+
+    def __init__(self, form: str, spec: ImageInput):
+        self.form, self.spec = form, spec
+
+    def __call__(self, *columns: pd.Series) -> pd.DataFrame:
+        rows = []
+        for values in zip(*columns, strict=True):
+            try:
+                image = self.fit(self.read(*values))
+                rows.append((image.tobytes(), image.shape[0], image.shape[1], None))
+            except (ValueError, OSError) as error:
+                rows.append((None, None, None, str(error)[:300]))
+        return pd.DataFrame(rows, columns=["pixels", "height", "width", "problem"])
+
+    def read(self, *values) -> np.ndarray:
+        """One image as a (height, width, channels) uint8 array."""
+        if self.form == "levels":
+            return levels_image(values[0], self.spec.width, self.spec.depth)
+        if self.form == "encoded":
+            return encoded_image(values[0])
+        data, height, width, channels = values
+        if data is None or height is None or height < 0:
+            raise ValueError("not a decodable image (Spark's image source could not read it)")
+        pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels)
+        return pixels[..., [2, 1, 0]] if channels >= 3 else pixels  # BGR(A) -> RGB
+
+    def fit(self, pixels: np.ndarray) -> np.ndarray:
+        return fit_image(pixels, self.spec.channels, self.spec.size, self.spec.fit)
+
+
+def levels_image(values, width: int | None, depth: int) -> np.ndarray:
+    if values is None or len(values) == 0:
+        raise ValueError("no pixel values")
+    levels = np.asarray(values, dtype=np.float64)
+    if np.isnan(levels).any():
+        raise ValueError(f"{int(np.isnan(levels).sum())} pixel value(s) missing or not numbers")
+    if levels.min() < 0 or levels.max() > 255:
+        raise ValueError(f"pixel values {levels.min():g}..{levels.max():g}; expected levels 0..255")
+    pixels = len(levels) // depth
+    side = width or int(round(pixels**0.5))
+    if len(levels) % depth or pixels % side or (width is None and side * side != pixels):
+        shape = f"rows of {width}" if width else "a square"
+        raise ValueError(f"{len(levels)} values are not {shape} of {depth}-level pixels; set images.width")
+    return np.rint(levels).astype(np.uint8).reshape(pixels // side, side, depth)
+
+
+def encoded_image(data: bytes | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ValueError("an empty file, not an image")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            converted = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F") else "RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"not a decodable image: {error}") from error
+    pixels = np.asarray(converted, dtype=np.uint8)
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def fit_image(pixels: np.ndarray, channels: int, size: tuple[int, int] | None, fit: str) -> np.ndarray:
+    """``pixels`` (h, w, c) as (size..., channels): grey <-> RGB converted, stretched or padded."""
+    height, width = size or pixels.shape[:2]
+    if pixels.shape == (height, width, channels):
+        return pixels
+    from PIL import Image
+
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels[..., :3])
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (width, height):
+        if fit == "stretch":
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        else:
+            scale = min(width / image.width, height / image.height)
+            inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            canvas = Image.new(image.mode, (width, height))
+            canvas.paste(
+                image.resize(inner, Image.Resampling.BILINEAR),
+                ((width - inner[0]) // 2, (height - inner[1]) // 2),
+            )
+            image = canvas
+    return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
 
 
 def tokenize(df: DataFrame, text: str) -> DataFrame:
@@ -84,32 +251,39 @@ def learn_vocabulary(train_words: DataFrame, size: int) -> list[str]:
     return list(model.fit(train_words).vocabulary)
 
 
-def to_sequences(words: DataFrame, spec: SequenceData, vocabulary: list[str]) -> DataFrame:
+def to_sequences(words: DataFrame, spec: DatasetConfig, vocabulary: list[str]) -> DataFrame:
     """Each text's words as ids in order, cut or padded to ``max_len``."""
+    max_len = spec.text.max_len
     vocab = F.array(*[F.lit(word) for word in vocabulary])
     ids = F.transform(
-        F.slice("_words", 1, spec.max_len),
+        F.slice("_words", 1, max_len),
         lambda w: (
             F.when(F.array_position(vocab, w) > 0, F.array_position(vocab, w) + 1)
             .otherwise(F.lit(UNKNOWN))
             .cast("int")
         ),
     )
-    padding = F.array_repeat(F.lit(PAD), F.greatest(F.lit(0), F.lit(spec.max_len) - F.size(ids)))
+    padding = F.array_repeat(F.lit(PAD), F.greatest(F.lit(0), F.lit(max_len) - F.size(ids)))
     return words.select(
-        F.col(spec.key).cast("string").alias(spec.key),
+        key_column(spec),
         F.col("label").cast("int").alias("label"),  # a class id (index_labels)
         F.concat(ids, padding).alias("tokens"),
         "split",
     )
 
 
-def labelled_words(source: DataFrame, spec: SequenceData, shares: dict[str, float], seed: int) -> DataFrame:
+def labelled_words(
+    source: DataFrame, spec: DatasetConfig, shares: dict[str, float], seed: int, where: str = "train.datasets"
+) -> DataFrame:
     """Rows with a label (rows whose label expression gives null are left out), split, tokenized.
     The label is the expression's value as it is: :func:`index_labels` makes it a class id."""
-    labelled = source.withColumn("label", F.expr(spec.label)).filter(F.col("label").isNotNull())
-    labelled = labelled.withColumn("split", assign_split(F.col(spec.key), shares, seed))
-    return tokenize(labelled, spec.text)
+    if spec.text.column not in source.columns:
+        raise TrainingDataError(
+            f"{where}.text.column = {spec.text.column!r}: no such column; the input has {source.columns}"
+        )
+    labelled = with_key_and_label(source, spec, where).filter(F.col("label").isNotNull())
+    labelled = labelled.withColumn("split", assign_split(F.col(key_column(spec)), shares, seed))
+    return tokenize(labelled, spec.text.column)
 
 
 MAX_CLASSES = 1000
@@ -155,8 +329,9 @@ class PreparedTable:
     rewritten: bool
     source: dict[str, int]  # the input table and the version it was read at
     vocabulary: list[str] | None = None  # sequences: word of id i + 2
-    settings: dict | None = None  # how it was prepared: train.digits or train.sequences
+    settings: dict | None = None  # how it was prepared: its train.datasets.<name>
     classes: list[str] | None = None  # the name of each class id, where the label was not ids
+    quarantined: int = 0  # images that could not be read, sent to quarantine.rows
 
     def recipe(self) -> dict:
         """What a model trained on this table needs to score new rows: the settings (label
@@ -179,37 +354,86 @@ class PreparedTable:
         return recipe
 
 
-def prepare_digits(tables: Tables, settings: Config) -> PreparedTable:
-    config = settings.train
+def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "") -> PreparedTable:
+    """``gold.<name>`` from ``train.datasets.<name>``, unless it is current already."""
+    spec = settings.train.datasets[name]
+    where = f"train.datasets.{name}"
+    persisted: list[DataFrame] = []
 
     def build(version: int) -> tuple[DataFrame, dict]:
-        bronze = tables.read(config.digits.input, version=version)
-        return to_training_digits(bronze, config.splits, settings.run.seed), {}
-
-    return _prepare(tables, settings, DIGITS_TABLE, config.digits, build)
-
-
-def prepare_sequences(tables: Tables, settings: Config) -> PreparedTable:
-    config, spec = settings.train, settings.train.sequences
-
-    def build(version: int) -> tuple[DataFrame, list[str]]:
         raw = tables.read(spec.input, version=version)
-        missing = [c for c in (spec.key, spec.text) if c not in raw.columns]
-        if missing:
-            raise TrainingDataError(
-                f"train.sequences: {spec.input} has no column(s) {missing}; it has {raw.columns}"
+        if spec.kind == "text":
+            return text_frame(raw, spec, settings, where)
+        frame, extras, converted = image_frame(tables, raw, spec, settings, where, name, run_id)
+        persisted.append(converted)
+        return frame, extras
+
+    try:
+        return _prepare(tables, settings, gold_table(name), spec, build)
+    finally:
+        for frame in persisted:
+            frame.unpersist()
+
+
+def text_frame(raw: DataFrame, spec: DatasetConfig, settings: Config, where: str) -> tuple[DataFrame, dict]:
+    words = labelled_words(raw, spec, settings.train.splits, settings.run.seed, where)
+    words, classes = index_labels(words, f"{where}.label = {spec.label!r} on {spec.input}")
+    vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.text.vocab_size)
+    return to_sequences(words, spec, vocabulary), {"vocabulary": vocabulary, "classes": classes}
+
+
+def image_frame(
+    tables: Tables, raw: DataFrame, spec: DatasetConfig, settings: Config, where: str, name: str, run_id: str
+) -> tuple[DataFrame, dict, DataFrame]:
+    """Labelled images as the network reads them; those that cannot be read (or that ingest
+    already found malformed) go to quarantine.rows with the reason."""
+    key = key_column(spec)
+    labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
+    converted = to_training_images(labelled, spec.images, where).persist()
+    issue = F.col("_ingest_issue") if "_ingest_issue" in raw.columns else F.lit(None).cast("string")
+    rule = F.col("_ingest_rule") if "_ingest_rule" in raw.columns else F.lit(None).cast("string")
+    readable = issue.isNull() & F.col("_image.pixels").isNotNull()
+    rejected = converted.filter(~readable)
+    quarantined = rejected.count()
+    if quarantined:
+        kept = [key] + [c for c in ("_source_file",) if c in raw.columns]
+        marked = rejected.select(
+            *kept,
+            F.lit("train").alias("_stage"),
+            F.coalesce(issue, F.lit("unreadable_image")).alias("_reason"),
+            F.coalesce(rule, F.concat(F.lit(f"{where}.images: "), F.col("_image.problem"))).alias("_rule"),
+            (F.col("_batch_id") if "_batch_id" in raw.columns else F.lit(None).cast("string")).alias(
+                "_batch_id"
+            ),
+            (F.col("_row_hash") if "_row_hash" in raw.columns else F.sha2(F.col(key), 256)).alias(
+                "_row_hash"
+            ),
+        )
+        tables.merge(to_quarantine(marked, kept, name, run_id), QUARANTINE, QUARANTINE_KEYS)
+    good = converted.filter(readable)
+    if spec.images.size is None:
+        sizes = good.select("_image.height", "_image.width").distinct().limit(6).collect()
+        if len(sizes) > 1:
+            shown = ", ".join(f"{r.height}x{r.width}" for r in sizes[:5])
+            raise settings.error(
+                f"{where}.images.size",
+                f"= null: the images come in several sizes ({shown}, ...); expected [height, width] "
+                "for the network to read (each image is resized or padded to it)",
             )
-        words = labelled_words(raw, spec, config.splits, settings.run.seed)
-        words, classes = index_labels(words, f"train.sequences.label = {spec.label!r} on {spec.input}")
-        vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.vocab_size)
-        return to_sequences(words, spec, vocabulary), {"vocabulary": vocabulary, "classes": classes}
+    good, classes = index_labels(good, f"{where}.label = {spec.label!r} on {spec.input}")
+    frame = good.select(
+        key,
+        "label",
+        F.col("_image.pixels").alias("pixels"),
+        F.col("_image.height").alias("height"),
+        F.col("_image.width").alias("width"),
+        F.lit(spec.images.channels).alias("channels"),
+        assign_split(F.col(key), settings.train.splits, settings.run.seed).alias("split"),
+    )
+    return frame, {"classes": classes, "quarantined": quarantined}, converted
 
-    return _prepare(tables, settings, SEQUENCES_TABLE, spec, build)
 
-
-def _prepare(
-    tables: Tables, settings: Config, name: str, spec: DigitsData | SequenceData, build
-) -> PreparedTable:
+def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, build) -> PreparedTable:
     """Write ``name`` from ``build(input version)`` unless its rows already came from the same
     input version and settings: a rerun keeps the version, so a failed training resumes on the
     same data."""
@@ -233,7 +457,7 @@ def _prepare(
             False,
             source,
             recorded["vocabulary"],
-            spec.model_dump(),
+            spec.model_dump(mode="json"),
             recorded.get("classes"),
         )
     frame, extras = build(source[spec.input])
@@ -255,7 +479,15 @@ def _prepare(
     }
     marker.write_text(json.dumps({**record, "source": source}, indent=2))
     return PreparedTable(
-        name, written.version, written.rows_written, True, source, vocabulary, spec.model_dump(), classes
+        name,
+        written.version,
+        written.rows_written,
+        True,
+        source,
+        vocabulary,
+        spec.model_dump(mode="json"),
+        classes,
+        extras.get("quarantined", 0),
     )
 
 

@@ -1,9 +1,9 @@
 """Stage train: gold tables for the networks, distributed training, evaluation, registry.
 
-Inputs: ``train.digits.input`` (``bronze.digits``) and ``train.sequences.input``
-(``silver.reviews``). Outputs: ``gold.digits``, ``gold.review_sequences``, one row per trained
-model in ``ml.models`` (and, with tracking on, an MLflow run and registry version), one row
-per reuse in ``ml.model_usage``, and under
+Inputs: the ``input`` table of each ``train.datasets.<name>`` a model reads (the sample shop's:
+``bronze.digits`` and ``silver.reviews``). Outputs: ``gold.<dataset>`` for each (unreadable
+images to ``quarantine.rows``), one row per trained model in ``ml.models`` (and, with tracking
+on, an MLflow run and registry version), one row per reuse in ``ml.model_usage``, and under
 ``<data_root>/models/training/<model>/<fingerprint>/`` the final model, checkpoints, TensorBoard
 logs and history. Parameters: ``train.*``.
 
@@ -41,13 +41,11 @@ from deepspark.plots import plot_confusion, plot_training_curves
 from deepspark.results import TrainOutcome
 from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.train.data import (
-    DIGITS_TABLE,
-    SEQUENCES_TABLE,
     PinnedTable,
     PreparedTable,
+    TrainingDataError,
     pin_table,
-    prepare_digits,
-    prepare_sequences,
+    prepare_dataset,
     read_split,
 )
 from deepspark.stages.train.evaluate import bag_of_words_baseline, classification_metrics, majority_baseline
@@ -57,8 +55,6 @@ from deepspark.tensors import InputShape, tf_keras
 from deepspark.tracking import Logged, log_model_run, mlflow_record, register_network
 
 log = logging.getLogger(__name__)
-
-PREPARERS = {DIGITS_TABLE: prepare_digits, SEQUENCES_TABLE: prepare_sequences}
 
 
 class RanksDriftedError(RuntimeError):
@@ -72,11 +68,17 @@ def train(run: Run) -> StageResult:
     result = StageResult()
     prepared: dict[str, PreparedTable] = {}
     for name, spec in config.train.models.items():
-        if spec.table in PREPARERS and spec.table not in prepared:
-            prepared[spec.table] = PREPARERS[spec.table](run.tables, config)
-            result.tables[spec.table] = prepared[spec.table].version
-            result.rows_out += prepared[spec.table].rows
-        outcome = train_model(run, name, spec, prepared.get(spec.table))
+        if spec.dataset not in prepared:
+            table = prepared[spec.dataset] = prepare_dataset(run.tables, config, spec.dataset, run.run_id)
+            result.tables[table.table] = table.version
+            result.rows_out += table.rows
+            if table.quarantined:
+                result.rows_quarantined += table.quarantined
+                result.status = "warning"
+                result.notes.append(
+                    f"{spec.dataset}: {table.quarantined} image(s) could not be read; see quarantine.rows"
+                )
+        outcome = train_model(run, name, spec, prepared[spec.dataset])
         result.metrics[name] = outcome
         result.notes.append(
             f"{name}: test accuracy {outcome['test']['accuracy']:.4f} on {outcome['test']['rows']} rows"
@@ -92,8 +94,6 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     """Train (or reuse, or resume) one model, evaluate it on the test split and register it."""
     config, tables = run.config, run.tables
     key = f"train.models.{name}"
-    if not tables.exists(spec.table):
-        raise config.error(f"{key}.table", f"= {spec.table!r}: no such table; expected {sorted(PREPARERS)}")
     check_task_slots(run.spark, config)
     version = spec.version if spec.version is not None else tables.version(spec.table)
     pinned = pin_table(tables, spec.table, version)
@@ -106,6 +106,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             "expected train.splits.validation > 0 or a monitor of loss or accuracy",
         )
     inputs = input_shape(tables, pinned, spec, config, key)
+    check_network(spec, inputs, config, key)
     identity = fingerprint(
         spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed
     )
@@ -283,34 +284,58 @@ def input_shape(
     tables: Tables, pinned: PinnedTable, spec: ModelConfig, config: Config, key: str
 ) -> InputShape:
     """The example shape and class count, read from the pinned table itself."""
+    dataset = config.train.datasets[spec.dataset]
     frame = tables.read(pinned.table, version=pinned.version)
-    column = "pixels" if spec.kind == "cnn" else "tokens"
-    if column not in frame.columns or "label" not in frame.columns:
+    images = dataset.kind == "images"
+    column = "pixels" if images else "tokens"
+    needed = [column, "label"] + (["height", "width", "channels"] if images else [])
+    if any(c not in frame.columns for c in needed):
         raise config.error(
-            f"{key}.table",
-            f"= {pinned.table!r}: a {spec.kind} reads columns '{column}' and 'label'; "
-            f"the table has {frame.columns}",
+            f"{key}.dataset",
+            f"= {spec.dataset!r}: {pinned.table} v{pinned.version} has {frame.columns}; a {dataset.kind} "
+            f"dataset's gold table has {needed} (prepare it again: {key}.version: null)",
         )
-    length = F.length(column) if spec.kind == "cnn" else F.size(column)  # bytes | ids
+    length = F.length(column) if images else F.size(column)  # bytes | ids
+    shape = [F.max(c).alias(c) for c in ("height", "width", "channels")] if images else []
     stats = frame.agg(
         F.max("label").alias("top"),
         F.min(length).alias("shortest"),
         F.max(length).alias("longest"),
-        *([F.max(F.array_max(column)).alias("top_id")] if spec.kind == "rnn" else []),
+        *shape,
+        *([] if images else [F.max(F.array_max(column)).alias("top_id")]),
     ).first()
     if stats["shortest"] != stats["longest"]:
-        raise RuntimeError(
+        raise TrainingDataError(
             f"{pinned.table} v{pinned.version}: '{column}' lengths vary "
             f"({stats['shortest']}..{stats['longest']})"
         )
     classes = int(stats["top"]) + 1
-    if spec.kind == "cnn":
-        side = int(round(stats["longest"] ** 0.5))
-        if side * side != stats["longest"]:
-            raise RuntimeError(f"{pinned.table}: {stats['longest']} pixels is not a square image")
-        return InputShape("pixels", (side, side, 1), classes)
-    vocabulary = max(config.train.sequences.vocab_size + 2, int(stats["top_id"]) + 1)
+    if images:
+        return InputShape("pixels", (stats["height"], stats["width"], stats["channels"]), classes)
+    vocabulary = max(dataset.text.vocab_size + 2, int(stats["top_id"]) + 1)
     return InputShape("tokens", (int(stats["longest"]),), classes, vocabulary)
+
+
+def check_network(spec: ModelConfig, inputs: InputShape, config: Config, key: str) -> None:
+    """A custom builder's network, built once here before any rank starts: it must import, take
+    the example shape and end in one output per class."""
+    if spec.kind != "custom":
+        return
+    from deepspark.stages.train.models import build_model
+
+    try:
+        model = build_model(spec, inputs)
+    except Exception as error:  # the user's code: any failure is theirs to fix
+        raise config.error(
+            f"{key}.builder", f"= {spec.builder!r} failed: {type(error).__name__}: {error}"
+        ) from error
+    outputs = getattr(model, "output_shape", None)
+    if not isinstance(outputs, tuple) or outputs[1:] != (inputs.classes,):
+        raise config.error(
+            f"{key}.builder",
+            f"= {spec.builder!r} returned a network with output {outputs}; expected a tf-keras model "
+            f"taking {(None, *inputs.shape)} and ending in a softmax over (None, {inputs.classes})",
+        )
 
 
 def check_task_slots(spark, config: Config) -> None:

@@ -1,4 +1,5 @@
-"""The quarantine: one Delta table, ``quarantine.rows``, for every row any stage rejected.
+"""The quarantine: one Delta table, ``quarantine.rows``, for every row any stage rejected:
+clean's failed rules, train's undecodable images.
 
 Columns: stage, dataset, reason (a short code: malformed, schema_drift, type_coercion, ...),
 rule (which column and rule, readable), record (the row as JSON when it was rejected, or the

@@ -1,0 +1,274 @@
+"""A user's own images and texts into gold by configuration alone, then trained: pixel columns of
+a CSV export, a folder of PNG files in class folders (grey and RGB, two sizes, one broken file),
+landed by ingest as binaryFile and as Spark's image source, and two text datasets; four models of
+four kinds (cnn, mlp, rnn, a custom builder) from those four datasets in one train run."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from deepspark.config import ConfigError, IngestConfig, TrainConfig, load_config
+from deepspark.pipeline import run_pipeline
+from deepspark.quarantine import QUARANTINE
+from deepspark.run import Run
+from deepspark.stages.train.data import ImageConverter, natural_order, prepare_dataset
+from deepspark.stages.train.stage import train
+from deepspark.tables import Tables
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from tests.conftest import TEST_HMAC_KEY
+from tests.small_conf import REPO
+
+TINY = {"epochs": 1, "batch_size": 16, "warmup_epochs": 0}
+
+
+def with_train(config, **train):
+    """``config`` with this train section (validated as YAML would be) on 1 rank."""
+    section = TrainConfig.model_validate({"num_proc": 1, "files_per_split": 2, **train})
+    return config.model_copy(update={"train": section})
+
+
+def pixel_csv(spark, tables, rows: int = 400):
+    """scikit-learn's 8x8 digits as a CSV export lands them: text columns label, pixel0..pixel63,
+    no id. Row 3 has a pixel that is not a number."""
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data[:rows].astype(int).astype(str), columns=[f"pixel{i}" for i in range(64)])
+    frame.insert(0, "label", digits.target[:rows].astype(str))
+    frame.loc[3, "pixel10"] = "n/a"
+    tables.write(spark.createDataFrame(frame), "bronze.digit_export", mode="overwrite")
+    return digits
+
+
+def png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def land_pngs(folder, count: int = 24) -> None:
+    """Class folders cat/ and dog/: bright cats, dark dogs; grey 8x8 and RGB 12x10 files, and a
+    file that is not an image."""
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        label = "cat" if i % 2 else "dog"
+        level = 200 if label == "cat" else 40
+        shape = (8, 8) if i % 3 else (12, 10, 3)
+        pixels = np.clip(rng.normal(level, 10, shape), 0, 255).astype(np.uint8)
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        (folder / label / f"{i:03}.png").write_bytes(png(pixels))
+    (folder / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+
+def test_pixel_columns_come_in_the_natural_order_of_their_names():
+    assert natural_order(["pixel10", "pixel2", "pixel1", "label"]) == ["label", "pixel1", "pixel2", "pixel10"]
+
+
+def test_images_are_converted_resized_and_padded_to_the_configured_shape():
+    from deepspark.config import ImageInput
+
+    grey = np.arange(16, dtype=np.uint8).reshape(4, 4, 1)
+    rgb = np.full((2, 4, 3), (255, 0, 0), dtype=np.uint8)
+    padded = ImageConverter("encoded", ImageInput(column="x", channels=3, size=(4, 4), fit="pad"))
+    out = padded.fit(rgb)
+    assert out.shape == (4, 4, 3)
+    assert (out[0] == 0).all() and (out[1:3] == (255, 0, 0)).all()  # centred on black
+    to_grey = ImageConverter("levels", ImageInput(column="x", channels=1))
+    assert to_grey.fit(grey) is grey  # already the shape: untouched
+    assert to_grey.fit(np.concatenate([grey] * 3, axis=2)).tolist() == grey.tolist()
+    stretched = ImageConverter("encoded", ImageInput(column="x", size=(8, 8))).fit(grey)
+    assert stretched.shape == (8, 8, 1)
+    bad = ImageConverter("encoded", ImageInput(column="x"))(pd.Series([b"GIF89a..", b""]))
+    assert bad["pixels"].isna().all() and bad["problem"].str.contains("image").all()
+
+
+def test_a_pixel_column_csv_reaches_gold_row_for_row_with_the_bad_row_quarantined(spark, config, tables):
+    digits = pixel_csv(spark, tables)
+    dataset = {"kind": "images", "input": "bronze.digit_export", "images": {"columns": "pixel*"}}
+    settings = with_train(config, datasets={"csv_digits": dataset})
+    prepared = prepare_dataset(tables, settings, "csv_digits", "run-1")
+    assert prepared.rows == 399 and prepared.quarantined == 1
+    assert prepared.classes == [str(d) for d in range(10)]  # string labels, named
+    gold = tables.read("gold.csv_digits").toPandas()
+    assert set(gold[["height", "width", "channels"]].itertuples(index=False, name=None)) == {(8, 8, 1)}
+    assert gold["row_id"].is_unique  # the surrogate key
+    expected = {bytes(row.astype(np.uint8)) for row in np.delete(digits.data[:400], 3, axis=0)}
+    assert set(gold["pixels"].map(bytes)) == expected
+    ((reason, rule),) = (
+        tables.read(QUARANTINE).filter("dataset = 'csv_digits'").select("reason", "rule").collect()
+    )
+    assert reason == "unreadable_image" and "missing or not numbers" in rule and "csv_digits" in rule
+
+
+def test_a_folder_of_pngs_lands_and_reaches_gold_at_one_shape_labelled_by_folder(spark, config, tables):
+    land_pngs(config.landing_root / "pets")
+    sources = {
+        "pets": {"format": "binaryFile", "path": "pets"},
+        "pet_images": {"format": "image", "path": "pets"},
+    }
+    landed = config.model_copy(update={"ingest": IngestConfig.model_validate({"sources": sources})})
+    run_pipeline(Run(landed, spark, tables, "land-pets"), ["ingest"])
+    images = {"channels": 3, "size": [8, 8], "fit": "pad"}
+    datasets = {
+        "pets": {
+            "kind": "images",
+            "input": "bronze.pets",
+            "key": "path",
+            "label": "_folder",
+            "images": {"column": "content", **images},
+        },
+        "pet_structs": {
+            "kind": "images",
+            "input": "bronze.pet_images",
+            "label": "_folder",
+            "images": {"column": "image", **images},
+        },
+    }
+    settings = with_train(landed, datasets=datasets)
+    for name in datasets:
+        prepared = prepare_dataset(tables, settings, name, "run-1")
+        assert (prepared.rows, prepared.quarantined, prepared.classes) == (24, 1, ["cat", "dog"])
+        gold = tables.read(f"gold.{name}").toPandas()
+        assert set(gold[["height", "width", "channels"]].itertuples(index=False, name=None)) == {(8, 8, 3)}
+        pixels = np.stack([np.frombuffer(p, np.uint8) for p in gold["pixels"]]).reshape(-1, 8, 8, 3)
+        centre = pixels[:, 3:5, 3:5].mean(axis=(1, 2, 3))
+        assert ((centre > 120) == (gold["label"] == 0)).all()  # cats (class 0) are the bright ones
+    rules = tables.read(QUARANTINE).filter("stage = 'train'").select("dataset", "reason", "record").collect()
+    assert sorted((r.dataset, r.reason) for r in rules) == [
+        ("pet_structs", "malformed"),
+        ("pets", "unreadable_image"),
+    ]
+    assert all("broken.png" in r.record for r in rules)
+
+
+def test_images_of_several_sizes_without_a_size_name_the_key(spark, config, tables):
+    land_pngs(config.landing_root / "pets", count=6)
+    landed = config.model_copy(
+        update={
+            "ingest": IngestConfig.model_validate(
+                {"sources": {"pets": {"format": "binaryFile", "path": "pets"}}}
+            )
+        }
+    )
+    run_pipeline(Run(landed, spark, tables, "land-pets"), ["ingest"])
+    dataset = {"kind": "images", "input": "bronze.pets", "label": "_folder", "images": {"column": "content"}}
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'train.datasets.pets.images.size' = null: .*several sizes.*expected \[height, width\]",
+    ):
+        prepare_dataset(tables, with_train(landed, datasets={"pets": dataset}), "pets")
+
+
+def test_a_model_reading_the_wrong_kind_of_dataset_names_the_key(tmp_path):
+    conf = tmp_path / "conf" / "base"
+    conf.mkdir(parents=True)
+    (conf / "train.yaml").write_text(
+        "datasets:\n  notes: {kind: text, input: silver.notes}\nmodels:\n  net: {kind: cnn, dataset: notes}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path / "conf", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
+    assert str(raised.value) == (
+        f"{conf / 'train.yaml'}: key 'train.models.net.dataset' = 'notes': a cnn model reads images, "
+        "notes is text; expected one of: (none defined)"
+    )
+
+
+def tiny_builder(inputs, units: int = 8):
+    """A user's own network (kind custom): what train.models.<name>.builder names."""
+    from deepspark.tensors import tf_keras
+
+    keras = tf_keras()
+    return keras.Sequential(
+        [
+            keras.layers.InputLayer(input_shape=inputs.shape, dtype=inputs.dtype),
+            keras.layers.Embedding(inputs.vocabulary, 8, mask_zero=True),
+            keras.layers.GlobalMaxPooling1D(),
+            keras.layers.Dense(units, activation="relu"),
+            keras.layers.Dense(inputs.classes, activation="softmax"),
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, config, tables):
+    pixel_csv(spark, tables, rows=600)
+    reviews = spark.createDataFrame(
+        [
+            (
+                f"great tasty fresh {i}"
+                if i % 3 == 0
+                else f"stale awful {i}"
+                if i % 3 == 1
+                else f"okay fine {i}",
+                i % 3,
+            )
+            for i in range(300)
+        ],
+        "text string, mood int",
+    )
+    tables.write(reviews, "silver.notes", mode="overwrite")
+    land_pngs(config.landing_root / "pets", count=60)
+    landed = config.model_copy(
+        update={
+            "ingest": IngestConfig.model_validate(
+                {"sources": {"pets": {"format": "binaryFile", "path": "pets"}}}
+            )
+        }
+    )
+    run_pipeline(Run(landed, spark, tables, "land"), ["ingest"])
+    moods = "CASE mood WHEN 0 THEN 'happy' WHEN 1 THEN 'sad' ELSE 'meh' END"
+    datasets = {
+        "csv_digits": {"kind": "images", "input": "bronze.digit_export", "images": {"columns": "pixel*"}},
+        "pets": {
+            "kind": "images",
+            "input": "bronze.pets",
+            "key": "path",
+            "label": "_folder",
+            "images": {"column": "content", "size": [8, 8]},
+        },
+        "moods": {"kind": "text", "input": "silver.notes", "label": moods, "text": {"max_len": 4}},
+        "moods_binary": {
+            "kind": "text",
+            "input": "silver.notes",
+            "label": "mood = 0",
+            "text": {"max_len": 4},
+        },
+    }
+    models = {
+        "digit_cnn": {"kind": "cnn", "dataset": "csv_digits", "cnn": {"conv": [8], "dense": [16]}, **TINY},
+        "pet_mlp": {"kind": "mlp", "dataset": "pets", "mlp": {"dense": [8]}, **TINY},
+        "mood_rnn": {"kind": "rnn", "dataset": "moods", "rnn": {"units": 8}, **TINY, "epochs": 3},
+        "mood_custom": {
+            "kind": "custom",
+            "dataset": "moods_binary",
+            "builder": f"{__name__}:tiny_builder",
+            "builder_args": {"units": 4},
+            **TINY,
+        },
+    }
+    settings = with_train(landed, datasets=datasets, models=models)
+    result = train(Run(settings, spark, Tables(spark, settings), "four-models"))
+    assert set(result.metrics) == set(models)
+    assert {t: v for t, v in result.tables.items() if t.startswith("gold.")} == {
+        f"gold.{d}": 0 for d in datasets
+    }
+    assert result.rows_quarantined == 2  # the CSV's bad pixel and the broken PNG
+    per_class = {name: [c["name"] for c in m["test"]["per_class"]] for name, m in result.metrics.items()}
+    assert per_class["mood_rnn"] == ["happy", "meh", "sad"] and per_class["pet_mlp"] == ["cat", "dog"]
+    assert per_class["mood_custom"] == ["false", "true"]
+    assert result.metrics["mood_rnn"]["test"]["accuracy"] > 0.9  # the words give the mood away
+    registered = tables.read("ml.models").select("name", "kind", "table_name").collect()
+    assert {(r.name, r.kind, r.table_name) for r in registered} == {
+        (name, spec["kind"], f"gold.{spec['dataset']}") for name, spec in models.items()
+    }
+
+
+def test_the_shipped_conf_names_its_datasets():
+    config = load_config(REPO / "conf", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
+    assert {name: spec.table for name, spec in config.train.models.items()} == {
+        "digits_cnn": "gold.digits",
+        "review_rnn": "gold.review_sequences",
+    }
