@@ -3,17 +3,23 @@
 iris and wine are scikit-learn's bundled tables, written as the exports users bring: a header,
 integers written as decimals (wine's magnesium and proline read ``127.0``), a few values given
 as ``NA``. The baskets are generated (seeded): a shop's orders with the items of each order in
-one ``|``-joined column, and a few orders exported twice.
+one ``|``-joined column, and a few orders exported twice. digits_csv is scikit-learn's 8x8
+digits as a pixel-column CSV (label, pixel0..pixel63, no id; one pixel damaged). shapes is a
+folder of generated PNG files in class folders (circle/, square/, triangle/), grey 16x16 and RGB
+24x20 mixed, with one file that is not an image.
 
 Usage: ``.venv/bin/python examples/make_data.py``
 """
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
-from sklearn.datasets import load_iris, load_wine
+import numpy as np
+from PIL import Image, ImageDraw
+from sklearn.datasets import load_digits, load_iris, load_wine
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,7 +66,55 @@ def baskets() -> None:
     write(HERE / "baskets" / "landing" / "orders" / "orders.csv", "\n".join(rows) + "\n")
 
 
+def digits_csv() -> None:
+    digits = load_digits()
+    header = ",".join(["label", *[f"pixel{i}" for i in range(64)]])
+    rows = [
+        ",".join(map(str, [label, *pixels.astype(int)]))
+        for label, pixels in zip(digits.target, digits.data, strict=True)
+    ]
+    cells = rows[100].split(",")
+    cells[20] = "NA"  # a damaged pixel: that row goes to quarantine
+    rows[100] = ",".join(cells)
+    write(HERE / "digits_csv" / "landing" / "digits" / "digits.csv", "\n".join([header, *rows]) + "\n")
+
+
+def shapes(per_class: int = 60) -> None:
+    rng = np.random.default_rng(5)
+    folder = HERE / "shapes" / "landing" / "shapes"
+    seen: set[bytes] = set()
+    for kind in ("circle", "square", "triangle"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            rgb = i % 3 == 0
+            width, height = (24, 20) if rgb else (16, 16)
+            ink = tuple(int(v) for v in rng.integers(150, 256, 3)) if rgb else int(rng.integers(150, 256))
+            image = Image.new("RGB" if rgb else "L", (width, height))
+            draw = ImageDraw.Draw(image)
+            size = rng.uniform(0.5, 0.8) * min(width, height)
+            x, y = (
+                rng.uniform(size / 2 + 1, width - size / 2 - 1),
+                rng.uniform(size / 2 + 1, height - size / 2 - 1),
+            )
+            box = [x - size / 2, y - size / 2, x + size / 2, y + size / 2]
+            if kind == "circle":
+                draw.ellipse(box, fill=ink)
+            elif kind == "square":
+                draw.rectangle(box, fill=ink)
+            else:
+                draw.polygon([(x, box[1]), (box[0], box[3]), (box[2], box[3])], fill=ink)
+            data = io.BytesIO()
+            image.save(data, format="PNG")
+            if data.getvalue() in seen:  # the same picture twice would land as a replay
+                continue
+            seen.add(data.getvalue())
+            (folder / kind / f"{kind}_{i:03}.png").write_bytes(data.getvalue())
+    (folder / "square" / "square_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short by a failed upload")
+
+
 if __name__ == "__main__":
     iris()
     wine()
     baskets()
+    digits_csv()
+    shapes()

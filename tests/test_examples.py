@@ -110,3 +110,32 @@ def test_baskets_split_into_items_and_rules_equal_mlxtend(spark, tmp_path):
     assert len(got) > 10 and set(got) == set(want)
     assert all(got[rule] == pytest.approx(want[rule]) for rule in got)
     assert done.results["analytics"].metrics["kmeans"]["k"] == 3
+
+
+def test_digits_from_a_pixel_column_csv_train_with_no_conversion_script(spark, tmp_path):
+    done, tables = run_example("digits_csv", spark, tmp_path)
+    trained = done.results["train"]
+    assert trained.rows_quarantined == 1 and trained.status == "warning"  # the "NA" pixel
+    (rule,) = [r.rule for r in tables.read("quarantine.rows").filter("stage = 'train'").collect()]
+    assert "missing or not numbers" in rule
+    cnn = trained.metrics["digits_cnn"]
+    assert cnn["ranks"] == 2 and cnn["test"]["accuracy"] >= 0.85  # 1,796 real 8x8 digits
+    assert [c["name"] for c in cnn["test"]["per_class"]] == [str(d) for d in range(10)]
+    assert tables.read("gold.digits").select("height", "width", "channels").distinct().collect() == [
+        (8, 8, 1)
+    ]
+
+
+def test_shapes_in_class_folders_grey_and_rgb_train_at_one_shape(spark, tmp_path):
+    done, tables = run_example("shapes", spark, tmp_path)
+    trained = done.results["train"]
+    assert trained.rows_quarantined == 1  # square_broken.png (179 readable files)
+    (record,) = [r.record for r in tables.read("quarantine.rows").filter("stage = 'train'").collect()]
+    assert "square_broken.png" in record
+    cnn = trained.metrics["shapes_cnn"]
+    assert [c["name"] for c in cnn["test"]["per_class"]] == ["circle", "square", "triangle"]
+    assert cnn["test"]["accuracy"] >= 0.8  # chance is 1/3
+    gold = tables.read("gold.shapes")
+    assert gold.count() == 179 and gold.select("height", "width", "channels").distinct().collect() == [
+        (16, 16, 1)
+    ]

@@ -137,6 +137,19 @@ def test_a_csv_source_without_its_columns_says_what_to_declare(conf):
         load_config(conf, "local", [], {})
 
 
+def test_a_numbered_range_of_csv_columns_expands_in_order(conf):
+    (conf / "base" / "ingest.yaml").write_text(
+        "sources:\n  digits:\n    format: csv\n    path: d\n    columns: [label, px8..px11, id]\n"
+    )
+    config = load_config(conf, "local", [], {})
+    assert config.ingest.sources["digits"].columns == ["label", "px8", "px9", "px10", "px11", "id"]
+    (conf / "base" / "ingest.yaml").write_text(
+        "sources:\n  digits:\n    format: csv\n    path: d\n    columns: [a3..b9]\n"
+    )
+    with pytest.raises(ConfigError, match=r"key 'ingest.sources.digits.columns'.*'a3..b9': expected a range"):
+        load_config(conf, "local", [], {})
+
+
 def test_nulls_constant_without_a_fill_value_is_refused(conf):
     (conf / "base" / "clean.yaml").write_text(
         "datasets:\n  people:\n    keys: [id]\n    columns:\n      country: {nulls: constant}\n"

@@ -142,7 +142,8 @@ class SourceConfig(Section):
     path: str
     """The source's folder (or glob), relative to the landing folder."""
     columns: list[str] = Field(default_factory=list)
-    """csv: the header's columns, in order (every value is read as a string)."""
+    """csv: the header's columns, in order (every value is read as a string). A numbered run of
+    columns may be written as a range: ``pixel0..pixel783`` is pixel0, pixel1, ..., pixel783."""
     ddl: str | None = None
     """json: the record's Spark DDL schema, e.g. "id string, items array<string>"."""
     fallback_encoding: str = "ISO-8859-1"
@@ -153,6 +154,23 @@ class SourceConfig(Section):
     null_values: list[str] = Field(default_factory=list)
     """Tokens that mean "no value" in this source's text (e.g. [NA, "N/A", "-"]): read as null,
     compared after trimming, case-sensitively; the empty string is always null."""
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _expand_ranges(cls, columns: Any) -> Any:
+        if not isinstance(columns, list):
+            return columns
+        expanded = []
+        for column in columns:
+            found = re.fullmatch(r"(.*?)(\d+)\.\.(.*?)(\d+)", str(column))
+            if found is None:
+                expanded.append(column)
+                continue
+            prefix, first, again, last = found.groups()
+            if prefix != again or int(last) < int(first):
+                raise ValueError(f"{column!r}: expected a range of one name, e.g. pixel0..pixel63")
+            expanded += [f"{prefix}{n}" for n in range(int(first), int(last) + 1)]
+        return expanded
 
     @field_validator("options", mode="before")
     @classmethod

@@ -75,15 +75,19 @@ def train(run: Run) -> StageResult:
             if table.quarantined:
                 result.rows_quarantined += table.quarantined
                 result.status = "warning"
-                result.notes.append(
+                warning = (
                     f"{spec.dataset}: {table.quarantined} image(s) could not be read; see quarantine.rows"
                 )
+                result.notes.append(warning)
+                result.details.append(warning)
         outcome = train_model(run, name, spec, prepared[spec.dataset])
         result.metrics[name] = outcome
-        result.notes.append(
+        line = (
             f"{name}: test accuracy {outcome['test']['accuracy']:.4f} on {outcome['test']['rows']} rows"
             + (" (reused)" if outcome["reused"] else f" ({outcome['ranks']} ranks, {outcome['device']})")
         )
+        result.notes.append(line)
+        result.details.append(line)
     for table in (MODELS_TABLE, USAGE_TABLE):
         if run.tables.exists(table):
             result.tables[table] = run.tables.version(table)
