@@ -6,7 +6,8 @@ as ``NA``. The baskets are generated (seeded): a shop's orders with the items of
 one ``|``-joined column, and a few orders exported twice. digits_csv is scikit-learn's 8x8
 digits as a pixel-column CSV (label, pixel0..pixel63, no id; one pixel damaged). shapes is a
 folder of generated PNG files in class folders (circle/, square/, triangle/), grey 16x16 and RGB
-24x20 mixed, with one file that is not an image.
+24x20 mixed, with one file that is not an image. sensors is generated machine readings (temperature and
+vibration each minute) in three regimes, a few readings dropped.
 
 Usage: ``.venv/bin/python examples/make_data.py``
 """
@@ -112,9 +113,32 @@ def shapes(per_class: int = 60) -> None:
     (folder / "square" / "square_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short by a failed upload")
 
 
+def sensors(machines: int = 60, steps: int = 120) -> None:
+    """Machines logging temperature and vibration each minute; each machine runs in one regime
+    (steady, overheating: temperature climbs, worn: vibration spikes). A few readings are
+    missing, as loggers drop them."""
+    rng = np.random.default_rng(8)
+    rows = ["machine,minute,temperature,vibration,regime"]
+    regimes = ("steady", "overheating", "worn")
+    for machine in range(machines):
+        regime = regimes[machine % 3]
+        start, base = rng.normal(60, 3), rng.normal(1.0, 0.1)
+        climb = rng.uniform(0.3, 0.6) if regime == "overheating" else 0.0
+        for minute in range(steps):
+            temperature = start + climb * minute + rng.normal(0, 0.5)
+            spike = (rng.random() < 0.25) * rng.uniform(1, 2) * (regime == "worn")
+            vibration = base + rng.normal(0, 0.05) + spike
+            cells = [f"m{machine:02}", str(minute), f"{temperature:.2f}", f"{vibration:.3f}", regime]
+            if rng.random() < 0.003:
+                cells[3] = ""  # a dropped reading
+            rows.append(",".join(cells))
+    write(HERE / "sensors" / "landing" / "readings" / "readings.csv", "\n".join(rows) + "\n")
+
+
 if __name__ == "__main__":
     iris()
     wine()
     baskets()
     digits_csv()
     shapes()
+    sensors()

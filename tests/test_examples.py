@@ -139,3 +139,17 @@ def test_shapes_in_class_folders_grey_and_rgb_train_at_one_shape(spark, tmp_path
     assert gold.count() == 179 and gold.select("height", "width", "channels").distinct().collect() == [
         (16, 16, 1)
     ]
+
+
+def test_machine_readings_train_an_lstm_on_windows_split_by_machine(spark, tmp_path):
+    done, tables = run_example("sensors", spark, tmp_path)
+    trained = done.results["train"]
+    raw = pd.read_csv(EXAMPLES / "sensors" / "landing" / "readings" / "readings.csv")
+    assert trained.rows_quarantined == raw.vibration.isna().sum() > 0  # the dropped readings
+    lstm = trained.metrics["regime_lstm"]
+    assert [c["name"] for c in lstm["test"]["per_class"]] == ["overheating", "steady", "worn"]
+    assert lstm["test"]["accuracy"] >= 0.8  # chance is 1/3
+    windows = tables.read("gold.readings")
+    splits = windows.selectExpr("split_part(window_id, '|', 1) AS machine", "split").distinct()
+    assert splits.count() == splits.select("machine").distinct().count() == 60  # a machine, one split
+    assert {len(r.values) for r in windows.select("values").collect()} == {20 * 2}

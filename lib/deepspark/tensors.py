@@ -23,14 +23,14 @@ def tf_keras() -> Any:
 class InputShape:
     """What a network reads from a gold table and the shape of one example."""
 
-    column: str  # pixels | tokens
-    shape: tuple[int, ...]  # (side, side, 1) | (max_len,)
+    column: str  # pixels | tokens | values
+    shape: tuple[int, ...]  # (height, width, channels) | (max_len,) | (length, features)
     classes: int
     vocabulary: int = 0  # rnn: ids 0..vocabulary-1
 
     @property
     def dtype(self) -> str:
-        return "int32" if self.column == "tokens" else "uint8"
+        return {"tokens": "int32", "values": "float32"}.get(self.column, "uint8")
 
     def batch(self, values: np.ndarray) -> np.ndarray:
         """Examples shaped for the network from a column's values: a 2-D array (a row per

@@ -272,3 +272,24 @@ def test_the_shipped_conf_names_its_datasets():
         "digits_cnn": "gold.digits",
         "review_rnn": "gold.review_sequences",
     }
+
+
+def test_numeric_sequences_are_windows_of_each_series_labelled_by_their_last_row(spark, config, tables):
+    rows = [("a", str(m), str(float(m)), str(10.0 * m), "up" if m >= 3 else "flat") for m in range(6)]
+    rows += [("b", "10", "1.0", "x", "flat"), ("b", "2", "2.0", "2", "flat"), ("b", "9", "3.0", "3", "flat")]
+    readings = spark.createDataFrame(rows, "machine string, minute string, t string, v string, state string")
+    tables.write(readings, "bronze.readings", mode="overwrite")
+    window = {"series": ["machine"], "order": "CAST(minute AS INT)", "features": ["t", "v"], "length": 3}
+    dataset = {"kind": "sequences", "input": "bronze.readings", "label": "state", "sequences": window}
+    prepared = prepare_dataset(tables, with_train(config, datasets={"readings": dataset}), "readings", "r1")
+    assert prepared.quarantined == 1 and prepared.classes == ["flat", "up"]
+    (rule,) = [r.rule for r in tables.read(QUARANTINE).filter("dataset = 'readings'").collect()]
+    assert rule.endswith("missing or not a number: v")  # b's minute 10
+    gold = {r.window_id: r for r in tables.read("gold.readings").collect()}
+    assert sorted(gold) == ["a|2", "a|3", "a|4", "a|5"]  # b has two good rows: no whole window
+    mean_t, std_t = np.mean([0, 1, 2, 3, 4, 5, 2, 3]), np.std([0, 1, 2, 3, 4, 5, 2, 3])
+    mean_v, std_v = np.mean([0, 10, 20, 30, 40, 50, 2, 3]), np.std([0, 10, 20, 30, 40, 50, 2, 3])
+    expected = [((m - mean_t) / std_t, (10 * m - mean_v) / std_v) for m in (1, 2, 3)]
+    np.testing.assert_allclose(gold["a|3"].values, np.ravel(expected), rtol=1e-5)  # minutes 1..3, in order
+    assert [gold[k].label for k in ("a|2", "a|3")] == [0, 1]  # the last row's label
+    assert len({gold[k].split for k in gold}) == 1  # one series, one split

@@ -151,7 +151,8 @@ def _check_references(config: Config) -> None:
             )
 
 
-READS = {"cnn": ("images",), "rnn": ("text",), "mlp": ("images", "text"), "custom": ("images", "text")}
+ANY = ("images", "text", "sequences")
+READS = {"cnn": ("images",), "rnn": ("text", "sequences"), "mlp": ANY, "custom": ANY}
 
 
 def _check_models(config: Config) -> None:

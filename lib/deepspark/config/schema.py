@@ -578,17 +578,38 @@ class TextInput(Section):
     """Words kept per text (the first ones); shorter are padded."""
 
 
+class SequenceInput(Section):
+    """Numeric sequences: windows of consecutive rows of a time-ordered table, per series. Each
+    window is one example: ``values`` (length x features, row by row), labelled by the label of
+    its last row; features are standardized by their mean and deviation over the input."""
+
+    order: str
+    """A column or SQL expression that orders each series' rows (a time or a step number); text
+    sorts as text, so a CSV's numbers need a cast: ``CAST(minute AS INT)``."""
+    features: list[str] = Field(min_length=1)
+    """The numeric columns of each step."""
+    series: list[str] = Field(default_factory=list)
+    """The columns that identify a series (e.g. [sensor_id]); windows never span two series, and
+    the splits go by series, so no test window overlaps a training one. Empty: one series, split
+    by window (overlapping windows then share rows across splits)."""
+    length: int = Field(16, ge=2)
+    """Steps per window."""
+    stride: int = Field(1, ge=1)
+    """Steps from one window's start to the next."""
+
+
 class DatasetConfig(Section):
     """A training dataset: rows of an input table made into ``gold.<name>`` (split by a hash of
     each row's key), which models name in ``train.models.<model>.dataset``."""
 
-    kind: Literal["images", "text"]
-    """images (for cnn or mlp models) or text (for rnn or mlp models)."""
+    kind: Literal["images", "text", "sequences"]
+    """images (for cnn or mlp models), text or numeric sequences (for rnn or mlp models)."""
     input: str
     """The table the examples come from (bronze.<source>, silver.<dataset>, gold.<set>)."""
     key: str | None = None
     """The rows' id column (splits are by its hash); null: a surrogate, ``row_id``, a hash of
-    the row's values (rows that are equal share it, and a split)."""
+    the row's values (rows that are equal share it, and a split). Sequences are keyed by their
+    series and last step (``window_id``)."""
     label: str = "label"
     """A column or Spark SQL expression giving each row's class: ids 0, 1, ... or strings (each
     distinct value a class, named by it); null leaves the row out. For files landed by ingest,
@@ -597,17 +618,23 @@ class DatasetConfig(Section):
     """kind images: where each image is and the shape the network reads."""
     text: TextInput | None = None
     """kind text: the text column, the vocabulary and the sequence length."""
+    sequences: SequenceInput | None = None
+    """kind sequences: the series, their order, the feature columns and the window."""
 
     @model_validator(mode="after")
     def _kind_has_its_block(self) -> DatasetConfig:
-        block = "images" if self.kind == "images" else "text"
-        other = "text" if block == "images" else "images"
-        if getattr(self, other) is not None:
-            raise ValueError(f"kind {self.kind} takes an {block} block, not {other}")
-        if getattr(self, block) is None:
-            if block == "images":
-                raise ValueError("kind images needs images: {column: <image column>} or {columns: <glob>}")
+        blocks = {"images": "images", "text": "text", "sequences": "sequences"}
+        others = [b for b in blocks.values() if b != blocks[self.kind] and getattr(self, b) is not None]
+        if others:
+            raise ValueError(f"kind {self.kind} takes a {blocks[self.kind]} block, not {others[0]}")
+        if self.kind == "text" and self.text is None:
             self.text = TextInput()
+        if self.kind == "images" and self.images is None:
+            raise ValueError("kind images needs images: {column: <image column>} or {columns: <glob>}")
+        if self.kind == "sequences" and self.sequences is None:
+            raise ValueError("kind sequences needs sequences: {order: <column>, features: [<columns>]}")
+        if self.kind == "sequences" and self.key is not None:
+            raise ValueError("a sequences dataset is keyed by its series and last step; expected key: null")
         return self
 
 
@@ -672,7 +699,8 @@ class ModelConfig(Section):
     """One model trained by ``deepspark train``: what it reads and how it learns."""
 
     kind: Literal["cnn", "rnn", "mlp", "custom"]
-    """cnn (images), rnn (text), mlp (either), or custom: your own network from ``builder``."""
+    """cnn (images), rnn (text or numeric sequences), mlp (any), or custom: your own network
+    from ``builder``."""
     dataset: str
     """A name from train.datasets; the model reads its gold table, gold.<dataset>."""
     builder: str | None = None

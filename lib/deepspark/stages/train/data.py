@@ -8,7 +8,10 @@ validation | test, from a hash of the row's key):
   columns, encoded files (binaryFile) or Spark's image source, converted to grey or RGB and
   resized or padded by config; an image that cannot be read goes to ``quarantine.rows``.
 * text: the key, ``label``, ``tokens`` (word ids in text order, 0 pads, 1 is a word outside the
-  vocabulary).
+  vocabulary);
+* sequences: ``window_id`` (the series and the window's last step), ``label`` (its last row's),
+  ``values`` (length x features floats, step by step, standardized); a row with a feature that
+  is missing or not a number goes to ``quarantine.rows``.
 
 A training run reads a table *pinned to a Delta version* through that snapshot's own file list
 (:class:`PinnedTable`), never the folder: a folder also holds files that the version has
@@ -31,12 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pyspark.ml.feature import CountVectorizer, RegexTokenizer
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, BooleanType, IntegralType, StringType, StructType
 
 from deepspark.bronze import METADATA, PROBLEMS
-from deepspark.config import Config, DatasetConfig, ImageInput
+from deepspark.config import Config, DatasetConfig, ImageInput, SequenceInput
 from deepspark.errors import describe
 from deepspark.lineage import fingerprint
 from deepspark.quarantine import KEYS as QUARANTINE_KEYS
@@ -73,7 +76,12 @@ def assign_split(key: F.Column, shares: dict[str, float], seed: int) -> F.Column
     return F.when(bucket < train_end, "train").when(bucket < validation_end, "validation").otherwise("test")
 
 
+WINDOW_KEY = "window_id"  # a sequence window's key: its series and last step
+
+
 def key_column(spec: DatasetConfig) -> str:
+    if spec.kind == "sequences":
+        return WINDOW_KEY
     return spec.key or SURROGATE_KEY
 
 
@@ -81,7 +89,9 @@ def with_key_and_label(source: DataFrame, spec: DatasetConfig, where: str) -> Da
     """The input with its key as a string (a surrogate hash of the row's values when the
     dataset names none), ``_folder`` for landed files, and ``label`` from the label expression."""
     content = [c for c in source.columns if c not in METADATA and c not in PROBLEMS]
-    if spec.key is None:
+    if spec.kind == "sequences":
+        pass  # keyed by series and step, once windowed
+    elif spec.key is None:
         values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in content]))
         source = source.withColumn(SURROGATE_KEY, F.sha2(values, 256))
     elif spec.key not in source.columns:
@@ -95,6 +105,8 @@ def with_key_and_label(source: DataFrame, spec: DatasetConfig, where: str) -> Da
         labelled.schema  # noqa: B018 - resolves the expression here, so its error names the key
     except Exception as error:
         raise TrainingDataError(f"{where}.label = {spec.label!r}: {describe(error)}") from error
+    if spec.kind == "sequences":
+        return labelled
     return labelled.withColumn(key_column(spec), F.col(key_column(spec)).cast("string"))
 
 
@@ -239,6 +251,40 @@ def fit_image(pixels: np.ndarray, channels: int, size: tuple[int, int] | None, f
     return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
 
 
+def to_windows(labelled: DataFrame, spec: SequenceInput, shares: dict[str, float], seed: int) -> DataFrame:
+    """``labelled`` (with ``_order``, the value of ``spec.order``) as windows: each window of
+    ``spec.length`` consecutive rows of a series (every ``stride``-th), as
+    ``values`` (standardized features, step by step), with the label of its last row."""
+    stats = labelled.agg(
+        *[F.avg(F.col(f)).alias(f"m{i}") for i, f in enumerate(spec.features)],
+        *[F.stddev_pop(F.col(f)).alias(f"s{i}") for i, f in enumerate(spec.features)],
+    ).first()
+    scaled = [
+        ((F.col(f) - F.lit(stats[f"m{i}"] or 0.0)) / F.lit(stats[f"s{i}"] or 1.0)).cast("float")
+        for i, f in enumerate(spec.features)
+    ]
+    series = [F.col(f"`{c}`") for c in spec.series]
+    ordered = Window.partitionBy(*series).orderBy("_order")
+    steps = labelled.select(
+        *series,
+        "_order",
+        "label",
+        F.array(*scaled).alias("_step"),
+        F.row_number().over(ordered).alias("_n"),
+    )
+    window = F.collect_list("_step").over(ordered.rowsBetween(-(spec.length - 1), 0))
+    steps = steps.withColumn("_steps", window)
+    ends = steps.filter((F.col("_n") >= spec.length) & ((F.col("_n") - spec.length) % spec.stride == 0))
+    whole = F.concat_ws("|", *[c.cast("string") for c in series], F.col("_order").cast("string"))
+    split_by = F.concat_ws("|", *[c.cast("string") for c in series]) if series else whole
+    return ends.select(
+        whole.alias(WINDOW_KEY),
+        "label",
+        F.flatten("_steps").alias("values"),
+        assign_split(split_by, shares, seed).alias("split"),
+    )
+
+
 def tokenize(df: DataFrame, text: str) -> DataFrame:
     """Lower-case words in order, as the vocabulary and the sequences see them."""
     tokenizer = RegexTokenizer(inputCol=text, outputCol="_words", pattern=TOKEN_PATTERN)
@@ -364,6 +410,8 @@ def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "
         raw = tables.read(spec.input, version=version)
         if spec.kind == "text":
             return text_frame(raw, spec, settings, where)
+        if spec.kind == "sequences":
+            return sequence_frame(tables, raw, spec, settings, where, name, run_id)
         frame, extras, converted = image_frame(tables, raw, spec, settings, where, name, run_id)
         persisted.append(converted)
         return frame, extras
@@ -391,25 +439,10 @@ def image_frame(
     labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
     converted = to_training_images(labelled, spec.images, where).persist()
     issue = F.col("_ingest_issue") if "_ingest_issue" in raw.columns else F.lit(None).cast("string")
-    rule = F.col("_ingest_rule") if "_ingest_rule" in raw.columns else F.lit(None).cast("string")
     readable = issue.isNull() & F.col("_image.pixels").isNotNull()
     rejected = converted.filter(~readable)
-    quarantined = rejected.count()
-    if quarantined:
-        kept = [key] + [c for c in ("_source_file",) if c in raw.columns]
-        marked = rejected.select(
-            *kept,
-            F.lit("train").alias("_stage"),
-            F.coalesce(issue, F.lit("unreadable_image")).alias("_reason"),
-            F.coalesce(rule, F.concat(F.lit(f"{where}.images: "), F.col("_image.problem"))).alias("_rule"),
-            (F.col("_batch_id") if "_batch_id" in raw.columns else F.lit(None).cast("string")).alias(
-                "_batch_id"
-            ),
-            (F.col("_row_hash") if "_row_hash" in raw.columns else F.sha2(F.col(key), 256)).alias(
-                "_row_hash"
-            ),
-        )
-        tables.merge(to_quarantine(marked, kept, name, run_id), QUARANTINE, QUARANTINE_KEYS)
+    problem = F.concat(F.lit(f"{where}.images: "), F.col("_image.problem"))
+    quarantined = quarantine(tables, rejected, raw.columns, key, "unreadable_image", problem, name, run_id)
     good = converted.filter(readable)
     if spec.images.size is None:
         sizes = good.select("_image.height", "_image.width").distinct().limit(6).collect()
@@ -431,6 +464,76 @@ def image_frame(
         assign_split(F.col(key), settings.train.splits, settings.run.seed).alias("split"),
     )
     return frame, {"classes": classes, "quarantined": quarantined}, converted
+
+
+def quarantine(
+    tables: Tables,
+    rejected: DataFrame,
+    columns: list[str],
+    key: str,
+    reason: str,
+    problem: F.Column,
+    name: str,
+    run_id: str,
+) -> int:
+    """``rejected`` rows into quarantine.rows (stage train): ingest's own issue and rule where the
+    row had one, else ``reason`` and ``problem``; the record is the key and the source file."""
+    count = rejected.count()
+    if not count:
+        return 0
+
+    def carried(column: str, otherwise: F.Column) -> F.Column:
+        return F.col(column) if column in columns else otherwise
+
+    kept = [key] + [c for c in ("_source_file",) if c in columns]
+    marked = rejected.select(
+        *kept,
+        F.lit("train").alias("_stage"),
+        F.coalesce(carried("_ingest_issue", F.lit(None).cast("string")), F.lit(reason)).alias("_reason"),
+        F.coalesce(carried("_ingest_rule", F.lit(None).cast("string")), problem).alias("_rule"),
+        carried("_batch_id", F.lit(None).cast("string")).alias("_batch_id"),
+        carried("_row_hash", F.sha2(F.col(key).cast("string"), 256)).alias("_row_hash"),
+    )
+    tables.merge(to_quarantine(marked, kept, name, run_id), QUARANTINE, QUARANTINE_KEYS)
+    return count
+
+
+def sequence_frame(
+    tables: Tables, raw: DataFrame, spec: DatasetConfig, settings: Config, where: str, name: str, run_id: str
+) -> tuple[DataFrame, dict]:
+    """Labelled rows as windows; a row with a feature that is missing or not a number goes to
+    quarantine (its series' windows skip it)."""
+    sequences = spec.sequences
+    missing = [c for c in [*sequences.features, *sequences.series] if c not in raw.columns]
+    if missing:
+        raise TrainingDataError(f"{where}.sequences: no column(s) {missing}; the input has {raw.columns}")
+    labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
+    try:
+        labelled = labelled.withColumn("_order", F.expr(sequences.order))
+        labelled.schema  # noqa: B018 - resolves the expression here, so its error names the key
+    except Exception as error:
+        raise TrainingDataError(
+            f"{where}.sequences.order = {sequences.order!r}: {describe(error)}"
+        ) from error
+    numbers = {f: F.col(f"`{f}`").try_cast("double") for f in sequences.features}
+    labelled = labelled.withColumns({f"_f{i}": value for i, value in enumerate(numbers.values())})
+    broken = [F.when(F.col(f"_f{i}").isNull(), F.lit(f)) for i, f in enumerate(sequences.features)]
+    labelled = labelled.withColumn("_broken", F.concat_ws(", ", *broken))
+    step = F.concat_ws(
+        "|", *[F.col(f"`{c}`").cast("string") for c in sequences.series], F.col("_order").cast("string")
+    )
+    rejected = labelled.filter(F.col("_broken") != "").withColumn(WINDOW_KEY, step)
+    problem = F.concat(F.lit(f"{where}.sequences.features: missing or not a number: "), F.col("_broken"))
+    quarantined = quarantine(
+        tables, rejected, raw.columns, WINDOW_KEY, "missing_value", problem, name, run_id
+    )
+    good = labelled.filter(F.col("_broken") == "")
+    good = good.drop(*sequences.features).withColumnsRenamed(
+        {f"_f{i}": f for i, f in enumerate(sequences.features)}
+    )
+    good, classes = index_labels(good, f"{where}.label = {spec.label!r} on {spec.input}")
+    windows = to_windows(good, sequences, settings.train.splits, settings.run.seed)
+    return windows, {"classes": classes, "quarantined": quarantined}
 
 
 def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, build) -> PreparedTable:

@@ -4,7 +4,8 @@ gradients under Keras 3, so ranks would drift apart silently.
 * CNN for images (grey levels 0..255, rescaled to 0..1 by the first layer): conv layers with
   max-pooling after each but the last, flatten, dense, softmax (the default is the classic MNIST
   net: Conv 32, Conv 64, Conv 64, Dense 64, Dense 10);
-* RNN for token sequences: embedding (0 is padding and masked), LSTM or GRU, softmax;
+* RNN for token sequences (embedding, 0 is padding and masked) or numeric ones (steps of
+  features), LSTM or GRU, softmax;
 * MLP for either: dense layers over the flattened image, or over the mean of the text's word
   embeddings (padding left out);
 * custom: the user's own function (``builder: package.module:function``).
@@ -60,8 +61,9 @@ def build_rnn(spec: RnnConfig, inputs: InputShape) -> Any:
     cell = layers.LSTM if spec.cell == "lstm" else layers.GRU
     recurrent = cell(spec.units, dropout=spec.dropout)
     model = keras.Sequential(name=spec.cell)
-    model.add(layers.InputLayer(input_shape=inputs.shape, dtype="int32"))
-    model.add(layers.Embedding(inputs.vocabulary, spec.embedding_dim, mask_zero=True))
+    model.add(layers.InputLayer(input_shape=inputs.shape, dtype=inputs.dtype))
+    if inputs.column == "tokens":  # numeric sequences (values) go straight into the cell
+        model.add(layers.Embedding(inputs.vocabulary, spec.embedding_dim, mask_zero=True))
     model.add(layers.Bidirectional(recurrent) if spec.bidirectional else recurrent)
     model.add(layers.Dense(inputs.classes, activation="softmax", dtype="float32"))  # any precision
     return model
@@ -75,8 +77,10 @@ def build_mlp(spec: MlpConfig, inputs: InputShape) -> Any:
     if inputs.column == "tokens":
         model.add(layers.Embedding(inputs.vocabulary, spec.embedding_dim, mask_zero=True))
         model.add(layers.GlobalAveragePooling1D())  # the mask leaves padding out of the mean
-    else:
+    elif inputs.column == "pixels":
         model.add(layers.Rescaling(1 / 255))
+        model.add(layers.Flatten())
+    else:
         model.add(layers.Flatten())
     for units in spec.dense:
         model.add(layers.Dense(units, activation="relu"))

@@ -75,9 +75,8 @@ def train(run: Run) -> StageResult:
             if table.quarantined:
                 result.rows_quarantined += table.quarantined
                 result.status = "warning"
-                warning = (
-                    f"{spec.dataset}: {table.quarantined} image(s) could not be read; see quarantine.rows"
-                )
+                what = "image(s)" if config.train.datasets[spec.dataset].kind == "images" else "row(s)"
+                warning = f"{spec.dataset}: {table.quarantined} {what} could not be read; see quarantine.rows"
                 result.notes.append(warning)
                 result.details.append(warning)
         outcome = train_model(run, name, spec, prepared[spec.dataset])
@@ -291,7 +290,7 @@ def input_shape(
     dataset = config.train.datasets[spec.dataset]
     frame = tables.read(pinned.table, version=pinned.version)
     images = dataset.kind == "images"
-    column = "pixels" if images else "tokens"
+    column = {"images": "pixels", "text": "tokens", "sequences": "values"}[dataset.kind]
     needed = [column, "label"] + (["height", "width", "channels"] if images else [])
     if any(c not in frame.columns for c in needed):
         raise config.error(
@@ -299,23 +298,29 @@ def input_shape(
             f"= {spec.dataset!r}: {pinned.table} v{pinned.version} has {frame.columns}; a {dataset.kind} "
             f"dataset's gold table has {needed} (prepare it again: {key}.version: null)",
         )
-    length = F.length(column) if images else F.size(column)  # bytes | ids
+    length = F.length(column) if images else F.size(column)  # bytes | ids | values
     shape = [F.max(c).alias(c) for c in ("height", "width", "channels")] if images else []
+    top_id = [F.max(F.array_max(column)).alias("top_id")] if dataset.kind == "text" else []
     stats = frame.agg(
         F.max("label").alias("top"),
         F.min(length).alias("shortest"),
         F.max(length).alias("longest"),
         *shape,
-        *([] if images else [F.max(F.array_max(column)).alias("top_id")]),
+        *top_id,
     ).first()
     if stats["shortest"] != stats["longest"]:
         raise TrainingDataError(
             f"{pinned.table} v{pinned.version}: '{column}' lengths vary "
             f"({stats['shortest']}..{stats['longest']})"
         )
+    if stats["top"] is None:
+        raise TrainingDataError(f"{pinned.table} v{pinned.version} has no rows; check {key}.dataset's input")
     classes = int(stats["top"]) + 1
     if images:
         return InputShape("pixels", (stats["height"], stats["width"], stats["channels"]), classes)
+    if dataset.kind == "sequences":
+        steps = dataset.sequences.length
+        return InputShape("values", (steps, int(stats["longest"]) // steps), classes)
     vocabulary = max(dataset.text.vocab_size + 2, int(stats["top_id"]) + 1)
     return InputShape("tokens", (int(stats["longest"]),), classes, vocabulary)
 
