@@ -16,7 +16,7 @@ trap 'rm -f "$airflow_log"' EXIT
 
 "$airflow_venv/bin/pytest" tests/airflow --confcutdir tests/airflow "$@" >"$airflow_log" 2>&1 &
 airflow=$!
-"$venv/bin/pytest" -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+"$venv/bin/pytest" -n "${TEST_WORKERS:-2}" --dist loadfile --durations=15 "$@"
 package=$?
 wait "$airflow"
 dag=$?

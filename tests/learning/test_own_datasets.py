@@ -63,6 +63,16 @@ def land_pngs(folder, count: int = 24) -> None:
     (folder / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
 
 
+def ingest_pngs(spark, config, tables, count: int):
+    """:func:`land_pngs` landed as bronze.pets (binaryFile) by the ingest stage; the config that
+    declares the source."""
+    land_pngs(config.landing_root / "pets", count)
+    sources = {"pets": {"format": "binaryFile", "path": "pets"}}
+    landed = config.model_copy(update={"ingest": IngestConfig.model_validate({"sources": sources})})
+    run_pipeline(Run(landed, spark, tables, "land-pets"), ["ingest"])
+    return landed
+
+
 def test_pixel_columns_come_in_the_natural_order_of_their_names():
     assert natural_order(["pixel10", "pixel2", "pixel1", "label"]) == ["label", "pixel1", "pixel2", "pixel10"]
 
@@ -145,15 +155,7 @@ def test_a_folder_of_pngs_lands_and_reaches_gold_at_one_shape_labelled_by_folder
 
 
 def test_images_of_several_sizes_without_a_size_name_the_key(spark, config, tables):
-    land_pngs(config.landing_root / "pets", count=6)
-    landed = config.model_copy(
-        update={
-            "ingest": IngestConfig.model_validate(
-                {"sources": {"pets": {"format": "binaryFile", "path": "pets"}}}
-            )
-        }
-    )
-    run_pipeline(Run(landed, spark, tables, "land-pets"), ["ingest"])
+    landed = ingest_pngs(spark, config, tables, count=6)
     dataset = {"kind": "images", "input": "bronze.pets", "label": "_folder", "images": {"column": "content"}}
     with pytest.raises(
         ConfigError,
@@ -210,15 +212,7 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
         "text string, mood int",
     )
     tables.write(reviews, "silver.notes", mode="overwrite")
-    land_pngs(config.landing_root / "pets", count=60)
-    landed = config.model_copy(
-        update={
-            "ingest": IngestConfig.model_validate(
-                {"sources": {"pets": {"format": "binaryFile", "path": "pets"}}}
-            )
-        }
-    )
-    run_pipeline(Run(landed, spark, tables, "land"), ["ingest"])
+    landed = ingest_pngs(spark, config, tables, count=60)
     moods = "CASE mood WHEN 0 THEN 'happy' WHEN 1 THEN 'sad' ELSE 'meh' END"
     datasets = {
         "csv_digits": {"kind": "images", "input": "bronze.digit_export", "images": {"columns": "pixel*"}},
