@@ -6,8 +6,9 @@ as ``NA``. The baskets are generated (seeded): a shop's orders with the items of
 one ``|``-joined column, and a few orders exported twice. digits_csv is scikit-learn's 8x8
 digits as a pixel-column CSV (label, pixel0..pixel63, no id; one pixel damaged). shapes is a
 folder of generated PNG files in class folders (circle/, square/, triangle/), grey 16x16 and RGB
-24x20 mixed, with one file that is not an image. sensors is generated machine readings (temperature and
-vibration each minute) in three regimes, a few readings dropped.
+24x20 mixed, with one file that is not an image. sensors is generated machine readings
+(temperature and vibration each minute) in three regimes, a few readings dropped. tickets is
+generated support tickets in three queues, no id column, the same ticket sent more than once.
 
 Usage: ``.venv/bin/python examples/make_data.py``
 """
@@ -135,6 +136,51 @@ def sensors(machines: int = 60, steps: int = 120) -> None:
     write(HERE / "sensors" / "landing" / "readings" / "readings.csv", "\n".join(rows) + "\n")
 
 
+def tickets(count: int = 900) -> None:
+    """Support tickets in three queues (billing, delivery, account), written from phrase pools
+    with openers and closers every queue shares; no id column, some bodies quoted over lines."""
+    rng = random.Random(13)
+    phrases = {
+        "billing": [
+            "I was charged twice",
+            "the invoice total is wrong",
+            "please refund my payment",
+            "my card was billed after I cancelled",
+            "the receipt shows the wrong VAT",
+        ],
+        "delivery": [
+            "my parcel has not arrived",
+            "the courier left it at the wrong address",
+            "tracking has not moved for a week",
+            "the box arrived damaged",
+            "delivery was late again",
+        ],
+        "account": [
+            "I cannot log in",
+            "the password reset link has expired",
+            "please delete my account",
+            "I want to change my email address",
+            "two factor codes never reach my phone",
+        ],
+    }
+    openers = ["Hello,", "Hi team,", "Good morning,", "Dear support,", ""]
+    closers = ["Thanks.", "Regards, a customer", "Please help.", "Any update?", ""]
+    rows = ["subject,body,queue"]
+    for _ in range(count):
+        queue = rng.choice(list(phrases))
+        said = rng.sample(phrases[queue], 2)
+        body = " ".join(
+            part
+            for part in [rng.choice(openers), f"{said[0]}.", f"Also {said[1]}.", rng.choice(closers)]
+            if part
+        )
+        if rng.random() < 0.1:
+            body = body.replace(". ", ".\n", 1)  # a line break inside the quoted value
+        subject = said[0].split()[-1]
+        rows.append(f'{subject},"{body}",{queue}')
+    write(HERE / "tickets" / "landing" / "tickets" / "tickets.csv", "\n".join(rows) + "\n")
+
+
 if __name__ == "__main__":
     iris()
     wine()
@@ -142,3 +188,4 @@ if __name__ == "__main__":
     digits_csv()
     shapes()
     sensors()
+    tickets()

@@ -153,3 +153,13 @@ def test_machine_readings_train_an_lstm_on_windows_split_by_machine(spark, tmp_p
     splits = windows.selectExpr("split_part(window_id, '|', 1) AS machine", "split").distinct()
     assert splits.count() == splits.select("machine").distinct().count() == 60  # a machine, one split
     assert {len(r.values) for r in windows.select("values").collect()} == {20 * 2}
+
+
+def test_tickets_without_an_id_are_cleaned_then_sorted_into_three_named_queues(spark, tmp_path):
+    done, tables = run_example("tickets", spark, tmp_path)
+    cleaned = done.results["clean"].metrics["tickets"]
+    assert cleaned["rows_in"] == 900 and cleaned["rows_deduplicated"] > 0  # tickets sent twice
+    gru = done.results["train"].metrics["queue_gru"]
+    assert [c["name"] for c in gru["test"]["per_class"]] == ["account", "billing", "delivery"]
+    assert gru["test"]["accuracy"] >= 0.9 and gru["test"]["accuracy"] >= gru["bag_of_words_baseline"] - 0.05
+    assert tables.read("gold.tickets").count() == cleaned["rows_out"]
