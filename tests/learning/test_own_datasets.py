@@ -285,5 +285,8 @@ def test_numeric_sequences_are_windows_of_each_series_labelled_by_their_last_row
     mean_v, std_v = np.mean([0, 10, 20, 30, 40, 50, 2, 3]), np.std([0, 10, 20, 30, 40, 50, 2, 3])
     expected = [((m - mean_t) / std_t, (10 * m - mean_v) / std_v) for m in (1, 2, 3)]
     np.testing.assert_allclose(gold["a|3"].values, np.ravel(expected), rtol=1e-5)  # minutes 1..3, in order
+    scaling = prepared.recipe()["scaling"]  # saved with each model: new rows are scaled alike
+    assert scaling["t"] == pytest.approx({"mean": mean_t, "std": std_t})
+    assert scaling["v"] == pytest.approx({"mean": mean_v, "std": std_v})
     assert [gold[k].label for k in ("a|2", "a|3")] == [0, 1]  # the last row's label
     assert len({gold[k].split for k in gold}) == 1  # one series, one split

@@ -251,17 +251,23 @@ def fit_image(pixels: np.ndarray, channels: int, size: tuple[int, int] | None, f
     return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
 
 
-def to_windows(labelled: DataFrame, spec: SequenceInput, shares: dict[str, float], seed: int) -> DataFrame:
+def to_windows(
+    labelled: DataFrame, spec: SequenceInput, shares: dict[str, float], seed: int
+) -> tuple[DataFrame, dict[str, dict[str, float]]]:
     """``labelled`` (with ``_order``, the value of ``spec.order``) as windows: each window of
     ``spec.length`` consecutive rows of a series (every ``stride``-th), as
-    ``values`` (standardized features, step by step), with the label of its last row."""
+    ``values`` (standardized features, step by step), with the label of its last row; and each
+    feature's mean and deviation, which new rows need to be scored alike."""
     stats = labelled.agg(
         *[F.avg(F.col(f)).alias(f"m{i}") for i, f in enumerate(spec.features)],
         *[F.stddev_pop(F.col(f)).alias(f"s{i}") for i, f in enumerate(spec.features)],
     ).first()
+    scaling = {
+        f: {"mean": stats[f"m{i}"] or 0.0, "std": stats[f"s{i}"] or 1.0} for i, f in enumerate(spec.features)
+    }
     scaled = [
-        ((F.col(f) - F.lit(stats[f"m{i}"] or 0.0)) / F.lit(stats[f"s{i}"] or 1.0)).cast("float")
-        for i, f in enumerate(spec.features)
+        ((F.col(f) - F.lit(scaling[f]["mean"])) / F.lit(scaling[f]["std"])).cast("float")
+        for f in spec.features
     ]
     series = [F.col(f"`{c}`") for c in spec.series]
     ordered = Window.partitionBy(*series).orderBy("_order")
@@ -277,12 +283,13 @@ def to_windows(labelled: DataFrame, spec: SequenceInput, shares: dict[str, float
     ends = steps.filter((F.col("_n") >= spec.length) & ((F.col("_n") - spec.length) % spec.stride == 0))
     whole = F.concat_ws("|", *[c.cast("string") for c in series], F.col("_order").cast("string"))
     split_by = F.concat_ws("|", *[c.cast("string") for c in series]) if series else whole
-    return ends.select(
+    windows = ends.select(
         whole.alias(WINDOW_KEY),
         "label",
         F.flatten("_steps").alias("values"),
         assign_split(split_by, shares, seed).alias("split"),
     )
+    return windows, scaling
 
 
 def tokenize(df: DataFrame, text: str) -> DataFrame:
@@ -378,6 +385,7 @@ class PreparedTable:
     settings: dict | None = None  # how it was prepared: its train.datasets.<name>
     classes: list[str] | None = None  # the name of each class id, where the label was not ids
     quarantined: int = 0  # images that could not be read, sent to quarantine.rows
+    scaling: dict | None = None  # sequences: each feature's mean and std, as standardized
 
     def recipe(self) -> dict:
         """What a model trained on this table needs to score new rows: the settings (label
@@ -389,6 +397,8 @@ class PreparedTable:
             **(self.settings or {}),
             "class_names": self.classes,
         }
+        if self.scaling is not None:
+            recipe["scaling"] = self.scaling  # value -> (value - mean) / std
         if self.vocabulary is not None:
             recipe |= {
                 "tokenizer": TOKEN_PATTERN,
@@ -532,8 +542,8 @@ def sequence_frame(
         {f"_f{i}": f for i, f in enumerate(sequences.features)}
     )
     good, classes = index_labels(good, f"{where}.label = {spec.label!r} on {spec.input}")
-    windows = to_windows(good, sequences, settings.train.splits, settings.run.seed)
-    return windows, {"classes": classes, "quarantined": quarantined}
+    windows, scaling = to_windows(good, sequences, settings.train.splits, settings.run.seed)
+    return windows, {"classes": classes, "quarantined": quarantined, "scaling": scaling}
 
 
 def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, build) -> PreparedTable:
@@ -562,6 +572,7 @@ def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, b
             recorded["vocabulary"],
             spec.model_dump(mode="json"),
             recorded.get("classes"),
+            scaling=recorded.get("scaling"),
         )
     frame, extras = build(source[spec.input])
     written = tables.write(
@@ -579,6 +590,7 @@ def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, b
         "rows": written.rows_written,
         "vocabulary": vocabulary,
         "classes": classes,
+        "scaling": extras.get("scaling"),
     }
     marker.write_text(json.dumps({**record, "source": source}, indent=2))
     return PreparedTable(
@@ -591,6 +603,7 @@ def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, b
         spec.model_dump(mode="json"),
         classes,
         extras.get("quarantined", 0),
+        extras.get("scaling"),
     )
 
 
