@@ -133,7 +133,9 @@ def test_bad_training_config_names_the_file_and_key():
     ):
         load_config(env="local", overrides=["train.models.digits_cnn.dataset=pets"])
     with pytest.raises(
-        ConfigError, match=r"key 'train.models.review_rnn.dataset' = 'digits': a rnn model reads text, digits"
+        ConfigError,
+        match=r"key 'train.models.review_rnn.dataset' = 'digits': a rnn model reads text or sequences, "
+        r"digits is images; expected one of: review_sequences$",
     ):
         load_config(env="local", overrides=["train.models.review_rnn.dataset=digits"])
     with pytest.raises(ConfigError, match=r"key 'train.models.digits_cnn'.*kind custom needs builder"):

@@ -14,6 +14,7 @@ from deepspark.config import ConfigError, IngestConfig, TrainConfig, load_config
 from deepspark.pipeline import run_pipeline
 from deepspark.quarantine import QUARANTINE
 from deepspark.run import Run
+from deepspark.stages.predict import predict
 from deepspark.stages.train.data import ImageConverter, natural_order, prepare_dataset
 from deepspark.stages.train.stage import train
 from deepspark.tables import Tables
@@ -243,8 +244,11 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
             **TINY,
         },
     }
-    settings = with_train(landed, datasets=datasets, models=models)
-    result = train(Run(settings, spark, Tables(spark, settings), "four-models"))
+    # no input or key: the gold table and key of the model's dataset
+    predictions = {"moods": {"model": "mood_rnn", "output": "gold.mood_predictions"}}
+    settings = with_train(landed, datasets=datasets, models=models, predict=predictions)
+    run = Run(settings, spark, Tables(spark, settings), "four-models")
+    result = train(run)
     assert set(result.metrics) == set(models)
     assert {t: v for t, v in result.tables.items() if t.startswith("gold.")} == {
         f"gold.{d}": 0 for d in datasets
@@ -254,6 +258,12 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
     assert per_class["mood_rnn"] == ["happy", "meh", "sad"] and per_class["pet_mlp"] == ["cat", "dog"]
     assert per_class["mood_custom"] == ["false", "true"]
     assert result.metrics["mood_rnn"]["test"]["accuracy"] > 0.9  # the words give the mood away
+    scored = predict(run).metrics["moods"]
+    assert scored["input"] == "gold.moods" and scored["rows"] == tables.read("gold.moods").count()
+    assert tables.read("gold.mood_predictions").columns[:3] == ["row_id", "label", "split"]
+    assert scored["accuracy_on"] == "test split" and scored["accuracy"] == pytest.approx(
+        result.metrics["mood_rnn"]["test"]["accuracy"], abs=1e-9
+    )
     registered = tables.read("ml.models").select("name", "kind", "table_name").collect()
     assert {(r.name, r.kind, r.table_name) for r in registered} == {
         (name, spec["kind"], f"gold.{spec['dataset']}") for name, spec in models.items()

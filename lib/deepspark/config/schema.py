@@ -621,6 +621,13 @@ class DatasetConfig(Section):
     sequences: SequenceInput | None = None
     """kind sequences: the series, their order, the feature columns and the window."""
 
+    @property
+    def row_key(self) -> str:
+        """The key column of gold.<name>: ``key``, else ``row_id`` (``window_id`` for sequences)."""
+        if self.kind == "sequences":
+            return "window_id"
+        return self.key or "row_id"
+
     @model_validator(mode="after")
     def _kind_has_its_block(self) -> DatasetConfig:
         blocks = {"images": "images", "text": "text", "sequences": "sequences"}
@@ -770,10 +777,11 @@ class PredictConfig(Section):
 
     model: str
     """A name from train.models; its latest version in ml.models scores."""
-    input: str
-    """A table with the model's input column (pixels or tokens)"""
-    key: str
-    """The input's row id, kept beside each prediction."""
+    input: str | None = None
+    """A table with the model's input column (pixels, tokens or values); null: the gold table of
+    the model's dataset."""
+    key: str | None = None
+    """The input's row id, kept beside each prediction; null: the key of the model's dataset."""
     output: str
     """The predictions table written (e.g. gold.digit_predictions)."""
 

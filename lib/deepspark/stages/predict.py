@@ -1,10 +1,11 @@
 """Batch inference: score a Delta table with a registered model into a predictions table.
 
 Stage predict. Inputs: ``ml.models`` (the latest version of each ``train.predict.<name>.model``)
-and ``train.predict.<name>.input``. Outputs: ``train.predict.<name>.output``, one row per input
-row: its key, its label and split when the input has them, the predicted class, that class's
-probability, and the model name and version that scored it. The agreement with the label is
-measured on the held-out (test) rows where the input has splits, since training rows flatter it.
+and ``train.predict.<name>.input`` (default: the gold table of the model's dataset). Outputs:
+``train.predict.<name>.output``, one row per input row: its key, its label and split when the
+input has them, the predicted class, that class's probability, and the model name and version
+that scored it. The agreement with the label is measured on the held-out (test) rows where the
+input has splits, since training rows flatter it.
 
 The model file travels to the executors as a broadcast (a few hundred KB), so executors need no
 shared filesystem. Scoring goes through pyspark's ``predict_batch_udf``: each Python worker
@@ -24,6 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, StructType
 
+from deepspark.config import Config, PredictConfig
 from deepspark.lineage import MANIFEST, MODELS_TABLE, read_manifest
 from deepspark.run import Run, StageResult, skipped
 from deepspark.tables import Tables
@@ -90,6 +92,15 @@ def latest_model(tables: Tables, name: str) -> dict:
     return found[0].asDict()
 
 
+def scoring_input(config: Config, spec: PredictConfig) -> tuple[str, str]:
+    """The table scored and its row id: as configured, else the model's dataset's gold table and
+    key (config checks that spec.model is in train.models)."""
+    model = config.train.models[spec.model]
+    dataset = config.train.datasets.get(model.dataset)
+    key = spec.key or (dataset.row_key if dataset else None)
+    return spec.input or model.table, key
+
+
 def predict(run: Run) -> StageResult:
     if not run.config.train.predict:
         return skipped("no train.predict in conf")
@@ -98,16 +109,17 @@ def predict(run: Run) -> StageResult:
         key = f"train.predict.{name}"  # config checks that spec.model is in train.models
         entry = latest_model(run.tables, spec.model)
         inputs = saved_inputs(Path(entry["uri"]).parent)
-        source = run.tables.read(spec.input)
-        missing = [c for c in (spec.key, inputs.column) if c not in source.columns]
+        table, row_key = scoring_input(run.config, spec)
+        source = run.tables.read(table)
+        missing = [c for c in (row_key, inputs.column) if c not in source.columns]
         if missing:
             raise run.config.error(
                 f"{key}.input",
-                f"= {spec.input!r}: expected columns {missing} (train.predict.{name}.key and the "
+                f"= {table!r}: expected columns {missing} (train.predict.{name}.key and the "
                 f"model's input); the table has {source.columns}",
             )
         model_bytes = run.spark.sparkContext.broadcast(Path(entry["uri"]).read_bytes())
-        scored = score(source, model_bytes, inputs, spec.key).select(
+        scored = score(source, model_bytes, inputs, row_key).select(
             "*",
             F.lit(spec.model).alias("model"),
             F.lit(entry["model_version"]).alias("model_version"),
@@ -131,7 +143,7 @@ def predict(run: Run) -> StageResult:
         result.metrics[name] = {
             "model": spec.model,
             "model_version": entry["model_version"],
-            "input": spec.input,
+            "input": table,
             "output": spec.output,
             "rows": written.rows_written,
             "accuracy": agreement,

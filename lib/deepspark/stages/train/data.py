@@ -80,9 +80,7 @@ WINDOW_KEY = "window_id"  # a sequence window's key: its series and last step
 
 
 def key_column(spec: DatasetConfig) -> str:
-    if spec.kind == "sequences":
-        return WINDOW_KEY
-    return spec.key or SURROGATE_KEY
+    return spec.row_key  # WINDOW_KEY for sequences, else the key or SURROGATE_KEY
 
 
 def with_key_and_label(source: DataFrame, spec: DatasetConfig, where: str) -> DataFrame:
@@ -457,6 +455,7 @@ def image_frame(
     if spec.images.size is None:
         sizes = good.select("_image.height", "_image.width").distinct().limit(6).collect()
         if len(sizes) > 1:
+            converted.unpersist()
             shown = ", ".join(f"{r.height}x{r.width}" for r in sizes[:5])
             raise settings.error(
                 f"{where}.images.size",
