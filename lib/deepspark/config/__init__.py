@@ -4,6 +4,8 @@ shows it to a user (``deepspark config show | schema``, ``docs/config.md``)."""
 
 from deepspark.config.loader import DEFAULT_CONF_DIR, SECRET_ENV_PREFIX, SECRETS_FILE, load_config
 from deepspark.config.schema import (
+    SURROGATE_KEY,
+    WINDOW_KEY,
     AnalyticsConfig,
     CleanConfig,
     CnnConfig,
@@ -36,9 +38,12 @@ from deepspark.config.schema import (
     TrainConfig,
     TreeConfig,
     ValidateConfig,
+    gold_table,
 )
 
 __all__ = [
+    "SURROGATE_KEY",
+    "WINDOW_KEY",
     "DEFAULT_CONF_DIR",
     "SECRETS_FILE",
     "SECRET_ENV_PREFIX",
@@ -74,5 +79,6 @@ __all__ = [
     "TrainConfig",
     "TreeConfig",
     "ValidateConfig",
+    "gold_table",
     "load_config",
 ]

@@ -532,6 +532,15 @@ class AnalyticsConfig(Section):
     """Tree name -> a decision tree over a labelled feature set, printed as readable rules."""
 
 
+SURROGATE_KEY = "row_id"  # a dataset's key when it names none: a hash of the row's values
+WINDOW_KEY = "window_id"  # a sequence window's key: its series and last step
+
+
+def gold_table(dataset: str) -> str:
+    """The gold table a training dataset is prepared into."""
+    return f"gold.{dataset}"
+
+
 class ImageInput(Section):
     """Where each image is in the input table, and the shape the network reads. The gold table
     holds each image as ``pixels`` (height*width*channels bytes, row by row, channels last) with
@@ -623,10 +632,10 @@ class DatasetConfig(Section):
 
     @property
     def row_key(self) -> str:
-        """The key column of gold.<name>: ``key``, else ``row_id`` (``window_id`` for sequences)."""
+        """The key column of gold.<name>: ``key``, else the surrogate (the window's, for sequences)."""
         if self.kind == "sequences":
-            return "window_id"
-        return self.key or "row_id"
+            return WINDOW_KEY
+        return self.key or SURROGATE_KEY
 
     @model_validator(mode="after")
     def _kind_has_its_block(self) -> DatasetConfig:
@@ -749,7 +758,7 @@ class ModelConfig(Section):
     @property
     def table(self) -> str:
         """The gold table the model reads."""
-        return f"gold.{self.dataset}"
+        return gold_table(self.dataset)
 
     @model_validator(mode="after")
     def _builder_for_custom(self) -> ModelConfig:

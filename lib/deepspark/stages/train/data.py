@@ -33,13 +33,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pyspark.errors import PySparkException
 from pyspark.ml.feature import CountVectorizer, RegexTokenizer
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, BooleanType, IntegralType, StringType, StructType
 
 from deepspark.bronze import METADATA, PROBLEMS
-from deepspark.config import Config, DatasetConfig, ImageInput, SequenceInput
+from deepspark.config import (
+    SURROGATE_KEY,
+    WINDOW_KEY,
+    Config,
+    DatasetConfig,
+    ImageInput,
+    SequenceInput,
+    gold_table,
+)
 from deepspark.errors import describe
 from deepspark.lineage import fingerprint
 from deepspark.quarantine import KEYS as QUARANTINE_KEYS
@@ -52,16 +61,11 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 PAD, UNKNOWN = 0, 1  # token ids below the vocabulary's
 TOKEN_PATTERN = "[^\\p{L}\\p{N}']+"  # what separates words (lower-cased), as Spark's RegexTokenizer takes it
-SURROGATE_KEY = "row_id"  # a dataset's key when it names none
 FOLDER = "_folder"  # the name of a landed file's folder: the class of images in class folders
 
 
 class TrainingDataError(RuntimeError):
     """Training data that cannot be read as asked; the message names the table and version."""
-
-
-def gold_table(dataset: str) -> str:
-    return f"gold.{dataset}"
 
 
 # -- preparing the gold tables (pure transforms) --------------------------------------------
@@ -76,36 +80,33 @@ def assign_split(key: F.Column, shares: dict[str, float], seed: int) -> F.Column
     return F.when(bucket < train_end, "train").when(bucket < validation_end, "validation").otherwise("test")
 
 
-WINDOW_KEY = "window_id"  # a sequence window's key: its series and last step
-
-
-def key_column(spec: DatasetConfig) -> str:
-    return spec.row_key  # WINDOW_KEY for sequences, else the key or SURROGATE_KEY
-
-
 def with_key_and_label(source: DataFrame, spec: DatasetConfig, where: str) -> DataFrame:
     """The input with its key as a string (a surrogate hash of the row's values when the
     dataset names none), ``_folder`` for landed files, and ``label`` from the label expression."""
     content = [c for c in source.columns if c not in METADATA and c not in PROBLEMS]
-    if spec.kind == "sequences":
-        pass  # keyed by series and step, once windowed
-    elif spec.key is None:
+    keyed = spec.kind != "sequences"  # sequences are keyed by series and step, once windowed
+    if keyed and spec.key is None:
         values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in content]))
         source = source.withColumn(SURROGATE_KEY, F.sha2(values, 256))
-    elif spec.key not in source.columns:
+    elif keyed and spec.key not in source.columns:
         raise TrainingDataError(f"{where}.key = {spec.key!r}: no such column; the input has {content}")
     if "_source_file" in source.columns:
         source = source.withColumn(
             FOLDER, F.url_decode(F.regexp_extract("_source_file", r"([^/]+)/[^/]+$", 1))
         )
+    labelled = with_expression(source, "label", spec.label, f"{where}.label")
+    return labelled.withColumn(spec.row_key, F.col(spec.row_key).cast("string")) if keyed else labelled
+
+
+def with_expression(frame: DataFrame, column: str, sql: str, key: str) -> DataFrame:
+    """``frame`` with ``column`` = the SQL expression ``sql``, analysed here (no job runs), so an
+    expression that does not parse or resolve stops with one line naming ``key``."""
     try:
-        labelled = source.withColumn("label", F.expr(spec.label))
-        labelled.schema  # noqa: B018 - resolves the expression here, so its error names the key
-    except Exception as error:
-        raise TrainingDataError(f"{where}.label = {spec.label!r}: {describe(error)}") from error
-    if spec.kind == "sequences":
-        return labelled
-    return labelled.withColumn(key_column(spec), F.col(key_column(spec)).cast("string"))
+        added = frame.withColumn(column, F.expr(sql))
+        _ = added.schema
+    except PySparkException as error:
+        raise TrainingDataError(f"{key} = {sql!r}: {describe(error)}") from error
+    return added
 
 
 def natural_order(names: list[str]) -> list[str]:
@@ -316,7 +317,7 @@ def to_sequences(words: DataFrame, spec: DatasetConfig, vocabulary: list[str]) -
     )
     padding = F.array_repeat(F.lit(PAD), F.greatest(F.lit(0), F.lit(max_len) - F.size(ids)))
     return words.select(
-        key_column(spec),
+        spec.row_key,
         F.col("label").cast("int").alias("label"),  # a class id (index_labels)
         F.concat(ids, padding).alias("tokens"),
         "split",
@@ -333,7 +334,7 @@ def labelled_words(
             f"{where}.text.column = {spec.text.column!r}: no such column; the input has {source.columns}"
         )
     labelled = with_key_and_label(source, spec, where).filter(F.col("label").isNotNull())
-    labelled = labelled.withColumn("split", assign_split(F.col(key_column(spec)), shares, seed))
+    labelled = labelled.withColumn("split", assign_split(F.col(spec.row_key), shares, seed))
     return tokenize(labelled, spec.text.column)
 
 
@@ -420,9 +421,11 @@ def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "
             return text_frame(raw, spec, settings, where)
         if spec.kind == "sequences":
             return sequence_frame(tables, raw, spec, settings, where, name, run_id)
-        frame, extras, converted = image_frame(tables, raw, spec, settings, where, name, run_id)
+        labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
+        # Read five times (quarantine count and rows, sizes, classes, the write): converted once.
+        converted = to_training_images(labelled, spec.images, where).persist()
         persisted.append(converted)
-        return frame, extras
+        return image_frame(tables, converted, raw.columns, spec, settings, where, name, run_id)
 
     try:
         return _prepare(tables, settings, gold_table(name), spec, build)
@@ -439,23 +442,28 @@ def text_frame(raw: DataFrame, spec: DatasetConfig, settings: Config, where: str
 
 
 def image_frame(
-    tables: Tables, raw: DataFrame, spec: DatasetConfig, settings: Config, where: str, name: str, run_id: str
-) -> tuple[DataFrame, dict, DataFrame]:
-    """Labelled images as the network reads them; those that cannot be read (or that ingest
-    already found malformed) go to quarantine.rows with the reason."""
-    key = key_column(spec)
-    labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
-    converted = to_training_images(labelled, spec.images, where).persist()
-    issue = F.col("_ingest_issue") if "_ingest_issue" in raw.columns else F.lit(None).cast("string")
+    tables: Tables,
+    converted: DataFrame,
+    columns: list[str],
+    spec: DatasetConfig,
+    settings: Config,
+    where: str,
+    name: str,
+    run_id: str,
+) -> tuple[DataFrame, dict]:
+    """Labelled images (``converted`` by :func:`to_training_images` from an input with
+    ``columns``) as the network reads them; those that cannot be read (or that ingest already
+    found malformed) go to quarantine.rows with the reason."""
+    key = spec.row_key
+    issue = F.col("_ingest_issue") if "_ingest_issue" in columns else F.lit(None).cast("string")
     readable = issue.isNull() & F.col("_image.pixels").isNotNull()
     rejected = converted.filter(~readable)
     problem = F.concat(F.lit(f"{where}.images: "), F.col("_image.problem"))
-    quarantined = quarantine(tables, rejected, raw.columns, key, "unreadable_image", problem, name, run_id)
+    quarantined = quarantine(tables, rejected, columns, key, "unreadable_image", problem, name, run_id)
     good = converted.filter(readable)
     if spec.images.size is None:
         sizes = good.select("_image.height", "_image.width").distinct().limit(6).collect()
         if len(sizes) > 1:
-            converted.unpersist()
             shown = ", ".join(f"{r.height}x{r.width}" for r in sizes[:5])
             raise settings.error(
                 f"{where}.images.size",
@@ -472,7 +480,7 @@ def image_frame(
         F.lit(spec.images.channels).alias("channels"),
         assign_split(F.col(key), settings.train.splits, settings.run.seed).alias("split"),
     )
-    return frame, {"classes": classes, "quarantined": quarantined}, converted
+    return frame, {"classes": classes, "quarantined": quarantined}
 
 
 def quarantine(
@@ -517,15 +525,9 @@ def sequence_frame(
     if missing:
         raise TrainingDataError(f"{where}.sequences: no column(s) {missing}; the input has {raw.columns}")
     labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
-    try:
-        labelled = labelled.withColumn("_order", F.expr(sequences.order))
-        labelled.schema  # noqa: B018 - resolves the expression here, so its error names the key
-    except Exception as error:
-        raise TrainingDataError(
-            f"{where}.sequences.order = {sequences.order!r}: {describe(error)}"
-        ) from error
-    numbers = {f: F.col(f"`{f}`").try_cast("double") for f in sequences.features}
-    labelled = labelled.withColumns({f"_f{i}": value for i, value in enumerate(numbers.values())})
+    labelled = with_expression(labelled, "_order", sequences.order, f"{where}.sequences.order")
+    numbers = {f"_f{i}": F.col(f"`{f}`").try_cast("double") for i, f in enumerate(sequences.features)}
+    labelled = labelled.withColumns(numbers)
     broken = [F.when(F.col(f"_f{i}").isNull(), F.lit(f)) for i, f in enumerate(sequences.features)]
     labelled = labelled.withColumn("_broken", F.concat_ws(", ", *broken))
     step = F.concat_ws(
