@@ -639,10 +639,11 @@ class DatasetConfig(Section):
 
     @model_validator(mode="after")
     def _kind_has_its_block(self) -> DatasetConfig:
-        blocks = {"images": "images", "text": "text", "sequences": "sequences"}
-        others = [b for b in blocks.values() if b != blocks[self.kind] and getattr(self, b) is not None]
+        others = [
+            b for b in ("images", "text", "sequences") if b != self.kind and getattr(self, b) is not None
+        ]
         if others:
-            raise ValueError(f"kind {self.kind} takes a {blocks[self.kind]} block, not {others[0]}")
+            raise ValueError(f"kind {self.kind} takes a {self.kind} block, not {others[0]}")
         if self.kind == "text" and self.text is None:
             self.text = TextInput()
         if self.kind == "images" and self.images is None:
