@@ -100,11 +100,12 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def plot_training_curves(history: list[dict], title: str, path: Path) -> Path:
-    """Loss and accuracy per epoch, training beside validation (one row per epoch)."""
-    figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(9, 3.5))
+def plot_training_curves(history: list[dict], title: str, path: Path, second: str = "accuracy") -> Path:
+    """Loss and ``second`` (accuracy, or a regressor's mae) per epoch, training beside
+    validation (one row per epoch)."""
+    figure, (loss, other) = plt.subplots(1, 2, figsize=(9, 3.5))
     epochs = [row["epoch"] + 1 for row in history]
-    for axes, metric in ((loss, "loss"), (accuracy, "accuracy")):
+    for axes, metric in ((loss, "loss"), (other, second)):
         axes.plot(epochs, [row[metric] for row in history], "o-", label="train")
         if all(f"val_{metric}" in row for row in history):
             axes.plot(epochs, [row[f"val_{metric}"] for row in history], "s--", label="validation")
@@ -113,4 +114,18 @@ def plot_training_curves(history: list[dict], title: str, path: Path) -> Path:
         axes.set_ylabel(metric)
         axes.legend()
     figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_predictions(actual, predicted, title: str, path: Path) -> Path:
+    """A regressor's predictions against the labels (one point per test row; the diagonal is a
+    perfect prediction)."""
+    figure, axes = plt.subplots(figsize=(4.5, 4.5))
+    axes.scatter(actual, predicted, s=8, alpha=0.5)
+    if len(actual):
+        low, high = float(min(min(actual), min(predicted))), float(max(max(actual), max(predicted)))
+        axes.plot([low, high], [low, high], "k--", linewidth=1)
+    axes.set_xlabel("label")
+    axes.set_ylabel("prediction")
+    axes.set_title(title)
     return _save(figure, path)

@@ -44,6 +44,15 @@ class TestScores(TypedDict):
     confusion: list[list[int]]
 
 
+class RegressionScores(TypedDict):
+    """A regressor on held-out rows, in the label's units (R²: against the test labels' mean)."""
+
+    rows: int
+    rmse: float
+    mae: float
+    r2: float
+
+
 class MlflowRecord(TypedDict):
     """Where a model's MLflow run is, and its version in MLflow's registry (networks only)."""
 
@@ -69,9 +78,10 @@ class TrainOutcome(TypedDict):
     samples_per_second: float | None
     history: list[dict[str, float]]
     plots: list[str]
-    test: TestScores
-    majority_baseline: NotRequired[float]  # sequences: the baselines on the same split
+    test: TestScores | RegressionScores
+    majority_baseline: NotRequired[float]  # text: the baselines on the same split
     bag_of_words_baseline: NotRequired[float]
+    mean_baseline_rmse: NotRequired[float]  # a regressor: RMSE of always the training mean
     registry_version: NotRequired[int]  # set once registered in ml.models
     mlflow: NotRequired[MlflowRecord | None]  # set by the run that trained it, when tracking is on
 

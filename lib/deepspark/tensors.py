@@ -25,12 +25,35 @@ class InputShape:
 
     column: str  # pixels | tokens | values
     shape: tuple[int, ...]  # (height, width, channels) | (max_len,) | (length, features)
-    classes: int
+    classes: int  # 0 for a regressor
     vocabulary: int = 0  # rnn: ids 0..vocabulary-1
+    task: str = "classification"  # | regression
+    label_mean: float = 0.0  # regression: the training labels' mean and deviation, which the
+    label_std: float = 1.0  # network's output is scaled back by (it learns standardized values)
 
     @property
     def dtype(self) -> str:
         return {"tokens": "int32", "values": "float32"}.get(self.column, "uint8")
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def outputs(self) -> int:
+        """Units of the network's last layer: one per class, or the one predicted number."""
+        return 1 if self.regression else self.classes
+
+    @property
+    def label_dtype(self) -> str:
+        return "float32" if self.regression else "int32"
+
+    def loss(self) -> str:
+        return "mean_squared_error" if self.regression else "sparse_categorical_crossentropy"
+
+    def metric(self) -> str:
+        """The epoch metric beside the loss: mae for a regressor, accuracy for a classifier."""
+        return "mae" if self.regression else "accuracy"
 
     def batch(self, values: np.ndarray) -> np.ndarray:
         """Examples shaped for the network from a column's values: a 2-D array (a row per

@@ -126,12 +126,13 @@ def log_model_run(
 
 
 def register_network(
-    config: Config, logged: Logged, name: str, registry_version: int, accuracy: float
+    config: Config, logged: Logged, name: str, registry_version: int, scores: dict[str, float]
 ) -> Logged:
-    """The model logged in ``logged`` as a new version of ``name`` in MLflow's registry; it takes
-    the champion alias when its test ``accuracy`` is at least the holder's."""
+    """The model logged in ``logged`` as a new version of ``name`` in MLflow's registry, tagged
+    with its test ``scores``; it takes the champion alias when its test_accuracy is at least the
+    holder's (a regressor: its test_rmse at most the holder's)."""
     try:
-        return _register(config, logged, name, registry_version, accuracy)
+        return _register(config, logged, name, registry_version, scores)
     except Exception as error:
         raise tracking_error(config, error) from error
 
@@ -206,7 +207,9 @@ def _delta_dataset(table: str, path: str, version: int):
     return MetaDataset(source, name=f"{table}@v{version}")._to_mlflow_entity()
 
 
-def _register(config: Config, logged: Logged, name: str, registry_version: int, accuracy: float) -> Logged:
+def _register(
+    config: Config, logged: Logged, name: str, registry_version: int, scores: dict[str, float]
+) -> Logged:
     from mlflow.exceptions import MlflowException
 
     mlflow_client, _ = client(config)
@@ -219,13 +222,16 @@ def _register(config: Config, logged: Logged, name: str, registry_version: int, 
         name,
         source=f"{logged.artifact_uri}/model",
         run_id=logged.run_id,
-        tags={REGISTRY_VERSION: str(registry_version), "test_accuracy": f"{accuracy:.6f}"},
+        tags={REGISTRY_VERSION: str(registry_version), **{k: f"{v:.6f}" for k, v in scores.items()}},
     )
     alias = config.tracking.champion_alias
     champion = True
     try:
         holder = mlflow_client.get_model_version_by_alias(name, alias)
-        champion = accuracy >= float(holder.tags.get("test_accuracy", "-1"))
+        if "test_rmse" in scores:
+            champion = scores["test_rmse"] <= float(holder.tags.get("test_rmse", "inf"))
+        else:
+            champion = scores["test_accuracy"] >= float(holder.tags.get("test_accuracy", "-1"))
     except MlflowException as error:
         if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise

@@ -63,16 +63,16 @@ def test_the_champion_alias_stays_on_the_most_accurate_version(spark, tracked, t
     tables = Tables(spark, tracked)
     client = MlflowClient(tracking_uri=tracked.tracking_uri)
     first = register_network(
-        tracked, logged_run(tracked, tmp_path, 0.90, tables=tables), "digits_cnn", 1, 0.90
+        tracked, logged_run(tracked, tmp_path, 0.90, tables=tables), "digits_cnn", 1, {"test_accuracy": 0.90}
     )
     worse = register_network(
-        tracked, logged_run(tracked, tmp_path, 0.80, tables=tables), "digits_cnn", 2, 0.80
+        tracked, logged_run(tracked, tmp_path, 0.80, tables=tables), "digits_cnn", 2, {"test_accuracy": 0.80}
     )
     assert (first.registered.version, first.registered.champion) == (1, True)
     assert (worse.registered.version, worse.registered.champion) == (2, False)
     assert client.get_model_version_by_alias("digits_cnn", "champion").version == 1
     better = register_network(
-        tracked, logged_run(tracked, tmp_path, 0.95, tables=tables), "digits_cnn", 3, 0.95
+        tracked, logged_run(tracked, tmp_path, 0.95, tables=tables), "digits_cnn", 3, {"test_accuracy": 0.95}
     )
     holder = client.get_model_version_by_alias("digits_cnn", "champion")
     assert int(holder.version) == 3 and holder.run_id == better.run_id
@@ -83,6 +83,19 @@ def test_the_champion_alias_stays_on_the_most_accurate_version(spark, tracked, t
         "registered_version": 3,
         "champion": True,
     }
+
+
+def test_a_regressor_is_champion_by_the_lowest_test_rmse(spark, tracked, tmp_path):
+    tables = Tables(spark, tracked)
+    client = MlflowClient(tracking_uri=tracked.tracking_uri)
+    champions = []
+    for version, rmse in enumerate([2.0, 2.5, 1.5], start=1):
+        logged = logged_run(tracked, tmp_path, 0.0, run_id=f"run-{version}", tables=tables)
+        scores = {"test_rmse": rmse, "test_mae": rmse / 2, "test_r2": 0.5}
+        champions.append(register_network(tracked, logged, "forecast", version, scores).registered.champion)
+    assert champions == [True, False, True]
+    holder = client.get_model_version_by_alias("forecast", "champion")
+    assert int(holder.version) == 3 and holder.tags["test_rmse"] == "1.500000"
 
 
 def test_tracking_off_talks_to_no_store(config, tmp_path):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from deepspark.config import CnnConfig, ConfigError, ModelConfig, RnnConfig, load_config
-from deepspark.stages.train.evaluate import bag_of_words, classification_metrics, majority_baseline
+from deepspark.stages.train.evaluate import (
+    bag_of_words,
+    classification_metrics,
+    majority_baseline,
+    mean_baseline,
+    regression_metrics,
+)
 from deepspark.stages.train.horovod import choose_device
 from deepspark.stages.train.models import build_cnn, build_mlp, build_model, build_rnn
 from deepspark.stages.train.schedule import learning_rate_at
@@ -179,3 +185,32 @@ def test_the_rate_at_every_epoch_is_the_documented_schedule():
     assert rates == pytest.approx(expected, rel=1e-12)
     single = spec.model_copy(update={"warmup_epochs": 0, "decay_epochs": []})
     assert {learning_rate_at(epoch, single, ranks=1) for epoch in range(16)} == {1e-3}
+
+
+def test_a_regressor_ends_in_one_unit_scaled_back_to_the_label_units():
+    inputs = InputShape("values", (5, 2), 0, task="regression", label_mean=50.0, label_std=4.0)
+    for kind in ("mlp", "rnn"):
+        model = build_model(ModelConfig(kind=kind, dataset="waves", rnn=RnnConfig(units=4)), inputs)
+        assert model.output_shape == (None, 1)
+        last = [layer for layer in model.layers if layer.get_weights()][-1]  # the linear unit
+        last.set_weights([np.zeros_like(w) for w in last.get_weights()])  # predicts 0 standardized
+        batch = np.random.default_rng(0).normal(size=(3, 5, 2)).astype("float32")
+        np.testing.assert_allclose(model.predict(batch, verbose=0), [[50.0]] * 3)  # = the mean
+        last.set_weights([np.zeros_like(last.get_weights()[0]), np.ones(1)])  # 1 deviation above
+        np.testing.assert_allclose(model.predict(batch, verbose=0), [[54.0]] * 3)
+
+
+def test_regression_metrics_match_scikit_learn():
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    rng = np.random.default_rng(2)
+    actual = rng.normal(10, 3, 200)
+    predicted = actual + rng.normal(0, 1, 200)
+    scores = regression_metrics(actual, predicted)
+    assert scores["rows"] == 200
+    assert scores["rmse"] == pytest.approx(np.sqrt(mean_squared_error(actual, predicted)))
+    assert scores["mae"] == pytest.approx(mean_absolute_error(actual, predicted))
+    assert scores["r2"] == pytest.approx(r2_score(actual, predicted))
+    assert mean_baseline(actual[:100], actual[100:]) == pytest.approx(
+        np.sqrt(mean_squared_error(actual[100:], np.full(100, actual[:100].mean())))
+    )

@@ -6,6 +6,7 @@ four kinds (cnn, mlp, rnn, a custom builder) from those four datasets in one tra
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,8 @@ from deepspark.pipeline import run_pipeline
 from deepspark.quarantine import QUARANTINE
 from deepspark.run import Run
 from deepspark.stages.predict import predict
-from deepspark.stages.train.data import ImageConverter, natural_order, prepare_dataset
+from deepspark.stages.report.stage import RunRecord, render_markdown
+from deepspark.stages.train.data import ImageConverter, TrainingDataError, natural_order, prepare_dataset
 from deepspark.stages.train.stage import train
 from deepspark.tables import Tables
 from PIL import Image
@@ -261,7 +263,7 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
     scored = predict(run).metrics["moods"]
     assert scored["input"] == "gold.moods" and scored["rows"] == tables.read("gold.moods").count()
     assert tables.read("gold.mood_predictions").columns[:3] == ["row_id", "label", "split"]
-    assert scored["accuracy_on"] == "test split" and scored["accuracy"] == pytest.approx(
+    assert scored["measured_on"] == "test split" and scored["accuracy"] == pytest.approx(
         result.metrics["mood_rnn"]["test"]["accuracy"], abs=1e-9
     )
     registered = tables.read("ml.models").select("name", "kind", "table_name").collect()
@@ -300,3 +302,112 @@ def test_numeric_sequences_are_windows_of_each_series_labelled_by_their_last_row
     assert scaling["v"] == pytest.approx({"mean": mean_v, "std": std_v})
     assert [gold[k].label for k in ("a|2", "a|3")] == [0, 1]  # the last row's label
     assert len({gold[k].split for k in gold}) == 1  # one series, one split
+
+
+def waves(spark, tables, series: int = 20, steps: int = 100) -> None:
+    """bronze.waves as a CSV lands it (text): sine waves of different phases, one per machine,
+    a reading a minute, with a little noise."""
+    rng = np.random.default_rng(5)
+    rows = [
+        (f"m{s:02}", str(t), f"{50 + 8 * np.sin(t / 4 + s) + rng.normal(0, 0.2):.3f}")
+        for s in range(series)
+        for t in range(steps)
+    ]
+    frame = spark.createDataFrame(rows, "machine string, minute string, temperature string")
+    tables.write(frame, "bronze.waves", mode="overwrite")
+
+
+FORECAST = {
+    "kind": "sequences",
+    "task": "regression",
+    "input": "bronze.waves",
+    # the next minute's reading: null on each machine's last minute, which ends no window
+    "label": "lead(CAST(temperature AS DOUBLE)) OVER (PARTITION BY machine ORDER BY CAST(minute AS INT))",
+    "sequences": {
+        "series": ["machine"],
+        "order": "CAST(minute AS INT)",
+        "features": ["temperature"],
+        "length": 8,
+    },
+}
+
+
+def test_a_forecast_label_is_the_next_reading_and_the_last_rows_stay_steps(spark, config, tables):
+    waves(spark, tables, series=2, steps=12)
+    prepared = prepare_dataset(tables, with_train(config, datasets={"waves": FORECAST}), "waves", "r1")
+    gold = {r.window_id: r for r in tables.read("gold.waves").collect()}
+    assert tables.read("gold.waves").schema["label"].dataType.simpleString() == "float"
+    # minutes 7..10 end windows of 8; minute 11 has no next reading, so it ends none
+    assert sorted(gold) == [f"m{s:02}|{t}" for s in (0, 1) for t in (10, 7, 8, 9)]
+    readings = {
+        (r.machine, int(r.minute)): float(r.temperature) for r in tables.read("bronze.waves").collect()
+    }
+    assert gold["m01|10"].label == pytest.approx(readings[("m01", 11)])  # the next minute's
+    assert prepared.classes is None and prepared.rows == 8
+
+
+def test_a_regression_label_that_is_text_says_to_cast_it(spark, config, tables):
+    waves(spark, tables, series=2, steps=12)
+    dataset = {**FORECAST, "label": "temperature"}  # a CSV's text
+    with pytest.raises(TrainingDataError, match=r"train.datasets.waves.label = 'temperature' .*CAST\("):
+        prepare_dataset(tables, with_train(config, datasets={"waves": dataset}), "waves")
+
+
+def test_a_regressor_watching_accuracy_names_the_key_and_its_metrics(tmp_path):
+    conf = tmp_path / "conf" / "base"
+    conf.mkdir(parents=True)
+    net = {"kind": "rnn", "dataset": "waves", "early_stopping": {"monitor": "val_accuracy"}}
+    (conf / "train.yaml").write_text(json.dumps({"datasets": {"waves": FORECAST}, "models": {"net": net}}))
+    environ = {"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY}
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path / "conf", environ=environ)
+    assert str(raised.value) == (
+        f"{conf / 'train.yaml'}: key 'train.models.net.early_stopping.monitor' = 'val_accuracy': "
+        "dataset 'waves' is a regression dataset; expected one of val_loss, val_mae, loss, mae"
+    )
+    net["early_stopping"] = {"patience": 2}  # left out: a regressor watches val_loss
+    (conf / "train.yaml").write_text(json.dumps({"datasets": {"waves": FORECAST}, "models": {"net": net}}))
+    assert (
+        load_config(tmp_path / "conf", environ=environ).train.models["net"].early_stopping.monitor
+        == "val_loss"
+    )
+
+
+@pytest.mark.slow
+def test_an_rnn_regressor_forecasts_far_better_than_the_mean_and_scores_in_label_units(
+    spark, config, tables, tmp_path
+):
+    waves(spark, tables, series=30)
+    model = {
+        "kind": "rnn",
+        "dataset": "waves",
+        "epochs": 12,
+        "batch_size": 32,
+        "learning_rate": 0.01,
+        "warmup_epochs": 0,
+        "rnn": {"cell": "gru", "units": 16},
+        "early_stopping": {"patience": 4},
+    }
+    predictions = {"waves": {"model": "forecast", "output": "gold.wave_predictions"}}
+    shares = {"train": 0.6, "validation": 0.2, "test": 0.2}  # by machine
+    settings = with_train(
+        config, datasets={"waves": FORECAST}, models={"forecast": model}, predict=predictions, splits=shares
+    )
+    run = Run(settings, spark, Tables(spark, settings), "forecast")
+    result = train(run)
+    outcome = result.metrics["forecast"]
+    test = outcome["test"]
+    assert test["rows"] > 100 and set(test) == {"rows", "rmse", "mae", "r2"}
+    assert test["r2"] > 0.9 and test["rmse"] < outcome["mean_baseline_rmse"] / 3  # the mean's is about 5.7
+    assert "val_mae" in outcome["history"][0] and "val_accuracy" not in outcome["history"][0]
+    assert result.details[-1].startswith(f"forecast: test RMSE {test['rmse']:.4g} (R² ")
+    predicted = predict(run)
+    scored = predicted.metrics["waves"]
+    assert tables.read("gold.wave_predictions").columns[:4] == ["window_id", "label", "split", "prediction"]
+    assert scored["measured_on"] == "test split" and scored["rmse"] == pytest.approx(test["rmse"], rel=1e-4)
+    (row,) = tables.read("ml.models").filter("name = 'forecast'").collect()
+    assert json.loads(row.metrics)["test_rmse"] == pytest.approx(test["rmse"])
+    record = RunRecord("forecast", tmp_path, {"train": result, "predict": predicted}, "hash", "rs")
+    report = render_markdown(record, tmp_path / "rows.png")
+    assert f"Test RMSE **{test['rmse']:.4g}**" in report and "Test accuracy" not in report
+    assert f"RMSE {scored['rmse']:.4g} (test split)" in report and "forecast_predictions.png" in report

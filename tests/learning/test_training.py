@@ -181,7 +181,7 @@ def test_batch_inference_scores_every_row_with_the_registered_model(trained, spa
     )
     assert agreement == pytest.approx(json.loads(scorer["metrics"])["test_accuracy"], abs=1e-9)
     # the stage's own figure is on the held-out rows only: the test accuracy, not a flattered one
-    assert digits["accuracy_on"] == "test split" and digits["accuracy"] == pytest.approx(agreement, abs=1e-9)
+    assert digits["measured_on"] == "test split" and digits["accuracy"] == pytest.approx(agreement, abs=1e-9)
     assert run.tables.read("gold.review_predictions").columns == [
         "review_id",
         "label",

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from deepspark.config.schema import Config, ConfigError
+from deepspark.config.schema import Config, ConfigError, ModelConfig
 
 SECRETS_FILE = "secrets.yaml"
 DEFAULT_ENV = "local"  # the overlay a project may leave out
@@ -173,6 +173,24 @@ def _check_models(config: Config) -> None:
                 f"= {spec.dataset!r}: a {spec.kind} model reads {' or '.join(READS[spec.kind])}, "
                 f"{spec.dataset} is {dataset.kind}; expected one of: {', '.join(fits) or '(none defined)'}",
             )
+        _check_monitor(config, name, spec, dataset.task)
+
+
+MONITORS = {
+    "classification": ("val_accuracy", "val_loss", "accuracy", "loss"),
+    "regression": ("val_loss", "val_mae", "loss", "mae"),
+}
+
+
+def _check_monitor(config: Config, name: str, spec: ModelConfig, task: str) -> None:
+    """Early stopping watches a metric the model's head has: a regressor has no accuracy."""
+    stopping = spec.early_stopping
+    if stopping is not None and stopping.monitor not in MONITORS[task]:
+        raise config.error(
+            f"train.models.{name}.early_stopping.monitor",
+            f"= {stopping.monitor!r}: dataset {spec.dataset!r} is a {task} dataset; "
+            f"expected one of {', '.join(MONITORS[task])}",
+        )
 
 
 def _check_baskets(config: Config) -> None:

@@ -619,10 +619,17 @@ class DatasetConfig(Section):
     """The rows' id column (splits are by its hash); null: a surrogate, ``row_id``, a hash of
     the row's values (rows that are equal share it, and a split). Sequences are keyed by their
     series and last step (``window_id``)."""
+    task: Literal["classification", "regression"] = "classification"
+    """classification: the label is a class and the network ends in a softmax over the classes;
+    regression: the label is a number the network predicts (one linear output, mean squared
+    error; scored by RMSE, MAE and R² against always predicting the training mean)."""
     label: str = "label"
-    """A column or Spark SQL expression giving each row's class: ids 0, 1, ... or strings (each
-    distinct value a class, named by it); null leaves the row out. For files landed by ingest,
-    ``_folder`` is the name of each file's folder (images in class folders: ``label: _folder``)."""
+    """A column or Spark SQL expression giving each row's label. Classification: class ids 0, 1,
+    ... or strings (each distinct value a class, named by it). Regression: a number (a CSV's
+    text needs a cast: ``CAST(price AS DOUBLE)``; a forecast can look ahead with a window,
+    ``lead(temperature) OVER (PARTITION BY machine ORDER BY minute)``). Null leaves the row out
+    (for sequences: no window ends on it). For files landed by ingest, ``_folder`` is the name of
+    each file's folder (images in class folders: ``label: _folder``)."""
     images: ImageInput | None = None
     """kind images: where each image is and the shape the network reads."""
     text: TextInput | None = None
@@ -656,14 +663,15 @@ class DatasetConfig(Section):
 
 
 class CnnConfig(Section):
-    """Conv layers (max-pooling after each but the last), flatten, dense layers, softmax."""
+    """Conv layers (max-pooling after each but the last), flatten, dense layers, the output
+    (a softmax over the classes, or one linear unit for a regression dataset)."""
 
     conv: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=1)
     """Filters of each convolution layer, in order."""
     kernel_size: int = Field(3, ge=1)
     """Side of each convolution kernel."""
     dense: list[int] = Field(default_factory=lambda: [64])
-    """Units of each dense layer before the softmax."""
+    """Units of each dense layer before the output."""
     dropout: float = Field(0.0, ge=0, lt=1)
     """Before the dense layers."""
     augment_shift: float = Field(0.0, ge=0, lt=0.5)
@@ -674,8 +682,10 @@ class EarlyStopping(Section):
     """Stop when a metric has not improved for ``patience`` epochs; the best epoch's weights are
     the ones saved, whether training stopped early or not."""
 
-    monitor: Literal["val_accuracy", "val_loss", "accuracy", "loss"] = "val_accuracy"
-    """The epoch metric watched; val_* needs a validation split (train.splits.validation > 0)."""
+    monitor: Literal["val_accuracy", "val_loss", "val_mae", "accuracy", "loss", "mae"] = "val_accuracy"
+    """The epoch metric watched; val_* needs a validation split (train.splits.validation > 0).
+    accuracy is a classifier's, mae (mean absolute error) a regressor's; a regressor whose
+    monitor is left out watches val_loss."""
     patience: int = Field(3, ge=1)
     """Epochs without improvement before training stops."""
     min_delta: float = Field(0.0, ge=0)
@@ -683,11 +693,11 @@ class EarlyStopping(Section):
 
     @property
     def mode(self) -> Literal["min", "max"]:
-        return "min" if self.monitor.endswith("loss") else "max"
+        return "max" if self.monitor.endswith("accuracy") else "min"
 
 
 class RnnConfig(Section):
-    """Embedding, one LSTM or GRU layer (optionally bidirectional), softmax."""
+    """Embedding (text), one LSTM or GRU layer (optionally bidirectional), the output."""
 
     cell: Literal["lstm", "gru"] = "lstm"
     """lstm or gru."""
@@ -705,7 +715,7 @@ class MlpConfig(Section):
     """Dense layers over the flattened image, or over the average of a text's word embeddings."""
 
     dense: list[int] = Field(default_factory=lambda: [128], min_length=1)
-    """Units of each dense layer before the softmax."""
+    """Units of each dense layer before the output."""
     dropout: float = Field(0.0, ge=0, lt=1)
     """After each dense layer."""
     embedding_dim: int = Field(16, ge=1)
@@ -723,8 +733,9 @@ class ModelConfig(Section):
     builder: str | None = None
     """kind custom: ``package.module:function``, called as ``function(inputs, **builder_args)``
     with the example shape (``inputs.shape``, ``inputs.classes``, ``inputs.dtype``,
-    ``inputs.vocabulary``); it returns an uncompiled tf-keras model ending in a softmax over
-    ``inputs.classes``. It must import on the executors too (a package installed there or shipped
+    ``inputs.vocabulary``, ``inputs.outputs``); it returns an uncompiled tf-keras model ending
+    in ``inputs.outputs`` units: a softmax over the classes, or one linear unit for a regression
+    dataset (``inputs.task``). It must import on the executors too (a package installed there or shipped
     with --py-files)."""
     builder_args: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for the builder (part of the model's fingerprint)."""
@@ -746,7 +757,7 @@ class ModelConfig(Section):
     """Rows shuffled together on each rank."""
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     """Keras mixed precision: mixed_float16 for GPUs with tensor cores (with dynamic loss
-    scaling), mixed_bfloat16 for CPUs and GPUs that have bfloat16; the softmax stays float32."""
+    scaling), mixed_bfloat16 for CPUs and GPUs that have bfloat16; the output stays float32."""
     early_stopping: EarlyStopping | None = None
     """Stop when the validation metric stops improving and keep the best epoch; null: every epoch."""
     cnn: CnnConfig = Field(default_factory=CnnConfig)
@@ -829,6 +840,17 @@ class TrainConfig(Section):
             raise ValueError(f"expected shares that add up to 1, got {sum(splits.values()):g}")
         return splits
 
+    @model_validator(mode="after")
+    def _regressors_watch_their_loss(self) -> TrainConfig:
+        """A regressor has no accuracy: left out, its early stopping watches val_loss (the
+        loader names the key of a monitor its head does not have)."""
+        for spec in self.models.values():
+            dataset, stopping = self.datasets.get(spec.dataset), spec.early_stopping
+            regression = dataset is not None and dataset.task == "regression"
+            if regression and stopping is not None and "monitor" not in stopping.model_fields_set:
+                stopping.monitor = "val_loss"
+        return self
+
 
 class TrackingConfig(Section):
     """MLflow: each trained network and each analytics model as an MLflow run, with its params,
@@ -844,7 +866,7 @@ class TrackingConfig(Section):
     """The MLflow experiment every run logs to."""
     champion_alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
     """Registry alias of the best version of each network: a new version takes it when its test
-    accuracy is at least the holder's."""
+    accuracy is at least the holder's (a regressor's: its test RMSE at most the holder's)."""
 
 
 class Secrets(Section):

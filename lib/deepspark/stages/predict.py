@@ -3,9 +3,10 @@
 Stage predict. Inputs: ``ml.models`` (the latest version of each ``train.predict.<name>.model``)
 and ``train.predict.<name>.input`` (default: the gold table of the model's dataset). Outputs:
 ``train.predict.<name>.output``, one row per input row: its key, its label and split when the
-input has them, the predicted class, that class's probability, and the model name and version
-that scored it. The agreement with the label is measured on the held-out (test) rows where the
-input has splits, since training rows flatter it.
+input has them, the predicted class and that class's probability (a regressor: the predicted
+number), and the model name and version that scored it. The agreement with the label (accuracy,
+or a regressor's RMSE) is measured on the held-out (test) rows where the input has splits, since
+training rows flatter it.
 
 The model file travels to the executors as a broadcast (a few hundred KB), so executors need no
 shared filesystem. Scoring goes through pyspark's ``predict_batch_udf``: each Python worker
@@ -33,11 +34,12 @@ from deepspark.tensors import InputShape, tf_keras
 
 _loaded: dict[str, object] = {}  # per Python worker: model digest -> loaded model
 SCORED = StructType([StructField("prediction", IntegerType()), StructField("probability", FloatType())])
+ESTIMATED = StructType([StructField("prediction", FloatType())])
 
 
 def score(df: DataFrame, model_bytes, inputs: InputShape, key: str, batch_size: int = 512) -> DataFrame:
-    """``df`` scored: key, label and split (when present), prediction, probability.
-    ``model_bytes`` is a broadcast of the saved model file."""
+    """``df`` scored: key, label and split (when present), prediction and probability (a
+    regressor: prediction). ``model_bytes`` is a broadcast of the saved model file."""
     keep = [key] + [c for c in ("label", "split") if c in df.columns]
     column = inputs.column
     flat = [int(np.prod(inputs.shape))]  # list columns arrive flat; inputs.batch reshapes
@@ -48,6 +50,8 @@ def score(df: DataFrame, model_bytes, inputs: InputShape, key: str, batch_size: 
 
         def classify(values: np.ndarray) -> dict[str, np.ndarray]:
             probabilities = np.asarray(model.predict_on_batch(inputs.batch(values)))
+            if inputs.regression:
+                return {"prediction": probabilities[:, 0].astype("float32")}
             return {
                 "prediction": probabilities.argmax(axis=1).astype("int32"),
                 "probability": probabilities.max(axis=1).astype("float32"),
@@ -55,11 +59,12 @@ def score(df: DataFrame, model_bytes, inputs: InputShape, key: str, batch_size: 
 
         return classify
 
+    returns = ESTIMATED if inputs.regression else SCORED
     classify = predict_batch_udf(
-        make_predict_fn, return_type=SCORED, batch_size=batch_size, input_tensor_shapes=shapes
+        make_predict_fn, return_type=returns, batch_size=batch_size, input_tensor_shapes=shapes
     )
     scored = df.select(*keep, classify(column).alias("scored"))
-    return scored.select(*keep, "scored.prediction", "scored.probability")
+    return scored.select(*keep, *[f"scored.{field}" for field in returns.fieldNames()])
 
 
 def _model(data: bytes):
@@ -78,7 +83,7 @@ def saved_inputs(folder: Path) -> InputShape:
     if manifest is None:
         raise LookupError(f"{folder}: no {MANIFEST}; the model was not saved by the train stage")
     shape = manifest["inputs"]
-    return InputShape(shape["column"], tuple(shape["shape"]), shape["classes"], shape["vocabulary"])
+    return InputShape(**{**shape, "shape": tuple(shape["shape"])})
 
 
 def latest_model(tables: Tables, name: str) -> dict:
@@ -137,16 +142,20 @@ def predict(run: Run) -> StageResult:
                 scored_table, measured_on = scored_table.filter(F.col("split") == "test"), "test split"
             else:
                 measured_on = "every labelled row"
-            agreement = scored_table.agg(
-                F.avg((F.col("label") == F.col("prediction")).cast("double"))
-            ).first()[0]
+            if inputs.regression:
+                error = F.pow(F.col("prediction") - F.col("label"), 2)
+                agreement = scored_table.agg(F.sqrt(F.avg(error))).first()[0]
+            else:
+                agreement = scored_table.agg(
+                    F.avg((F.col("label") == F.col("prediction")).cast("double"))
+                ).first()[0]
         result.metrics[name] = {
             "model": spec.model,
             "model_version": entry["model_version"],
             "input": table,
             "output": spec.output,
             "rows": written.rows_written,
-            "accuracy": agreement,
-            "accuracy_on": measured_on,
+            "rmse" if inputs.regression else "accuracy": agreement,
+            "measured_on": measured_on,
         }
     return result

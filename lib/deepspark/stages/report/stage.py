@@ -272,7 +272,7 @@ def model_view(name: str, m: TrainOutcome) -> dict:
             f"{c['f1']:.3f}",
             c["support"],
         ]
-        for c in m["test"]["per_class"]
+        for c in m["test"].get("per_class", [])  # a regressor has no classes
     ]
     return {
         **m,
@@ -281,6 +281,7 @@ def model_view(name: str, m: TrainOutcome) -> dict:
         "speed": f"; {m['samples_per_second']:.0f} examples/s" if m["samples_per_second"] else "",
         "majority_baseline": m.get("majority_baseline"),
         "bag_of_words_baseline": m.get("bag_of_words_baseline"),
+        "mean_baseline_rmse": m.get("mean_baseline_rmse"),
         "registry_version": m.get("registry_version"),
         "per_class": per_class,
     }
@@ -289,9 +290,13 @@ def model_view(name: str, m: TrainOutcome) -> dict:
 def prediction_rows(metrics: dict) -> list[list]:
     rows = []
     for name, m in metrics.items():
-        agrees = m["accuracy"]
         cells = [name, m["model"], m["model_version"], m["input"], m["output"], m["rows"]]
-        rows.append([*cells, "-" if agrees is None else f"{agrees:.4f} ({m['accuracy_on']})"])
+        if m.get("rmse") is not None:
+            rows.append([*cells, f"RMSE {m['rmse']:.4g} ({m['measured_on']})"])
+        elif m.get("accuracy") is not None:
+            rows.append([*cells, f"accuracy {m['accuracy']:.4f} ({m['measured_on']})"])
+        else:
+            rows.append([*cells, "-"])
     return rows
 
 

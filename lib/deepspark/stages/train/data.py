@@ -3,8 +3,8 @@
 Each ``train.datasets.<name>`` becomes ``gold.<name>``, partitioned by ``split`` (train |
 validation | test, from a hash of the row's key):
 
-* images: the key, ``label`` (a class id), ``pixels`` (height*width*channels bytes, row by row,
-  channels last), ``height``, ``width``, ``channels``. Images come from an array column, pixel
+* images: the key, ``label``, ``pixels`` (height*width*channels bytes, row by row, channels
+  last), ``height``, ``width``, ``channels``. Images come from an array column, pixel
   columns, encoded files (binaryFile) or Spark's image source, converted to grey or RGB and
   resized or padded by config; an image that cannot be read goes to ``quarantine.rows``.
 * text: the key, ``label``, ``tokens`` (word ids in text order, 0 pads, 1 is a word outside the
@@ -18,6 +18,8 @@ A training run reads a table *pinned to a Delta version* through that snapshot's
 logically removed. Each Horovod rank reads whole files (row groups) of its shard with Petastorm;
 readers use the ``dummy`` or ``process`` pool, since the thread pool can yield no rows without an
 error, and every one-pass read checks its row count against the parquet footers.
+
+``label`` is a class id (int), or a float for a regression dataset (``task: regression``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ from pyspark.errors import PySparkException
 from pyspark.ml.feature import CountVectorizer, RegexTokenizer
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, BinaryType, BooleanType, IntegralType, StringType, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    IntegralType,
+    NumericType,
+    StringType,
+    StructType,
+)
 
 from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import (
@@ -279,7 +289,11 @@ def to_windows(
     )
     window = F.collect_list("_step").over(ordered.rowsBetween(-(spec.length - 1), 0))
     steps = steps.withColumn("_steps", window)
-    ends = steps.filter((F.col("_n") >= spec.length) & ((F.col("_n") - spec.length) % spec.stride == 0))
+    ends = steps.filter(
+        (F.col("_n") >= spec.length)
+        & ((F.col("_n") - spec.length) % spec.stride == 0)
+        & F.col("label").isNotNull()
+    )
     whole = F.concat_ws("|", *[c.cast("string") for c in series], F.col("_order").cast("string"))
     split_by = F.concat_ws("|", *[c.cast("string") for c in series]) if series else whole
     windows = ends.select(
@@ -318,7 +332,7 @@ def to_sequences(words: DataFrame, spec: DatasetConfig, vocabulary: list[str]) -
     padding = F.array_repeat(F.lit(PAD), F.greatest(F.lit(0), F.lit(max_len) - F.size(ids)))
     return words.select(
         spec.row_key,
-        F.col("label").cast("int").alias("label"),  # a class id (index_labels)
+        "label",  # a class id or a number (prepare_labels)
         F.concat(ids, padding).alias("tokens"),
         "split",
     )
@@ -328,7 +342,8 @@ def labelled_words(
     source: DataFrame, spec: DatasetConfig, shares: dict[str, float], seed: int, where: str = "train.datasets"
 ) -> DataFrame:
     """Rows with a label (rows whose label expression gives null are left out), split, tokenized.
-    The label is the expression's value as it is: :func:`index_labels` makes it a class id."""
+    The label is the expression's value as it is: :func:`prepare_labels` makes it a class id
+    or a number."""
     if spec.text.column not in source.columns:
         raise TrainingDataError(
             f"{where}.text.column = {spec.text.column!r}: no such column; the input has {source.columns}"
@@ -341,6 +356,31 @@ def labelled_words(
 MAX_CLASSES = 1000
 
 
+def prepare_labels(
+    labelled: DataFrame, spec: DatasetConfig, where: str
+) -> tuple[DataFrame, list[str] | None]:
+    """``label`` as the network learns it: a class id (:func:`index_labels`), or for a
+    regression dataset a float (:func:`numeric_labels`); with the class names, if any."""
+    where = f"{where}.label = {spec.label!r} on {spec.input}"
+    if spec.task == "classification":
+        return index_labels(labelled, where)
+    numbers = numeric_labels(labelled, where)
+    # NaN became null: no example (a sequence's row stays a step; to_windows skips its window).
+    return (numbers if spec.kind == "sequences" else numbers.filter(F.col("label").isNotNull())), None
+
+
+def numeric_labels(labelled: DataFrame, where: str) -> DataFrame:
+    """A regressor's label as a float; NaN counts as missing (null), as in clean."""
+    kind = labelled.schema["label"].dataType
+    if not isinstance(kind, NumericType):
+        raise TrainingDataError(
+            f"{where}: the label is {kind.simpleString()}; a regression dataset expected a number "
+            "(cast text in the label expression: CAST(<column> AS DOUBLE))"
+        )
+    value = F.col("label").cast("float")
+    return labelled.withColumn("label", F.when(F.isnan(value), None).otherwise(value))
+
+
 def index_labels(labelled: DataFrame, where: str) -> tuple[DataFrame, list[str] | None]:
     """Class ids 0..n-1 in ``label``, and the class names when they were not ids already.
 
@@ -349,7 +389,8 @@ def index_labels(labelled: DataFrame, where: str) -> tuple[DataFrame, list[str] 
     label must already be 0..n-1 (names: None, the ids are the names)."""
     kind = labelled.schema["label"].dataType
     if isinstance(kind, StringType | BooleanType):
-        values = labelled.select(F.col("label").cast("string")).distinct().limit(MAX_CLASSES + 1).collect()
+        named = labelled.select(F.col("label").cast("string")).where(F.col("label").isNotNull())
+        values = named.distinct().limit(MAX_CLASSES + 1).collect()
         names = sorted(row[0] for row in values)
         if len(names) > MAX_CLASSES:
             raise TrainingDataError(
@@ -436,7 +477,7 @@ def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "
 
 def text_frame(raw: DataFrame, spec: DatasetConfig, settings: Config, where: str) -> tuple[DataFrame, dict]:
     words = labelled_words(raw, spec, settings.train.splits, settings.run.seed, where)
-    words, classes = index_labels(words, f"{where}.label = {spec.label!r} on {spec.input}")
+    words, classes = prepare_labels(words, spec, where)
     vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.text.vocab_size)
     return to_sequences(words, spec, vocabulary), {"vocabulary": vocabulary, "classes": classes}
 
@@ -470,7 +511,7 @@ def image_frame(
                 f"= null: the images come in several sizes ({shown}, ...); expected [height, width] "
                 "for the network to read (each image is resized or padded to it)",
             )
-    good, classes = index_labels(good, f"{where}.label = {spec.label!r} on {spec.input}")
+    good, classes = prepare_labels(good, spec, where)
     frame = good.select(
         key,
         "label",
@@ -524,7 +565,9 @@ def sequence_frame(
     missing = [c for c in [*sequences.features, *sequences.series] if c not in raw.columns]
     if missing:
         raise TrainingDataError(f"{where}.sequences: no column(s) {missing}; the input has {raw.columns}")
-    labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
+    # Rows with no label stay steps of their series: only no window ends on them (a forecast's
+    # label, the next step's value, is null on each series' last row).
+    labelled = with_key_and_label(raw, spec, where)
     labelled = with_expression(labelled, "_order", sequences.order, f"{where}.sequences.order")
     numbers = {f"_f{i}": F.col(f"`{f}`").try_cast("double") for i, f in enumerate(sequences.features)}
     labelled = labelled.withColumns(numbers)
@@ -542,7 +585,7 @@ def sequence_frame(
     good = good.drop(*sequences.features).withColumnsRenamed(
         {f"_f{i}": f for i, f in enumerate(sequences.features)}
     )
-    good, classes = index_labels(good, f"{where}.label = {spec.label!r} on {spec.input}")
+    good, classes = prepare_labels(good, spec, where)
     windows, scaling = to_windows(good, sequences, settings.train.splits, settings.run.seed)
     return windows, {"classes": classes, "quarantined": quarantined, "scaling": scaling}
 

@@ -1,4 +1,5 @@
-"""Held-out metrics for a trained network, and the baselines a sequence model must beat.
+"""Held-out metrics for a trained network (a classifier's or a regressor's), and the baselines
+it must beat.
 
 Pure numpy (and scikit-learn for the baseline) over arrays already read from the test split.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepspark.results import TestScores
+from deepspark.results import RegressionScores, TestScores
 
 
 def classification_metrics(
@@ -42,6 +43,41 @@ def classification_metrics(
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> RegressionScores:
+    """RMSE, MAE and R² (1 - squared error over the test labels' own variance: 0 is no better
+    than their mean, below 0 worse)."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float).ravel()
+    error = predicted - actual
+    spread = float(((actual - actual.mean()) ** 2).sum()) if len(actual) else 0.0
+    return {
+        "rows": int(len(actual)),
+        "rmse": float(np.sqrt((error**2).mean())) if len(actual) else 0.0,
+        "mae": float(np.abs(error).mean()) if len(actual) else 0.0,
+        "r2": 1.0 - float((error**2).sum()) / spread if spread else 0.0,
+    }
+
+
+def mean_baseline(train_labels: np.ndarray, test_labels: np.ndarray) -> float:
+    """RMSE of always answering the training labels' mean."""
+    guess = float(np.mean(np.asarray(train_labels, dtype=float)))
+    return float(np.sqrt(((np.asarray(test_labels, dtype=float) - guess) ** 2).mean()))
+
+
+def summary_metrics(test: TestScores | RegressionScores) -> dict[str, float]:
+    """The figures a model's lineage row and tracking record: a classifier's accuracy and macro
+    F1, or a regressor's RMSE, MAE and R²."""
+    if "rmse" in test:
+        return {"test_rmse": test["rmse"], "test_mae": test["mae"], "test_r2": test["r2"]}
+    return {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"]}
+
+
+def headline(test: TestScores | RegressionScores) -> str:
+    """One phrase for the stage line: "test accuracy 0.9812" or "test RMSE 1.204 (R² 0.913)"."""
+    if "rmse" in test:
+        return f"test RMSE {test['rmse']:.4g} (R² {test['r2']:.3f})"
+    return f"test accuracy {test['accuracy']:.4f}"
 
 
 def majority_baseline(train_labels: np.ndarray, test_labels: np.ndarray) -> float:

@@ -154,8 +154,8 @@ def train_rank(job: TrainingJob) -> RankReport:
     model = build_model(spec, job.inputs)
     model.compile(
         optimizer=hvd.DistributedOptimizer(keras.optimizers.Adam(learning_rate_at(0, spec, size))),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=job.inputs.loss(),
+        metrics=[job.inputs.metric()],
     )
     initial_epoch = 0
     state = read_state(checkpoints)
@@ -250,7 +250,7 @@ def _validation_arrays(job: TrainingJob) -> tuple[Any, Any] | None:
         return None
     columns = [job.inputs.column, "label"]
     arrays = read_rows(job.validation_files, columns, job.validation_rows, f"{job.name} validation", job.pool)
-    return job.inputs.batch(arrays[job.inputs.column]), arrays["label"].astype("int32")
+    return job.inputs.batch(arrays[job.inputs.column]), arrays["label"].astype(job.inputs.label_dtype)
 
 
 def _batches(job: TrainingJob, rank: int, size: int, initial_epoch: int, tf) -> Any:
@@ -269,11 +269,11 @@ def _batches(job: TrainingJob, rank: int, size: int, initial_epoch: int, tf) -> 
             shuffle_buffer=job.spec.shuffle_buffer,
             pool=job.pool,
         ):
-            yield inputs.batch(batch[column]), batch["label"].astype("int32")
+            yield inputs.batch(batch[column]), batch["label"].astype(inputs.label_dtype)
 
     signature = (
         tf.TensorSpec((None, *inputs.shape), tf.as_dtype(inputs.dtype)),
-        tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((None,), tf.as_dtype(inputs.label_dtype)),
     )
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 

@@ -2,13 +2,16 @@
 gradients under Keras 3, so ranks would drift apart silently.
 
 * CNN for images (grey levels 0..255, rescaled to 0..1 by the first layer): conv layers with
-  max-pooling after each but the last, flatten, dense, softmax (the default is the classic MNIST
+  max-pooling after each but the last, flatten, dense, output (the default is the classic MNIST
   net: Conv 32, Conv 64, Conv 64, Dense 64, Dense 10);
 * RNN for token sequences (embedding, 0 is padding and masked) or numeric ones (steps of
-  features), LSTM or GRU, softmax;
+  features), LSTM or GRU, output;
 * MLP for either: dense layers over the flattened image, or over the mean of the text's word
   embeddings (padding left out);
 * custom: the user's own function (``builder: package.module:function``).
+
+Each ends in :func:`output_layer`: a softmax over the classes, or one linear unit for a
+regression dataset.
 
 TensorFlow is imported inside the functions, so importing this module stays cheap.
 """
@@ -23,15 +26,35 @@ from deepspark.tensors import InputShape, tf_keras
 
 
 def build_model(spec: ModelConfig, inputs: InputShape) -> Any:
-    """The network ``spec.kind`` describes, not compiled."""
+    """The network ``spec.kind`` describes, not compiled; a regressor's output scaled back to
+    the label's units (:func:`in_label_units`)."""
     if spec.kind == "cnn":
-        return build_cnn(spec.cnn, inputs)
-    if spec.kind == "rnn":
-        return build_rnn(spec.rnn, inputs)
-    if spec.kind == "mlp":
-        return build_mlp(spec.mlp, inputs)
-    module, function = spec.builder.split(":")
-    return getattr(importlib.import_module(module), function)(inputs, **spec.builder_args)
+        model = build_cnn(spec.cnn, inputs)
+    elif spec.kind == "rnn":
+        model = build_rnn(spec.rnn, inputs)
+    elif spec.kind == "mlp":
+        model = build_mlp(spec.mlp, inputs)
+    else:
+        module, function = spec.builder.split(":")
+        model = getattr(importlib.import_module(module), function)(inputs, **spec.builder_args)
+    return in_label_units(model, inputs) if inputs.regression else model
+
+
+def in_label_units(model: Any, inputs: InputShape) -> Any:
+    """``model`` followed by ``output * std + mean`` of the training labels: the network learns
+    standardized values (whatever the label's scale, as the features are), and the saved model
+    predicts in the label's own units, inside or outside the pipeline."""
+    keras = tf_keras()
+    scale = keras.layers.Rescaling(inputs.label_std, offset=inputs.label_mean, dtype="float32")
+    return keras.Model(model.inputs, scale(model.outputs[0]), name=model.name)
+
+
+def output_layer(layers, inputs: InputShape) -> Any:
+    """The last layer, float32 under any precision: a softmax over the classes, or one linear
+    unit for a regressor."""
+    if inputs.regression:
+        return layers.Dense(1, dtype="float32")
+    return layers.Dense(inputs.classes, activation="softmax", dtype="float32")
 
 
 def build_cnn(spec: CnnConfig, inputs: InputShape) -> Any:
@@ -51,7 +74,7 @@ def build_cnn(spec: CnnConfig, inputs: InputShape) -> Any:
         model.add(layers.Dropout(spec.dropout))
     for units in spec.dense:
         model.add(layers.Dense(units, activation="relu"))
-    model.add(layers.Dense(inputs.classes, activation="softmax", dtype="float32"))  # any precision
+    model.add(output_layer(layers, inputs))
     return model
 
 
@@ -65,7 +88,7 @@ def build_rnn(spec: RnnConfig, inputs: InputShape) -> Any:
     if inputs.column == "tokens":  # numeric sequences (values) go straight into the cell
         model.add(layers.Embedding(inputs.vocabulary, spec.embedding_dim, mask_zero=True))
     model.add(layers.Bidirectional(recurrent) if spec.bidirectional else recurrent)
-    model.add(layers.Dense(inputs.classes, activation="softmax", dtype="float32"))  # any precision
+    model.add(output_layer(layers, inputs))
     return model
 
 
@@ -86,5 +109,5 @@ def build_mlp(spec: MlpConfig, inputs: InputShape) -> Any:
         model.add(layers.Dense(units, activation="relu"))
         if spec.dropout:
             model.add(layers.Dropout(spec.dropout))
-    model.add(layers.Dense(inputs.classes, activation="softmax", dtype="float32"))  # any precision
+    model.add(output_layer(layers, inputs))
     return model

@@ -57,14 +57,16 @@ def keep_best(keras, spec: ModelConfig, history: list[dict]) -> Any:
             self.weights: list | None = None
             self.improved = False
             for row in history:
-                self._consider(row["epoch"], row.get(rule.monitor))
+                self._consider(row["epoch"], row)
             self.waited = history[-1]["epoch"] - self.best_epoch if self.best_epoch is not None else 0
 
-        def _consider(self, epoch: int, value: float | None) -> bool:
+        def _consider(self, epoch: int, metrics: dict) -> bool:
+            value = metrics.get(rule.monitor)
             if value is None:
+                seen = sorted(k for k in metrics if k not in ("epoch", "lr"))
                 raise KeyError(
                     f"early_stopping.monitor = {rule.monitor!r}: not among the epoch's metrics; "
-                    "expected one of loss, accuracy, val_loss, val_accuracy"
+                    f"expected one of {', '.join(seen)}"
                 )
             if self.best is None or better(value, self.best):
                 self.best, self.best_epoch = value, epoch
@@ -77,7 +79,7 @@ def keep_best(keras, spec: ModelConfig, history: list[dict]) -> Any:
             return self.waited >= rule.patience
 
         def on_epoch_end(self, epoch: int, logs=None) -> None:
-            self.improved = self._consider(epoch, (logs or {}).get(rule.monitor))
+            self.improved = self._consider(epoch, logs or {})
             if self.improved:
                 self.weights = self.model.get_weights()
                 self.waited = 0

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from pyspark.sql import functions as F
 
 from deepspark.config import Config, ModelConfig
@@ -37,7 +38,7 @@ from deepspark.lineage import (
     registered_version,
     write_manifest,
 )
-from deepspark.plots import plot_confusion, plot_training_curves
+from deepspark.plots import plot_confusion, plot_predictions, plot_training_curves
 from deepspark.results import TrainOutcome
 from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.train.data import (
@@ -48,7 +49,15 @@ from deepspark.stages.train.data import (
     prepare_dataset,
     read_split,
 )
-from deepspark.stages.train.evaluate import bag_of_words_baseline, classification_metrics, majority_baseline
+from deepspark.stages.train.evaluate import (
+    bag_of_words_baseline,
+    classification_metrics,
+    headline,
+    majority_baseline,
+    mean_baseline,
+    regression_metrics,
+    summary_metrics,
+)
 from deepspark.stages.train.horovod import FINAL_MODEL, RankReport, TrainingJob, launch, read_state
 from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
@@ -81,9 +90,8 @@ def train(run: Run) -> StageResult:
                 result.details.append(warning)
         outcome = train_model(run, name, spec, prepared[spec.dataset])
         result.metrics[name] = outcome
-        line = (
-            f"{name}: test accuracy {outcome['test']['accuracy']:.4f} on {outcome['test']['rows']} rows"
-            + (" (reused)" if outcome["reused"] else f" ({outcome['ranks']} ranks, {outcome['device']})")
+        line = f"{name}: {headline(outcome['test'])} on {outcome['test']['rows']} rows" + (
+            " (reused)" if outcome["reused"] else f" ({outcome['ranks']} ranks, {outcome['device']})"
         )
         result.notes.append(line)
         result.details.append(line)
@@ -103,10 +111,11 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     pinned.require_shards("train", config.train.num_proc)
     stopping = spec.early_stopping
     if stopping and stopping.monitor.startswith("val_") and not pinned.rows["validation"]:
+        inputs_metric = "mae" if config.train.datasets[spec.dataset].task == "regression" else "accuracy"
         raise config.error(
             f"{key}.early_stopping.monitor",
             f"= {stopping.monitor!r}: {spec.table} v{version} has no validation rows; "
-            "expected train.splits.validation > 0 or a monitor of loss or accuracy",
+            f"expected train.splits.validation > 0 or a monitor of loss or {inputs_metric}",
         )
     inputs = input_shape(tables, pinned, spec, config, key)
     check_network(spec, inputs, config, key)
@@ -137,15 +146,21 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
 
     # The prepared table's recipe (and class names) when the model reads the version just prepared.
     recipe = prepared.recipe() if prepared and prepared.version == version else None
-    labels = class_names(recipe, folder, inputs.classes)
-    evaluation = evaluate_model(folder, pinned, inputs, config.train.reader_pool, labels)
+    labels = [] if inputs.regression else class_names(recipe, folder, inputs.classes)
+    evaluation, actual, predicted = evaluate_model(folder, pinned, inputs, config.train.reader_pool, labels)
     state = read_state(folder / "checkpoints") or {}  # rank 0's metrics per epoch, across resumed runs
     history = state.get("history", [])
     plots = run.run_dir / "train"
-    curves = plot_training_curves(history, f"{name}: training curves", plots / f"{name}_curves.png")
-    confusion = plot_confusion(
-        labels, evaluation["test"]["confusion"], f"{name}: test confusion", plots / f"{name}_confusion.png"
+    curves = plot_training_curves(
+        history, f"{name}: training curves", plots / f"{name}_curves.png", inputs.metric()
     )
+    if inputs.regression:
+        scored = plot_predictions(actual, predicted, f"{name}: test split", plots / f"{name}_predictions.png")
+    else:
+        title = f"{name}: test confusion"
+        scored = plot_confusion(
+            labels, evaluation["test"]["confusion"], title, plots / f"{name}_confusion.png"
+        )
     outcome: TrainOutcome = {
         "model": str(folder / FINAL_MODEL),
         "fingerprint": identity,
@@ -159,7 +174,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "best_epoch": state.get("best_epoch"),
         "samples_per_second": _throughput(reports),
         "history": history,
-        "plots": [str(curves), str(confusion)],
+        "plots": [str(curves), str(scored)],
         **evaluation,
     }
     # The table read, and the prepared table's own inputs when the model reads that version.
@@ -176,8 +191,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "config_hash": config.digest(),
         "fingerprint": identity,
         "metrics": {
-            "test_accuracy": evaluation["test"]["accuracy"],
-            "macro_f1": evaluation["test"]["macro_f1"],
+            **summary_metrics(evaluation["test"]),
             **{k: v for k, v in evaluation.items() if k != "test"},
         },
     }
@@ -191,8 +205,9 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         lineage["mlflow_run_id"] = logged.run_id if logged else None
         outcome["registry_version"] = register_model(tables, lineage)
         if logged:
-            accuracy = evaluation["test"]["accuracy"]
-            logged = register_network(config, logged, name, outcome["registry_version"], accuracy)
+            logged = register_network(
+                config, logged, name, outcome["registry_version"], summary_metrics(evaluation["test"])
+            )
         outcome["mlflow"] = mlflow_record(logged)
     else:
         record_usage(tables, run.run_id, name, registered, identity)
@@ -214,12 +229,11 @@ def track_training(
         "seed": run.config.run.seed,
         "fingerprint": outcome["fingerprint"],
     }
-    test = outcome["test"]
     metrics = {
-        "test_accuracy": test["accuracy"],
-        "test_macro_f1": test["macro_f1"],
+        **summary_metrics(outcome["test"]),
         "majority_baseline": outcome.get("majority_baseline"),
         "bag_of_words_baseline": outcome.get("bag_of_words_baseline"),
+        "mean_baseline_rmse": outcome.get("mean_baseline_rmse"),
         "samples_per_second": outcome["samples_per_second"],
     }
     model_files = [folder / FINAL_MODEL, folder / MANIFEST, folder / VOCABULARY]
@@ -286,7 +300,8 @@ def watch_epochs(run: Run, name: str, folder: Path, epochs: int, every: float = 
 def input_shape(
     tables: Tables, pinned: PinnedTable, spec: ModelConfig, config: Config, key: str
 ) -> InputShape:
-    """The example shape and class count, read from the pinned table itself."""
+    """The example shape and class count (a regressor: the training labels' mean and deviation),
+    read from the pinned table itself."""
     dataset = config.train.datasets[spec.dataset]
     frame = tables.read(pinned.table, version=pinned.version)
     images = dataset.kind == "images"
@@ -301,8 +316,11 @@ def input_shape(
     length = F.length(column) if images else F.size(column)  # bytes | ids | values
     shape = [F.max(c).alias(c) for c in ("height", "width", "channels")] if images else []
     top_id = [F.max(F.array_max(column)).alias("top_id")] if dataset.kind == "text" else []
+    trained = F.when(F.col("split") == "train", F.col("label"))
     stats = frame.agg(
         F.max("label").alias("top"),
+        F.avg(trained).alias("mean"),
+        F.stddev_pop(trained).alias("std"),
         F.min(length).alias("shortest"),
         F.max(length).alias("longest"),
         *shape,
@@ -315,19 +333,22 @@ def input_shape(
         )
     if stats["top"] is None:
         raise TrainingDataError(f"{pinned.table} v{pinned.version} has no rows; check {key}.dataset's input")
-    classes = int(stats["top"]) + 1
+    head = {"task": dataset.task}
+    if dataset.task == "regression":  # the network's output is scaled back by these
+        head |= {"label_mean": float(stats["mean"] or 0.0), "label_std": float(stats["std"] or 1.0) or 1.0}
+    classes = 0 if dataset.task == "regression" else int(stats["top"]) + 1
     if images:
-        return InputShape("pixels", (stats["height"], stats["width"], stats["channels"]), classes)
+        return InputShape("pixels", (stats["height"], stats["width"], stats["channels"]), classes, **head)
     if dataset.kind == "sequences":
         steps = dataset.sequences.length
-        return InputShape("values", (steps, int(stats["longest"]) // steps), classes)
+        return InputShape("values", (steps, int(stats["longest"]) // steps), classes, **head)
     vocabulary = max(dataset.text.vocab_size + 2, int(stats["top_id"]) + 1)
-    return InputShape("tokens", (int(stats["longest"]),), classes, vocabulary)
+    return InputShape("tokens", (int(stats["longest"]),), classes, vocabulary, **head)
 
 
 def check_network(spec: ModelConfig, inputs: InputShape, config: Config, key: str) -> None:
     """A custom builder's network, built once here before any rank starts: it must import, take
-    the example shape and end in one output per class."""
+    the example shape and end in one output per class (a regressor: one output)."""
     if spec.kind != "custom":
         return
     from deepspark.stages.train.models import build_model
@@ -339,11 +360,14 @@ def check_network(spec: ModelConfig, inputs: InputShape, config: Config, key: st
             f"{key}.builder", f"= {spec.builder!r} failed: {type(error).__name__}: {error}"
         ) from error
     outputs = getattr(model, "output_shape", None)
-    if not isinstance(outputs, tuple) or outputs[1:] != (inputs.classes,):
+    if not isinstance(outputs, tuple) or outputs[1:] != (inputs.outputs,):
+        ending = (
+            "one linear unit, (None, 1)" if inputs.regression else f"a softmax over (None, {inputs.classes})"
+        )
         raise config.error(
             f"{key}.builder",
             f"= {spec.builder!r} returned a network with output {outputs}; expected a tf-keras model "
-            f"taking {(None, *inputs.shape)} and ending in a softmax over (None, {inputs.classes})",
+            f"taking {(None, *inputs.shape)} and ending in {ending}",
         )
 
 
@@ -375,11 +399,21 @@ def class_names(recipe: dict | None, folder: Path, classes: int) -> list[str]:
 
 def evaluate_model(
     folder: Path, pinned: PinnedTable, inputs: InputShape, pool: str, names: list[str] | None = None
-) -> dict:
-    """Test-split metrics of the saved model; for sequences, the baselines beside them."""
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Test-split metrics of the saved model, with the baselines beside them (text: majority
+    class and bag of words; a regressor: the training mean); and the test labels and predictions."""
     model = tf_keras().models.load_model(str(folder / FINAL_MODEL), compile=False)
     test = read_split(pinned, "test", [inputs.column, "label"], pool)
-    predicted = model.predict(inputs.batch(test[inputs.column]), batch_size=512, verbose=0).argmax(axis=1)
+    output = model.predict(inputs.batch(test[inputs.column]), batch_size=512, verbose=0)
+    if inputs.regression:
+        predicted = output[:, 0]
+        train = read_split(pinned, "train", ["label"], pool)
+        evaluation = {
+            "test": regression_metrics(test["label"], predicted),
+            "mean_baseline_rmse": mean_baseline(train["label"], test["label"]),
+        }
+        return evaluation, test["label"], predicted
+    predicted = output.argmax(axis=1)
     evaluation = {"test": classification_metrics(test["label"], predicted, inputs.classes, names)}
     if inputs.column == "tokens":
         train = read_split(pinned, "train", ["tokens", "label"], pool)
@@ -387,7 +421,7 @@ def evaluate_model(
         evaluation["bag_of_words_baseline"] = bag_of_words_baseline(
             train["tokens"], train["label"], test["tokens"], test["label"], inputs.vocabulary
         )
-    return evaluation
+    return evaluation, test["label"], predicted
 
 
 def validation_of(tables: Tables, sources: dict[str, int]) -> dict:
