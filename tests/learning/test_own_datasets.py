@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -407,6 +408,8 @@ def test_an_rnn_regressor_forecasts_far_better_than_the_mean_and_scores_in_label
     assert scored["measured_on"] == "test split" and scored["rmse"] == pytest.approx(test["rmse"], rel=1e-4)
     (row,) = tables.read("ml.models").filter("name = 'forecast'").collect()
     assert json.loads(row.metrics)["test_rmse"] == pytest.approx(test["rmse"])
+    inputs = json.loads((Path(row.uri).parent / "manifest.json").read_text())["inputs"]
+    assert inputs["task"] == "regression" and inputs["label_mean"] == pytest.approx(50, abs=1)
     record = RunRecord("forecast", tmp_path, {"train": result, "predict": predicted}, "hash", "rs")
     report = render_markdown(record, tmp_path / "rows.png")
     assert f"Test RMSE **{test['rmse']:.4g}**" in report and "Test accuracy" not in report

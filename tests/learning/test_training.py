@@ -98,7 +98,13 @@ def test_each_model_is_registered_with_its_lineage_and_reused_on_a_rerun(trained
     rnn = rows["review_rnn"]
     assert json.loads(rnn["sources"]) == {"gold.review_sequences": rnn["table_version"], "silver.reviews": 0}
     manifest = json.loads((Path(cnn["uri"]).parent / "manifest.json").read_text())
-    assert manifest["inputs"] == {"column": "pixels", "shape": [28, 28, 1], "classes": 10, "vocabulary": 0}
+    assert manifest["inputs"] == {
+        "column": "pixels",
+        "shape": [28, 28, 1],
+        "classes": 10,
+        "vocabulary": 0,
+        "task": "classification",
+    }
     assert manifest["classes"] == [str(digit) for digit in range(10)]
     assert (
         manifest["data"]["input"] == "bronze.digits" and manifest["data"]["version"] == cnn["table_version"]

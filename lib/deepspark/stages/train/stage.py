@@ -260,7 +260,9 @@ def model_manifest(
     manifest = {
         **lineage,
         "config": spec.model_dump(mode="json"),
-        "inputs": asdict(inputs),
+        "inputs": {  # a classifier's label needs no scaling
+            k: v for k, v in asdict(inputs).items() if inputs.regression or not k.startswith("label_")
+        },
         "classes": labels,
     }
     if recipe is not None:
