@@ -22,6 +22,7 @@ from deepspark.stages.train.data import ImageConverter, TrainingDataError, natur
 from deepspark.stages.train.stage import train
 from deepspark.tables import Tables
 from PIL import Image
+from pyspark.sql import functions as F
 from sklearn.datasets import load_digits
 
 from tests.conftest import TEST_HMAC_KEY
@@ -323,7 +324,7 @@ FORECAST = {
     "task": "regression",
     "input": "bronze.waves",
     # the next minute's reading: null on each machine's last minute, which ends no window
-    "label": "lead(CAST(temperature AS DOUBLE)) OVER (PARTITION BY machine ORDER BY CAST(minute AS INT))",
+    "label": "lead(TRY_CAST(temperature AS DOUBLE)) OVER (PARTITION BY machine ORDER BY CAST(minute AS INT))",
     "sequences": {
         "series": ["machine"],
         "order": "CAST(minute AS INT)",
@@ -345,6 +346,27 @@ def test_a_forecast_label_is_the_next_reading_and_the_last_rows_stay_steps(spark
     }
     assert gold["m01|10"].label == pytest.approx(readings[("m01", 11)])  # the next minute's
     assert prepared.classes is None and prepared.rows == 8
+
+
+def test_a_cast_that_meets_text_names_the_key_and_try_cast_keeps_every_row(spark, config, tables):
+    waves(spark, tables, series=2, steps=12)
+    broken = tables.read("bronze.waves").withColumn(
+        "temperature", F.when(F.col("minute") == "5", "n/a").otherwise(F.col("temperature"))
+    )
+    tables.write(broken, "bronze.waves", mode="overwrite")
+    strict = {**FORECAST, "label": FORECAST["label"].replace("TRY_CAST", "CAST")}
+    with pytest.raises(TrainingDataError) as raised:
+        prepare_dataset(tables, with_train(config, datasets={"waves": strict}), "waves")
+    assert str(raised.value) == (
+        "train.datasets.waves: The value 'n/a' of the type STRING cannot be cast to DOUBLE in the label "
+        "or sequences.order expression; expected TRY_CAST(<column> AS <type>), which makes such a value "
+        "null (a row with no label is left out)"
+    )
+    prepared = prepare_dataset(tables, with_train(config, datasets={"waves": FORECAST}), "waves", "r2")
+    assert prepared.quarantined == 2  # minute 5 of each machine: its reading is not a number
+    # 8 good rows end a window on minutes 8, 9, 10 of each (minute 11 has no next reading, and
+    # a series' windows step over the quarantined row)
+    assert prepared.rows == 6
 
 
 def test_a_regression_label_that_is_text_says_to_cast_it(spark, config, tables):

@@ -626,8 +626,9 @@ class DatasetConfig(Section):
     label: str = "label"
     """A column or Spark SQL expression giving each row's label. Classification: class ids 0, 1,
     ... or strings (each distinct value a class, named by it). Regression: a number (a CSV's
-    text needs a cast: ``CAST(price AS DOUBLE)``; a forecast can look ahead with a window,
-    ``lead(temperature) OVER (PARTITION BY machine ORDER BY minute)``). Null leaves the row out
+    text needs a cast, ``TRY_CAST(price AS DOUBLE)``, which makes a value that is not a number
+    null; a forecast can look ahead with a window, ``lead(temperature) OVER (PARTITION BY machine
+    ORDER BY minute)``). Null leaves the row out
     (for sequences: no window ends on it). For files landed by ingest, ``_folder`` is the name of
     each file's folder (images in class folders: ``label: _folder``)."""
     images: ImageInput | None = None

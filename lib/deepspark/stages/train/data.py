@@ -63,7 +63,7 @@ from deepspark.errors import describe
 from deepspark.lineage import fingerprint
 from deepspark.quarantine import KEYS as QUARANTINE_KEYS
 from deepspark.quarantine import QUARANTINE, to_quarantine
-from deepspark.tables import Tables
+from deepspark.tables import TableError, Tables
 from deepspark.tensors import as_rows
 
 log = logging.getLogger(__name__)
@@ -375,7 +375,7 @@ def numeric_labels(labelled: DataFrame, where: str) -> DataFrame:
     if not isinstance(kind, NumericType):
         raise TrainingDataError(
             f"{where}: the label is {kind.simpleString()}; a regression dataset expected a number "
-            "(cast text in the label expression: CAST(<column> AS DOUBLE))"
+            "(cast text in the label expression: TRY_CAST(<column> AS DOUBLE))"
         )
     value = F.col("label").cast("float")
     return labelled.withColumn("label", F.when(F.isnan(value), None).otherwise(value))
@@ -590,6 +590,20 @@ def sequence_frame(
     return windows, {"classes": classes, "quarantined": quarantined, "scaling": scaling}
 
 
+def bad_cast(error: Exception, where: str) -> TrainingDataError | None:
+    """A CAST in the label or order expression that met text that is not a number (ANSI SQL
+    stops the job there) as one line naming the keys, and the fix; None for any other error."""
+    text = describe(error) if isinstance(error, PySparkException) else str(error)
+    if "CAST_INVALID_INPUT" not in text:
+        return None
+    found = re.search(r"The value '([^']*)' of the type \S+ cannot be cast to \S+", text)
+    value = found.group(0).replace('"', "") if found else "a value could not be cast"
+    return TrainingDataError(
+        f"{where}: {value} in the label or sequences.order expression; expected TRY_CAST(<column> "
+        "AS <type>), which makes such a value null (a row with no label is left out)"
+    )
+
+
 def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, build) -> PreparedTable:
     """Write ``name`` from ``build(input version)`` unless its rows already came from the same
     input version and settings: a rerun keeps the version, so a failed training resumes on the
@@ -618,14 +632,20 @@ def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, b
             recorded.get("classes"),
             scaling=recorded.get("scaling"),
         )
-    frame, extras = build(source[spec.input])
-    written = tables.write(
-        frame.repartition(config.files_per_split),
-        name,
-        mode="overwrite",
-        partition_by=["split"],
-        evolve_schema=True,
-    )
+    try:
+        frame, extras = build(source[spec.input])
+        written = tables.write(
+            frame.repartition(config.files_per_split),
+            name,
+            mode="overwrite",
+            partition_by=["split"],
+            evolve_schema=True,
+        )
+    except (TableError, PySparkException) as error:
+        cast = bad_cast(error, f"train.datasets.{name.removeprefix('gold.')}")
+        if cast is None:
+            raise
+        raise cast from error
     marker.parent.mkdir(parents=True, exist_ok=True)
     vocabulary, classes = extras.get("vocabulary"), extras.get("classes")
     record = {
