@@ -159,6 +159,39 @@ def test_a_folder_of_pngs_lands_and_reaches_gold_at_one_shape_labelled_by_folder
     assert all("broken.png" in r.record for r in rules)
 
 
+def test_images_take_their_labels_from_a_labels_table_by_file_name(spark, config, tables):
+    landed = ingest_pngs(spark, config, tables, count=24)
+    files = [f"{i:03}.png" for i in range(24) if i != 5] + ["broken.png"]  # 005.png has no label
+    kinds = {f: "feline" if f == "broken.png" or int(f[:3]) % 2 else "canine" for f in files}
+    labels = spark.createDataFrame(list(kinds.items()), "filename string, species string")
+    tables.write(labels, "silver.pet_labels", mode="overwrite")
+    dataset = {
+        "kind": "images",
+        "input": "bronze.pets",
+        "key": "path",
+        "labels": {"table": "silver.pet_labels", "on": {"_file": "filename"}},
+        "label": "species",
+        "images": {"column": "content", "size": [8, 8]},
+    }
+    settings = with_train(landed, datasets={"pets": dataset})
+    prepared = prepare_dataset(tables, settings, "pets", "run-1")
+    assert (prepared.rows, prepared.quarantined, prepared.classes) == (23, 1, ["canine", "feline"])
+    assert prepared.source == {"bronze.pets": 0, "silver.pet_labels": 0}  # in the model's lineage
+    gold = tables.read("gold.pets").toPandas()
+    assert not gold["path"].str.endswith("/005.png").any()  # no label: left out
+    bright = np.stack([np.frombuffer(p, np.uint8) for p in gold["pixels"]]).mean(axis=1) > 120
+    assert (bright == (gold["label"] == 1)).all()  # felines are the cats, the bright ones
+
+    twice = labels.unionByName(spark.createDataFrame([("003.png", "canine")], labels.schema))
+    tables.write(twice, "silver.pet_labels", mode="overwrite")
+    with pytest.raises(TrainingDataError) as raised:
+        prepare_dataset(tables, settings, "pets")
+    assert str(raised.value) == (
+        "train.datasets.pets.labels.table = 'silver.pet_labels': more than one row for 003.png; "
+        "expected one label row per example (by ['filename'])"
+    )
+
+
 def test_images_of_several_sizes_without_a_size_name_the_key(spark, config, tables):
     landed = ingest_pngs(spark, config, tables, count=6)
     dataset = {"kind": "images", "input": "bronze.pets", "label": "_folder", "images": {"column": "content"}}

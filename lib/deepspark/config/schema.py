@@ -607,6 +607,18 @@ class SequenceInput(Section):
     """Steps from one window's start to the next."""
 
 
+class LabelsTable(Section):
+    """Labels kept apart from the examples (a CSV of file names and classes, a table of ids and
+    scores): joined to the input, so ``label`` can name its columns. An example with no row in
+    it has no label and is left out; two rows for one example stop the stage."""
+
+    table: str
+    """The labels table (bronze.<source>, silver.<dataset>, ...): one row per example."""
+    on: dict[str, str] = Field(min_length=1)
+    """Input column -> labels table column, compared as text. For files landed by ingest,
+    ``_file`` is each file's name: ``{_file: filename}``."""
+
+
 class DatasetConfig(Section):
     """A training dataset: rows of an input table made into ``gold.<name>`` (split by a hash of
     each row's key), which models name in ``train.models.<model>.dataset``."""
@@ -630,7 +642,10 @@ class DatasetConfig(Section):
     null; a forecast can look ahead with a window, ``lead(temperature) OVER (PARTITION BY machine
     ORDER BY minute)``). Null leaves the row out
     (for sequences: no window ends on it). For files landed by ingest, ``_folder`` is the name of
-    each file's folder (images in class folders: ``label: _folder``)."""
+    each file's folder (images in class folders: ``label: _folder``) and ``_file`` its name; with
+    ``labels``, the labels table's columns are there too."""
+    labels: LabelsTable | None = None
+    """A table the labels come from, joined to the input by key; null: the input holds them."""
     images: ImageInput | None = None
     """kind images: where each image is and the shape the network reads."""
     text: TextInput | None = None

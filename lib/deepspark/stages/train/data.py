@@ -56,6 +56,7 @@ from deepspark.config import (
     Config,
     DatasetConfig,
     ImageInput,
+    LabelsTable,
     SequenceInput,
     gold_table,
 )
@@ -72,6 +73,7 @@ SPLITS = ("train", "validation", "test")
 PAD, UNKNOWN = 0, 1  # token ids below the vocabulary's
 TOKEN_PATTERN = "[^\\p{L}\\p{N}']+"  # what separates words (lower-cased), as Spark's RegexTokenizer takes it
 FOLDER = "_folder"  # the name of a landed file's folder: the class of images in class folders
+FILE = "_file"  # a landed file's own name: what a labels table names it by
 
 
 class TrainingDataError(RuntimeError):
@@ -90,7 +92,9 @@ def assign_split(key: F.Column, shares: dict[str, float], seed: int) -> F.Column
     return F.when(bucket < train_end, "train").when(bucket < validation_end, "validation").otherwise("test")
 
 
-def with_key_and_label(source: DataFrame, spec: DatasetConfig, where: str) -> DataFrame:
+def with_key_and_label(
+    source: DataFrame, spec: DatasetConfig, where: str, labels: DataFrame | None = None
+) -> DataFrame:
     """The input with its key as a string (a surrogate hash of the row's values when the
     dataset names none), ``_folder`` for landed files, and ``label`` from the label expression."""
     content = [c for c in source.columns if c not in METADATA and c not in PROBLEMS]
@@ -101,9 +105,14 @@ def with_key_and_label(source: DataFrame, spec: DatasetConfig, where: str) -> Da
     elif keyed and spec.key not in source.columns:
         raise TrainingDataError(f"{where}.key = {spec.key!r}: no such column; the input has {content}")
     if "_source_file" in source.columns:
-        source = source.withColumn(
-            FOLDER, F.url_decode(F.regexp_extract("_source_file", r"([^/]+)/[^/]+$", 1))
+        source = source.withColumns(
+            {
+                FOLDER: F.url_decode(F.regexp_extract("_source_file", r"([^/]+)/[^/]+$", 1)),
+                FILE: F.url_decode(F.regexp_extract("_source_file", r"([^/]+)$", 1)),
+            }
         )
+    if labels is not None:  # after the key: a surrogate hashes the example, not its label
+        source = join_labels(source, labels, spec.labels, f"{where}.labels")
     labelled = with_expression(source, "label", spec.label, f"{where}.label")
     return labelled.withColumn(spec.row_key, F.col(spec.row_key).cast("string")) if keyed else labelled
 
@@ -117,6 +126,40 @@ def with_expression(frame: DataFrame, column: str, sql: str, key: str) -> DataFr
     except PySparkException as error:
         raise TrainingDataError(f"{key} = {sql!r}: {describe(error)}") from error
     return added
+
+
+def join_labels(frame: DataFrame, labels: DataFrame, spec: LabelsTable, where: str) -> DataFrame:
+    """``frame`` with the columns of the labels table (its own, not bronze's metadata) of the row
+    that matches each example on ``spec.on`` (compared as text); an example with no such row
+    gets nulls, so it has no label and is left out. A key with two label rows stops here."""
+    missing = [c for c in spec.on if c not in frame.columns]
+    if missing:
+        raise TrainingDataError(f"{where}.on: no input column(s) {missing}; the input has {frame.columns}")
+    missing = [c for c in spec.on.values() if c not in labels.columns]
+    if missing:
+        raise TrainingDataError(
+            f"{where}.on: no column(s) {missing} in {spec.table}; it has {labels.columns}"
+        )
+    carried = [
+        c for c in labels.columns if c not in spec.on.values() and c not in METADATA and c not in PROBLEMS
+    ]
+    clash = [c for c in carried if c in frame.columns]
+    if clash:
+        raise TrainingDataError(
+            f"{where}.table = {spec.table!r}: column(s) {clash} are in the input too; expected "
+            "labels columns with names of their own (rename them in the labels table's clean step)"
+        )
+    sides = {f"_on{i}": F.col(f"`{c}`").cast("string") for i, c in enumerate(spec.on.values())}
+    keyed = labels.select(*[column.alias(name) for name, column in sides.items()], *carried)
+    repeated = keyed.groupBy(*sides).count().filter(F.col("count") > 1).limit(3).collect()
+    if repeated:
+        shown = ", ".join("|".join(str(v) for v in row[:-1]) for row in repeated)
+        raise TrainingDataError(
+            f"{where}.table = {spec.table!r}: more than one row for {shown}; expected one label row "
+            f"per example (by {list(spec.on.values())})"
+        )
+    matches = [F.col(f"`{c}`").cast("string") == F.col(name) for c, name in zip(spec.on, sides, strict=True)]
+    return frame.join(keyed, matches, "left").drop(*sides)
 
 
 def natural_order(names: list[str]) -> list[str]:
@@ -339,7 +382,12 @@ def to_sequences(words: DataFrame, spec: DatasetConfig, vocabulary: list[str]) -
 
 
 def labelled_words(
-    source: DataFrame, spec: DatasetConfig, shares: dict[str, float], seed: int, where: str = "train.datasets"
+    source: DataFrame,
+    spec: DatasetConfig,
+    shares: dict[str, float],
+    seed: int,
+    where: str = "train.datasets",
+    labels: DataFrame | None = None,
 ) -> DataFrame:
     """Rows with a label (rows whose label expression gives null are left out), split, tokenized.
     The label is the expression's value as it is: :func:`prepare_labels` makes it a class id
@@ -348,7 +396,7 @@ def labelled_words(
         raise TrainingDataError(
             f"{where}.text.column = {spec.text.column!r}: no such column; the input has {source.columns}"
         )
-    labelled = with_key_and_label(source, spec, where).filter(F.col("label").isNotNull())
+    labelled = with_key_and_label(source, spec, where, labels).filter(F.col("label").isNotNull())
     labelled = labelled.withColumn("split", assign_split(F.col(spec.row_key), shares, seed))
     return tokenize(labelled, spec.text.column)
 
@@ -456,13 +504,14 @@ def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "
     where = f"train.datasets.{name}"
     persisted: list[DataFrame] = []
 
-    def build(version: int) -> tuple[DataFrame, dict]:
-        raw = tables.read(spec.input, version=version)
+    def build(versions: dict[str, int]) -> tuple[DataFrame, dict]:
+        raw = tables.read(spec.input, version=versions[spec.input])
+        labels = tables.read(spec.labels.table, version=versions[spec.labels.table]) if spec.labels else None
         if spec.kind == "text":
-            return text_frame(raw, spec, settings, where)
+            return text_frame(raw, spec, settings, where, labels)
         if spec.kind == "sequences":
-            return sequence_frame(tables, raw, spec, settings, where, name, run_id)
-        labelled = with_key_and_label(raw, spec, where).filter(F.col("label").isNotNull())
+            return sequence_frame(tables, raw, spec, settings, where, name, run_id, labels)
+        labelled = with_key_and_label(raw, spec, where, labels).filter(F.col("label").isNotNull())
         # Read five times (quarantine count and rows, sizes, classes, the write): converted once.
         converted = to_training_images(labelled, spec.images, where).persist()
         persisted.append(converted)
@@ -475,8 +524,10 @@ def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "
             frame.unpersist()
 
 
-def text_frame(raw: DataFrame, spec: DatasetConfig, settings: Config, where: str) -> tuple[DataFrame, dict]:
-    words = labelled_words(raw, spec, settings.train.splits, settings.run.seed, where)
+def text_frame(
+    raw: DataFrame, spec: DatasetConfig, settings: Config, where: str, labels: DataFrame | None = None
+) -> tuple[DataFrame, dict]:
+    words = labelled_words(raw, spec, settings.train.splits, settings.run.seed, where, labels)
     words, classes = prepare_labels(words, spec, where)
     vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.text.vocab_size)
     return to_sequences(words, spec, vocabulary), {"vocabulary": vocabulary, "classes": classes}
@@ -557,7 +608,14 @@ def quarantine(
 
 
 def sequence_frame(
-    tables: Tables, raw: DataFrame, spec: DatasetConfig, settings: Config, where: str, name: str, run_id: str
+    tables: Tables,
+    raw: DataFrame,
+    spec: DatasetConfig,
+    settings: Config,
+    where: str,
+    name: str,
+    run_id: str,
+    labels: DataFrame | None = None,
 ) -> tuple[DataFrame, dict]:
     """Labelled rows as windows; a row with a feature that is missing or not a number goes to
     quarantine (its series' windows skip it)."""
@@ -567,7 +625,7 @@ def sequence_frame(
         raise TrainingDataError(f"{where}.sequences: no column(s) {missing}; the input has {raw.columns}")
     # Rows with no label stay steps of their series: only no window ends on them (a forecast's
     # label, the next step's value, is null on each series' last row).
-    labelled = with_key_and_label(raw, spec, where)
+    labelled = with_key_and_label(raw, spec, where, labels)
     labelled = with_expression(labelled, "_order", sequences.order, f"{where}.sequences.order")
     numbers = {f"_f{i}": F.col(f"`{f}`").try_cast("double") for i, f in enumerate(sequences.features)}
     labelled = labelled.withColumns(numbers)
@@ -610,6 +668,13 @@ def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, b
     same data."""
     config = settings.train
     source = {spec.input: tables.version(spec.input)}
+    if spec.labels is not None:  # a new labels version is new data, as a new input version is
+        if not tables.exists(spec.labels.table):
+            where = f"train.datasets.{name.removeprefix('gold.')}.labels.table"
+            raise TrainingDataError(
+                f"{where} = {spec.labels.table!r}: no such table; ingest or clean it first"
+            )
+        source[spec.labels.table] = tables.version(spec.labels.table)
     key = fingerprint(
         spec.model_dump(mode="json"), source, config.splits, settings.run.seed, config.files_per_split
     )
@@ -633,7 +698,7 @@ def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, b
             scaling=recorded.get("scaling"),
         )
     try:
-        frame, extras = build(source[spec.input])
+        frame, extras = build(source)
         written = tables.write(
             frame.repartition(config.files_per_split),
             name,
