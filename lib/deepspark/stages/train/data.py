@@ -96,7 +96,8 @@ def with_key_and_label(
     source: DataFrame, spec: DatasetConfig, where: str, labels: DataFrame | None = None
 ) -> DataFrame:
     """The input with its key as a string (a surrogate hash of the row's values when the
-    dataset names none), ``_folder`` for landed files, and ``label`` from the label expression."""
+    dataset names none), ``_folder`` and ``_file`` for landed files, the ``labels`` table's
+    columns (:func:`join_labels`), and ``label`` from the label expression."""
     content = [c for c in source.columns if c not in METADATA and c not in PROBLEMS]
     keyed = spec.kind != "sequences"  # sequences are keyed by series and step, once windowed
     if keyed and spec.key is None:
@@ -518,7 +519,7 @@ def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "
         return image_frame(tables, converted, raw.columns, spec, settings, where, name, run_id)
 
     try:
-        return _prepare(tables, settings, gold_table(name), spec, build)
+        return _prepare(tables, settings, gold_table(name), spec, build, where)
     finally:
         for frame in persisted:
             frame.unpersist()
@@ -662,17 +663,18 @@ def bad_cast(error: Exception, where: str) -> TrainingDataError | None:
     )
 
 
-def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, build) -> PreparedTable:
-    """Write ``name`` from ``build(input version)`` unless its rows already came from the same
-    input version and settings: a rerun keeps the version, so a failed training resumes on the
-    same data."""
+def _prepare(
+    tables: Tables, settings: Config, name: str, spec: DatasetConfig, build, where: str
+) -> PreparedTable:
+    """Write ``name`` from ``build(versions)`` (the input's and the labels table's) unless its
+    rows already came from the same versions and settings: a rerun keeps the version, so a failed
+    training resumes on the same data. Errors name the dataset's keys, ``where``."""
     config = settings.train
     source = {spec.input: tables.version(spec.input)}
     if spec.labels is not None:  # a new labels version is new data, as a new input version is
         if not tables.exists(spec.labels.table):
-            where = f"train.datasets.{name.removeprefix('gold.')}.labels.table"
             raise TrainingDataError(
-                f"{where} = {spec.labels.table!r}: no such table; ingest or clean it first"
+                f"{where}.labels.table = {spec.labels.table!r}: no such table; ingest or clean it first"
             )
         source[spec.labels.table] = tables.version(spec.labels.table)
     key = fingerprint(
@@ -707,7 +709,7 @@ def _prepare(tables: Tables, settings: Config, name: str, spec: DatasetConfig, b
             evolve_schema=True,
         )
     except (TableError, PySparkException) as error:
-        cast = bad_cast(error, f"train.datasets.{name.removeprefix('gold.')}")
+        cast = bad_cast(error, where)
         if cast is None:
             raise
         raise cast from error

@@ -109,15 +109,14 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
     version = spec.version if spec.version is not None else tables.version(spec.table)
     pinned = pin_table(tables, spec.table, version)
     pinned.require_shards("train", config.train.num_proc)
+    inputs = input_shape(tables, pinned, spec, config, key)
     stopping = spec.early_stopping
     if stopping and stopping.monitor.startswith("val_") and not pinned.rows["validation"]:
-        inputs_metric = "mae" if config.train.datasets[spec.dataset].task == "regression" else "accuracy"
         raise config.error(
             f"{key}.early_stopping.monitor",
             f"= {stopping.monitor!r}: {spec.table} v{version} has no validation rows; "
-            f"expected train.splits.validation > 0 or a monitor of loss or {inputs_metric}",
+            f"expected train.splits.validation > 0 or a monitor of loss or {inputs.metric()}",
         )
-    inputs = input_shape(tables, pinned, spec, config, key)
     check_network(spec, inputs, config, key)
     identity = fingerprint(
         spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed
