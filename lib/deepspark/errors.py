@@ -12,6 +12,7 @@ import re
 SPARK_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]+\]")
 JVM_FRAME = re.compile(r"^\s+at [\w$.<>]+\(.*\)$|^\s+\.\.\. \d+ more$")
 PY4J_CALL = re.compile(r"^An error occurred while calling [\w.$]+\.?$")
+PY_TRACEBACK = "Traceback (most recent call last):"
 LONGEST = 600
 
 
@@ -19,6 +20,8 @@ def describe(error: BaseException) -> str:
     """The error's message without stack frames: Spark's error-class line (or the first line),
     plus the deepest ``Caused by`` when it says something the first line does not."""
     text = str(error).strip()
+    if PY_TRACEBACK in text:  # a UDF's Python worker failed: its exception, not its frames
+        return _shortened(f"a Python worker failed: {_python_exception(text)}")
     raw = text.splitlines()
     if not any(JVM_FRAME.match(line) for line in raw):
         if raw and SPARK_ERROR_CLASS.match(raw[0]):  # an analysis error: its line, not its plan
@@ -32,6 +35,17 @@ def describe(error: BaseException) -> str:
     if causes and _without_java_prefix(causes[-1]) not in message:
         message += f" (cause: {_without_java_prefix(causes[-1])})"
     return _shortened(message)
+
+
+def _python_exception(text: str) -> str:
+    """The exception line of the last Python traceback in ``text`` (which the JVM may wrap)."""
+    lines = []
+    for line in text.rsplit(PY_TRACEBACK, 1)[1].splitlines():
+        if JVM_FRAME.match(line):
+            break
+        lines.append(line)
+    raised = [line for line in lines if line.strip() and not line[0].isspace()]
+    return raised[-1].strip() if raised else "no message"
 
 
 def _shortened(message: str) -> str:

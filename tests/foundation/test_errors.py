@@ -37,3 +37,32 @@ def test_an_io_error_keeps_the_operating_systems_reason():
 def test_a_python_error_is_left_as_it_is():
     message = "critical expectations failed:\nexpect_x on silver.orders: observed 3"
     assert describe(ValueError(message)) == message
+
+
+# A real one, shortened: a pandas UDF whose function the worker could not unpickle.
+WORKER = """An exception was thrown from the Python worker. Please see the stack trace below.
+Traceback (most recent call last):
+  File "/venv/pyspark.zip/pyspark/worker.py", line 2028, in main
+    func, profiler, deserializer, serializer = read_udfs(pickleSer, infile, eval_type)
+                                               ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/venv/pyspark.zip/pyspark/serializers.py", line 500, in loads
+    return cloudpickle.loads(obj, encoding=encoding)
+AttributeError: Can't get attribute 'ImageConverter' on <module 'deepspark.stages.train.data'>
+"""
+
+
+def test_a_python_worker_error_is_its_exception_line():
+    expected = (
+        "a Python worker failed: AttributeError: Can't get attribute 'ImageConverter' on "
+        "<module 'deepspark.stages.train.data'>"
+    )
+    assert describe(RuntimeError(WORKER)) == expected
+    # the same, wrapped by the JVM (a task failure): still the worker's line, no frames
+    wrapped = (
+        "An error occurred while calling o12.save.\n: org.apache.spark.SparkException: Job aborted\n"
+        "\tat org.apache.spark.scheduler.DAGScheduler.failJob(DAGScheduler.scala:1)\n"
+        "Caused by: org.apache.spark.api.python.PythonException: "
+        + WORKER.split("below.\n", 1)[1]
+        + "\tat org.apache.spark.api.python.BasePythonRunner.read(PythonRunner.scala:1)\n"
+    )
+    assert describe(RuntimeError(wrapped)) == expected
