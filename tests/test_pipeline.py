@@ -18,6 +18,7 @@ from deepspark.config import Expectation, load_config
 from deepspark.pipeline import STAGE_NAMES, run_pipeline
 from deepspark.run import Run, StageFailed
 from deepspark.stages.generate.retail import generate_customers
+from deepspark.stages.predict import latest_model
 from deepspark.tables import Tables
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
@@ -34,12 +35,15 @@ RAW_ZONES = ("landing", "bronze", "quarantine")  # raw records are kept there by
 
 
 def overrides(folder: Path) -> list[str]:
-    """What the shared run sets over conf/: its folder, 80 customers, one epoch per network
-    (tests/learning holds the networks to their accuracy)."""
+    """What the shared run sets over conf/: its folder, 80 customers, one k-means fit per k over
+    a short range and one epoch per network (tests/analytics holds k-means to scikit-learn,
+    tests/learning the networks to their accuracy)."""
     return [
         f"run.data_root={folder / 'data'}",
         f"run.runs_dir={folder / 'runs'}",
         "generate.customers=80",
+        "analytics.kmeans.k=[2,4]",
+        "analytics.kmeans.n_init=1",
         "spark.master=local[2]",
         "train.models.digits_cnn.epochs=1",
         "train.models.review_rnn.epochs=1",
@@ -50,7 +54,7 @@ def _cli(folder, *args):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DEEPSPARK_SECRET_PII_HMAC_KEY": SECRET_KEY}
     sets = [part for item in overrides(folder) for part in ("--set", item)]
     return subprocess.run(
-        [sys.executable, "-m", "deepspark.cli", *args, *sets],
+        [sys.executable, "-m", "deepspark.cli", args[0], *sets, *args[1:]],  # a test's own --set wins
         capture_output=True,
         text=True,
         env=env,
@@ -107,7 +111,7 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, finished):
     # Analytics: every configured result is in gold, in the report, and plotted.
     analytics = summary["stages"]["analytics"]["metrics"]
     assert (
-        analytics["kmeans"]["k"] in range(2, 9)
+        analytics["kmeans"]["k"] in range(2, 5)
         and len(analytics["kmeans"]["profiles"]) == analytics["kmeans"]["k"]
     )
     assert tables.read("gold.segments").count() == tables.read("gold.customer_rfm_features").count()
@@ -236,6 +240,20 @@ def test_a_successful_cli_run_is_quiet_and_its_log_holds_the_rest(cli_run):
     text = log.read_text(encoding="utf-8", errors="replace")
     assert "spark session: master=local[2]" in text and "log4j" in text  # ours and the JVM's
     assert "<stderr>" in text  # the Horovod ranks' output
+
+
+def test_cli_predict_scores_new_files_by_the_models_saved_recipe(cli_run, finished):
+    folder, _ = cli_run
+    digits = folder / "data" / "landing" / "digits"  # the landed parquet: no gold table, no config
+    done = _cli(folder, "predict", "--model", "digits_cnn:1", "--input", str(digits))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "gold.digits_cnn_scored"
+    said = rf"^digits_cnn v1 scored 5000 row\(s\) of {re.escape(str(digits))} -> gold.digits_cnn_scored v0$"
+    assert re.search(said, done.stderr, re.M)
+    assert re.search(r"^  accuracy against the label: 0\.\d{4} on 5000 row\(s\)$", done.stderr, re.M)
+    _, tables, _, _ = finished
+    with pytest.raises(LookupError, match=r"no version 9 of 'digits_cnn'; expected one of \[1\]"):
+        latest_model(tables, "digits_cnn", 9)
 
 
 def test_cli_bad_config_names_the_key_and_exits_2(tmp_path):

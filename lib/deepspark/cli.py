@@ -153,7 +153,7 @@ def _stage_command(name: str):
 
 
 for _name in STAGE_NAMES:
-    if _name not in ("generate", "analytics", "report"):
+    if _name not in ("generate", "analytics", "predict", "report"):
         app.command(name=_name)(_stage_command(_name))
 
 
@@ -176,6 +176,54 @@ def analytics(
         typer.echo(f"error: --part: {error}", err=True)
         raise typer.Exit(2) from None
     _execute(["analytics"], env, sets, conf_dir, run_id, part or (), command="analytics")
+
+
+@app.command()
+def predict(
+    model: Annotated[
+        str | None,
+        typer.Option(help="score new rows with this model: NAME or NAME:VERSION (default: latest)"),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--input", help="the new rows: a table (layer.name), or files (csv, json, parquet, images)"
+        ),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option(help="the predictions table written (default gold.<model>_scored)")
+    ] = None,
+    env: Env = "local",
+    sets: Sets = None,
+    conf_dir: ConfDir = None,
+    run_id: RunId = None,
+) -> None:
+    """Run the predict stage alone (train.predict), or score new rows: --model and --input. New
+    rows are made examples by the recipe the model was trained with (its manifest), as its gold
+    table was; a row that cannot be scored is written with the problem, not dropped."""
+    if (model is None) != (source is None):
+        typer.echo(
+            "error: --model and --input go together (they score new rows); with neither, predict runs "
+            "train.predict",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if model is None:
+        _execute(["predict"], env, sets, conf_dir, run_id, command="predict")
+        return
+    from deepspark.stages.predict import parse_model, predict_new
+
+    try:
+        parse_model(model)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    with _opened_run("predict", env, sets, conf_dir, in_a_run=False) as (run, terminal):
+        scored = predict_new(run, model, source, output)
+        for line in scored.lines():
+            print(line, file=terminal.err)
+        print(f"log: {terminal.log}", file=terminal.err)
+        print(scored.output, file=terminal.out)
 
 
 @app.command()

@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from deepspark.config import DatasetConfig
+from deepspark.recipes import PAD, UNKNOWN, TrainingDataError, assign_split
 from deepspark.stages.train.data import (
-    PAD,
-    UNKNOWN,
-    TrainingDataError,
-    assign_split,
     index_labels,
     labelled_words,
     learn_vocabulary,

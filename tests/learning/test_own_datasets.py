@@ -15,10 +15,11 @@ import pytest
 from deepspark.config import ConfigError, IngestConfig, TrainConfig, load_config
 from deepspark.pipeline import run_pipeline
 from deepspark.quarantine import QUARANTINE
+from deepspark.recipes import ImageConverter, TrainingDataError, natural_order, new_examples
 from deepspark.run import Run
-from deepspark.stages.predict import predict
+from deepspark.stages.predict import latest_model, predict, predict_new, saved_inputs, score
 from deepspark.stages.report.stage import RunRecord, render_markdown
-from deepspark.stages.train.data import ImageConverter, TrainingDataError, natural_order, prepare_dataset
+from deepspark.stages.train.data import prepare_dataset
 from deepspark.stages.train.stage import train
 from deepspark.tables import Tables
 from PIL import Image
@@ -233,7 +234,7 @@ def tiny_builder(inputs, units: int = 8):
 
 
 @pytest.mark.slow
-def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, config, tables):
+def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, config, tables, tmp_path):
     pixel_csv(spark, tables, rows=600)
     reviews = spark.createDataFrame(
         [
@@ -306,6 +307,40 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
         (name, spec["kind"], f"gold.{spec['dataset']}") for name, spec in models.items()
     }
 
+    # New rows, by each model's saved recipe. The same rows score as the stage scored their gold
+    # rows, under the same keys; new texts by name from a CSV with no label.
+    again = predict_new(run, "mood_rnn:1", "silver.notes", "gold.moods_again")
+    assert (again.rows, again.unscored, again.measured_on) == (300, {}, 300)
+    stage = {r.row_id: r.prediction for r in tables.read("gold.mood_predictions").collect()}
+    assert {r.row_id: r.prediction for r in tables.read("gold.moods_again").collect()} == stage
+    assert again.agreement == pytest.approx(
+        tables.read("gold.mood_predictions")
+        .agg(F.avg((F.col("label") == F.col("prediction")).cast("int")))
+        .first()[0]
+    )
+    notes = tmp_path / "new" / "notes.csv"
+    notes.parent.mkdir()
+    notes.write_text("text\ngreat tasty fresh thing\nstale awful stuff\n")
+    fresh = predict_new(run, "mood_rnn", str(notes))
+    assert (fresh.output, fresh.rows, fresh.agreement) == ("gold.mood_rnn_scored", 2, None)
+    said = {r.text: r.predicted_class for r in tables.read("gold.mood_rnn_scored").collect()}
+    assert said == {"great tasty fresh thing": "happy", "stale awful stuff": "sad"}
+
+    # Image files straight from a folder: any size, fitted to the model's input; the broken file
+    # is a row with its problem, and the class folders give the labels it is measured against.
+    pets = predict_new(run, "pet_mlp", str(landed.landing_root / "pets"), "gold.new_pets")
+    ((problem, count),) = pets.unscored.items()
+    assert (pets.rows, count, pets.measured_on) == (60, 1, 60) and "not a decodable image" in problem
+    entry = latest_model(tables, "pet_mlp")
+    model = spark.sparkContext.broadcast(Path(entry["uri"]).read_bytes())
+    inputs = saved_inputs(Path(entry["uri"]).parent)
+    by_stage = {
+        r.path: r.prediction for r in score(tables.read("gold.pets"), model, inputs, "path").collect()
+    }
+    new_pets = tables.read("gold.new_pets").filter("problem IS NULL").collect()
+    assert {r.path: r.prediction for r in new_pets} == by_stage
+    assert {r.predicted_class for r in new_pets} <= {"cat", "dog"}
+
 
 def test_the_shipped_conf_names_its_datasets():
     config = load_config(REPO / "conf", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
@@ -337,6 +372,16 @@ def test_numeric_sequences_are_windows_of_each_series_labelled_by_their_last_row
     assert scaling["v"] == pytest.approx({"mean": mean_v, "std": std_v})
     assert [gold[k].label for k in ("a|2", "a|3")] == [0, 1]  # the last row's label
     assert len({gold[k].split for k in gold}) == 1  # one series, one split
+
+    # The recipe saved with a model makes new rows the same windows, by the saved scaling: every
+    # whole one (the last too: a forecast), and a broken row as an example with its problem.
+    examples, key = new_examples(tables.read("bronze.readings"), prepared.recipe(), (3, 2), "readings")
+    new = {r.window_id: r for r in examples.collect()}
+    assert key == "window_id" and sorted(new) == ["a|2", "a|3", "a|4", "a|5", "b|10"]
+    for window in gold:
+        np.testing.assert_allclose(new[window].values, gold[window].values, rtol=1e-6)
+    assert new["b|10"].values is None and new["b|10"].problem.endswith("missing or not a number: v")
+    assert [new[k].label for k in ("a|2", "a|3")] == ["flat", "up"]  # the label as the rows say it
 
 
 def waves(spark, tables, series: int = 20, steps: int = 100) -> None:
@@ -469,3 +514,12 @@ def test_an_rnn_regressor_forecasts_far_better_than_the_mean_and_scores_in_label
     report = render_markdown(record, tmp_path / "rows.png")
     assert f"Test RMSE **{test['rmse']:.4g}**" in report and "Test accuracy" not in report
     assert f"RMSE {scored['rmse']:.4g} (test split)" in report and "forecast_predictions.png" in report
+
+    # The readings scored anew by the saved recipe: the stage's windows alike, and the forecast
+    # past each machine's last reading (the one window with no label yet).
+    fresh = predict_new(run, "forecast", "bronze.waves", "gold.wave_forecasts")
+    assert (fresh.rows, fresh.measured_on, fresh.measure) == (30 * 93, 30 * 92, "rmse")
+    stage = {r.window_id: r.prediction for r in tables.read("gold.wave_predictions").collect()}
+    forecasts = {r.window_id: r.prediction for r in tables.read("gold.wave_forecasts").collect()}
+    assert {window: forecasts[window] for window in stage} == pytest.approx(stage, rel=1e-5)
+    assert set(forecasts) - set(stage) == {f"m{s:02}|99" for s in range(30)}

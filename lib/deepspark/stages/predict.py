@@ -16,8 +16,10 @@ loads the model once (pyspark's model cache) and scores fixed-size numpy batches
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,9 @@ from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, St
 
 from deepspark.config import Config, PredictConfig
 from deepspark.lineage import MANIFEST, MODELS_TABLE, read_manifest
+from deepspark.recipes import PROBLEM, new_examples
 from deepspark.run import Run, StageResult, skipped
-from deepspark.tables import Tables
+from deepspark.tables import TABLE_NAME, Tables
 from deepspark.tensors import InputShape, tf_keras
 
 _loaded: dict[str, object] = {}  # per Python worker: model digest -> loaded model
@@ -37,10 +40,12 @@ SCORED = StructType([StructField("prediction", IntegerType()), StructField("prob
 ESTIMATED = StructType([StructField("prediction", FloatType())])
 
 
-def score(df: DataFrame, model_bytes, inputs: InputShape, key: str, batch_size: int = 512) -> DataFrame:
-    """``df`` scored: key, label and split (when present), prediction and probability (a
-    regressor: prediction). ``model_bytes`` is a broadcast of the saved model file."""
-    keep = [key] + [c for c in ("label", "split") if c in df.columns]
+def score(
+    df: DataFrame, model_bytes, inputs: InputShape, key: str, batch_size: int = 512, carry: tuple = ()
+) -> DataFrame:
+    """``df`` scored: key, label and split (when present; and ``carry``), prediction and
+    probability (a regressor: prediction). ``model_bytes`` is a broadcast of the saved model file."""
+    keep = [key] + [c for c in dict.fromkeys(("label", "split", *carry)) if c in df.columns]
     column = inputs.column
     flat = [int(np.prod(inputs.shape))]  # list columns arrive flat; inputs.batch reshapes
     shapes = [flat] if isinstance(df.schema[column].dataType, ArrayType) else None
@@ -86,14 +91,21 @@ def saved_inputs(folder: Path) -> InputShape:
     return InputShape(**{**shape, "shape": tuple(shape["shape"])})
 
 
-def latest_model(tables: Tables, name: str) -> dict:
-    """The registry row of the newest version of ``name``."""
+def latest_model(tables: Tables, name: str, version: int | None = None) -> dict:
+    """The registry row of ``version`` of ``name``, or of its newest version."""
     if not tables.exists(MODELS_TABLE):
         raise LookupError(f"no model registry yet ({MODELS_TABLE}); run the train stage first")
-    rows = tables.read(MODELS_TABLE).filter(F.col("name") == name).orderBy(F.desc("model_version"))
-    found = rows.limit(1).collect()
+    rows = tables.read(MODELS_TABLE).filter(F.col("name") == name)
+    found = rows.orderBy(F.desc("model_version")).limit(1).collect() if version is None else []
+    if version is not None:
+        found = rows.filter(F.col("model_version") == version).collect()
     if not found:
-        raise LookupError(f"{MODELS_TABLE} has no model named {name!r}; run the train stage first")
+        known = sorted(r.model_version for r in rows.select("model_version").collect())
+        raise LookupError(
+            f"{MODELS_TABLE} has no model named {name!r}; run the train stage first"
+            if not known
+            else f"{MODELS_TABLE} has no version {version} of {name!r}; expected one of {known}"
+        )
     return found[0].asDict()
 
 
@@ -159,3 +171,171 @@ def predict(run: Run) -> StageResult:
             "measured_on": measured_on,
         }
     return result
+
+
+# -- new rows: `deepspark predict --model NAME[:VERSION] --input TABLE|FILES` -------------------
+
+IMAGE_FILES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+ROW_FILES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What scoring new rows wrote, as ``deepspark predict`` tells it."""
+
+    model: str
+    model_version: int
+    input: str
+    output: str
+    output_version: int
+    rows: int  # scored, and written with their prediction
+    unscored: dict[str, int]  # written with no prediction: how many for each problem
+    agreement: float | None  # with the label, where the new rows have one
+    measure: str  # accuracy | rmse
+    measured_on: int  # labelled rows scored
+
+    def lines(self) -> list[str]:
+        said = [
+            f"{self.model} v{self.model_version} scored {self.rows} row(s) of {self.input} "
+            f"-> {self.output} v{self.output_version}"
+        ]
+        if self.unscored:
+            top = "; ".join(f"{problem} ({n})" for problem, n in list(self.unscored.items())[:3])
+            said.append(
+                f"  not scored: {sum(self.unscored.values())} row(s), in {self.output} with a problem: {top}"
+            )
+        if self.agreement is not None:
+            said.append(
+                f"  {self.measure} against the label: {self.agreement:.4f} on {self.measured_on} row(s)"
+            )
+        return said
+
+
+def parse_model(reference: str) -> tuple[str, int | None]:
+    """``name`` or ``name:version``."""
+    name, _, version = reference.partition(":")
+    if not name or (version and not version.isdigit()):
+        raise ValueError(f"--model {reference!r}: expected NAME or NAME:VERSION (e.g. digits_cnn:3)")
+    return name, int(version) if version else None
+
+
+def read_new_rows(run: Run, source: str, recipe: dict) -> DataFrame:
+    """A table (layer.name) at its current version, or files: a file or a folder (searched
+    recursively) of one kind, CSV with a header, JSON lines, parquet or images. Rows from files
+    carry ``_source_file``, as landed rows do; image files come as the dataset's binary column."""
+    if TABLE_NAME.match(source) and run.tables.exists(source):
+        return run.tables.read(source)
+    path = Path(source)
+    if not path.exists():
+        raise LookupError(
+            f"--input {source!r}: no such table or path; expected a table (layer.name, see "
+            "`deepspark tables`) or files (csv, json, parquet or images)"
+        )
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    suffixes = {f.suffix.lower() for f in files if not f.name.startswith((".", "_"))}
+    reader = run.spark.read.option("recursiveFileLookup", "true")
+    if suffixes and suffixes <= IMAGE_FILES:
+        images = recipe.get("images") or {}
+        if images.get("column") is None:
+            raise ValueError(
+                f"--input {source!r}: image files, but the model reads pixel columns "
+                f"({images.get('columns')!r}); expected a table or CSV with them"
+            )
+        frame = reader.option("pathGlobFilter", "*.*").format("binaryFile").load(str(path))
+        frame = frame.filter(F.lower(F.regexp_extract("path", r"(\.[^./]+)$", 1)).isin(*IMAGE_FILES))
+        return frame.withColumnRenamed("content", images["column"]).withColumn("_source_file", F.col("path"))
+    kinds = {ROW_FILES.get(s) for s in suffixes}
+    if len(kinds) != 1 or None in kinds:
+        raise ValueError(
+            f"--input {source!r}: holds {sorted(suffixes) or 'no files'}; expected files of one "
+            f"kind: {', '.join(ROW_FILES)} or images ({', '.join(sorted(IMAGE_FILES))})"
+        )
+    (kind,) = kinds
+    frame = reader.option("header", "true").format(kind).load(str(path))
+    return frame.select("*", F.col("_metadata.file_path").alias("_source_file"))
+
+
+def predict_new(run: Run, model: str, source: str, output: str | None = None) -> Scored:
+    """Score new rows (:func:`read_new_rows`) with a registered model version, made examples by
+    the recipe its manifest keeps (:func:`deepspark.recipes.new_examples`), into ``output``
+    (default ``gold.<model>_scored``), overwritten: every row, its key and prediction (the class
+    name too), or with no prediction and the problem that kept it from being scored."""
+    name, version = parse_model(model)
+    entry = latest_model(run.tables, name, version)
+    folder = Path(entry["uri"]).parent
+    inputs = saved_inputs(folder)
+    manifest = read_manifest(folder)
+    recipe = dict(manifest.get("data") or {})
+    label = f"{name} v{entry['model_version']}"
+    if not recipe:
+        raise ValueError(
+            f"--model {model!r}: {label} was trained on {entry['table_name']}, not on a "
+            "train.datasets entry, so it keeps no recipe for new rows; score a table with its "
+            f"input column {inputs.column!r} through train.predict"
+        )
+    if recipe.get("vocabulary_file"):
+        recipe["vocabulary"] = json.loads((folder / recipe["vocabulary_file"]).read_text(encoding="utf-8"))
+    where = f"{label}'s recipe (train.datasets: {recipe.get('table')})"
+    examples, key = new_examples(read_new_rows(run, source, recipe), recipe, inputs.shape, where)
+    examples = examples.persist()
+    try:
+        output = output or f"gold.{name}_scored"
+        written = run.tables.write(
+            scored_rows(run, examples, entry, inputs, key, manifest.get("classes") or []),
+            output,
+            mode="overwrite",
+            evolve_schema=True,
+        )
+    finally:
+        examples.unpersist()
+    table = run.tables.read(output, version=written.version)
+    problems = table.filter(F.col(PROBLEM).isNotNull()).groupBy(PROBLEM).count().orderBy(F.desc("count"))
+    unscored = {row[PROBLEM]: row["count"] for row in problems.collect()}
+    agreement, measured = None, 0
+    if "label" in table.columns:
+        labelled = table.filter(F.col("label").isNotNull() & F.col("prediction").isNotNull())
+        if inputs.regression:
+            hit = F.pow(F.col("prediction") - F.col("label").cast("double"), 2)
+            found = labelled.agg(F.sqrt(F.avg(hit)), F.count("*")).first()
+        else:
+            said = "predicted_class" if "predicted_class" in table.columns else "prediction"
+            hit = (F.col("label").cast("string") == F.col(said).cast("string")).cast("double")
+            found = labelled.agg(F.avg(hit), F.count("*")).first()
+        agreement, measured = found[0], found[1]
+    return Scored(
+        name,
+        entry["model_version"],
+        source,
+        output,
+        written.version,
+        written.rows_written - sum(unscored.values()),
+        unscored,
+        agreement,
+        "rmse" if inputs.regression else "accuracy",
+        measured,
+    )
+
+
+def scored_rows(run: Run, examples: DataFrame, entry: dict, inputs: InputShape, key: str, classes: list[str]):
+    """``examples`` scored where they have no problem, with the class name of each prediction;
+    the others as they are, with no prediction."""
+    model_bytes = run.spark.sparkContext.broadcast(Path(entry["uri"]).read_bytes())
+    good = examples.filter(F.col(PROBLEM).isNull())
+    carry = tuple(c for c in examples.columns if c not in (key, inputs.column, PROBLEM))
+    scored = score(good, model_bytes, inputs, key, carry=carry).withColumn(
+        PROBLEM, F.lit(None).cast("string")
+    )
+    kept = [c for c in scored.columns if c in examples.columns and c != PROBLEM]
+    returns = ESTIMATED if inputs.regression else SCORED
+    nothing = [F.lit(None).cast(field.dataType).alias(field.name) for field in returns.fields]
+    unscored = examples.filter(F.col(PROBLEM).isNotNull()).select(*kept, *nothing, PROBLEM)
+    rows = scored.unionByName(unscored)
+    if classes and not inputs.regression:
+        names = F.array(*[F.lit(str(c)) for c in classes])
+        rows = rows.withColumn("predicted_class", F.element_at(names, F.col("prediction") + 1))
+    return rows.select(
+        "*",
+        F.lit(entry["name"]).alias("model"),
+        F.lit(entry["model_version"]).alias("model_version"),
+        F.current_timestamp().alias("scored_at"),
+    )

@@ -4,7 +4,7 @@ Modules, lowest first: ``errors`` and ``types`` (shared by everything here), ``s
 engines (``spark_engine``: delta-spark; ``rs_engine``: delta-rs), then ``api`` (:class:`Tables`).
 """
 
-from deepspark.tables.api import Tables
+from deepspark.tables.api import TABLE_NAME, Tables
 from deepspark.tables.errors import (
     ConcurrentWriteError,
     SchemaMismatchError,
@@ -14,6 +14,7 @@ from deepspark.tables.errors import (
 from deepspark.tables.types import Txn, WriteResult, hadoop_uri
 
 __all__ = [
+    "TABLE_NAME",
     "ConcurrentWriteError",
     "SchemaMismatchError",
     "TableError",

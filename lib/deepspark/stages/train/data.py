@@ -24,8 +24,6 @@ error, and every one-pass read checks its row count against the parquet footers.
 
 from __future__ import annotations
 
-import fnmatch
-import io
 import json
 import logging
 import re
@@ -34,29 +32,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from pyspark.errors import PySparkException
-from pyspark.ml.feature import CountVectorizer, RegexTokenizer
-from pyspark.sql import DataFrame, Window
+from pyspark.ml.feature import CountVectorizer
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    ArrayType,
-    BinaryType,
     BooleanType,
     IntegralType,
     NumericType,
     StringType,
-    StructType,
 )
 
-from deepspark.bronze import METADATA, PROBLEMS
 from deepspark.config import (
-    SURROGATE_KEY,
     WINDOW_KEY,
     Config,
     DatasetConfig,
-    ImageInput,
-    LabelsTable,
     SequenceInput,
     gold_table,
 )
@@ -64,322 +54,61 @@ from deepspark.errors import describe
 from deepspark.lineage import fingerprint
 from deepspark.quarantine import KEYS as QUARANTINE_KEYS
 from deepspark.quarantine import QUARANTINE, to_quarantine
+from deepspark.recipes import (
+    PAD,
+    TOKEN_PATTERN,
+    UNKNOWN,
+    TrainingDataError,
+    assign_split,
+    feature_scaling,
+    numeric_steps,
+    series_of,
+    to_training_images,
+    tokenize,
+    window_steps,
+    with_key_and_label,
+    word_ids,
+)
 from deepspark.tables import TableError, Tables
 from deepspark.tensors import as_rows
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-PAD, UNKNOWN = 0, 1  # token ids below the vocabulary's
-TOKEN_PATTERN = "[^\\p{L}\\p{N}']+"  # what separates words (lower-cased), as Spark's RegexTokenizer takes it
-FOLDER = "_folder"  # the name of a landed file's folder: the class of images in class folders
-FILE = "_file"  # a landed file's own name: what a labels table names it by
 
 
-class TrainingDataError(RuntimeError):
-    """Training data that cannot be read as asked; the message names the table and version."""
-
-
-# -- preparing the gold tables (pure transforms) --------------------------------------------
-
-
-def assign_split(key: F.Column, shares: dict[str, float], seed: int) -> F.Column:
-    """``train`` / ``validation`` / ``test`` from a hash of the key: stable across reruns and
-    appends, independent of partitioning."""
-    bucket = F.pmod(F.xxhash64(key, F.lit(seed)), F.lit(10_000)) / F.lit(10_000.0)
-    train_end = shares["train"]
-    validation_end = train_end + shares["validation"]
-    return F.when(bucket < train_end, "train").when(bucket < validation_end, "validation").otherwise("test")
-
-
-def with_key_and_label(
-    source: DataFrame, spec: DatasetConfig, where: str, labels: DataFrame | None = None
-) -> DataFrame:
-    """The input with its key as a string (a surrogate hash of the row's values when the
-    dataset names none), ``_folder`` and ``_file`` for landed files, the ``labels`` table's
-    columns (:func:`join_labels`), and ``label`` from the label expression."""
-    content = [c for c in source.columns if c not in METADATA and c not in PROBLEMS]
-    keyed = spec.kind != "sequences"  # sequences are keyed by series and step, once windowed
-    if keyed and spec.key is None:
-        values = F.to_json(F.struct(*[F.col(f"`{c}`") for c in content]))
-        source = source.withColumn(SURROGATE_KEY, F.sha2(values, 256))
-    elif keyed and spec.key not in source.columns:
-        raise TrainingDataError(f"{where}.key = {spec.key!r}: no such column; the input has {content}")
-    if "_source_file" in source.columns:
-        source = source.withColumns(
-            {
-                FOLDER: F.url_decode(F.regexp_extract("_source_file", r"([^/]+)/[^/]+$", 1)),
-                FILE: F.url_decode(F.regexp_extract("_source_file", r"([^/]+)$", 1)),
-            }
-        )
-    if labels is not None:  # after the key: a surrogate hashes the example, not its label
-        source = join_labels(source, labels, spec.labels, f"{where}.labels")
-    labelled = with_expression(source, "label", spec.label, f"{where}.label")
-    return labelled.withColumn(spec.row_key, F.col(spec.row_key).cast("string")) if keyed else labelled
-
-
-def with_expression(frame: DataFrame, column: str, sql: str, key: str) -> DataFrame:
-    """``frame`` with ``column`` = the SQL expression ``sql``, analysed here (no job runs), so an
-    expression that does not parse or resolve stops with one line naming ``key``."""
-    try:
-        added = frame.withColumn(column, F.expr(sql))
-        _ = added.schema
-    except PySparkException as error:
-        raise TrainingDataError(f"{key} = {sql!r}: {describe(error)}") from error
-    return added
-
-
-def join_labels(frame: DataFrame, labels: DataFrame, spec: LabelsTable, where: str) -> DataFrame:
-    """``frame`` with the columns of the labels table (its own, not bronze's metadata) of the row
-    that matches each example on ``spec.on`` (compared as text); an example with no such row
-    gets nulls, so it has no label and is left out. A key with two label rows stops here."""
-    missing = [c for c in spec.on if c not in frame.columns]
-    if missing:
-        raise TrainingDataError(f"{where}.on: no input column(s) {missing}; the input has {frame.columns}")
-    missing = [c for c in spec.on.values() if c not in labels.columns]
-    if missing:
-        raise TrainingDataError(
-            f"{where}.on: no column(s) {missing} in {spec.table}; it has {labels.columns}"
-        )
-    carried = [
-        c for c in labels.columns if c not in spec.on.values() and c not in METADATA and c not in PROBLEMS
-    ]
-    clash = [c for c in carried if c in frame.columns]
-    if clash:
-        raise TrainingDataError(
-            f"{where}.table = {spec.table!r}: column(s) {clash} are in the input too; expected "
-            "labels columns with names of their own (rename them in the labels table's clean step)"
-        )
-    sides = {f"_on{i}": F.col(f"`{c}`").cast("string") for i, c in enumerate(spec.on.values())}
-    keyed = labels.select(*[column.alias(name) for name, column in sides.items()], *carried)
-    repeated = keyed.groupBy(*sides).count().filter(F.col("count") > 1).limit(3).collect()
-    if repeated:
-        shown = ", ".join("|".join(str(v) for v in row[:-1]) for row in repeated)
-        raise TrainingDataError(
-            f"{where}.table = {spec.table!r}: more than one row for {shown}; expected one label row "
-            f"per example (by {list(spec.on.values())})"
-        )
-    matches = [F.col(f"`{c}`").cast("string") == F.col(name) for c, name in zip(spec.on, sides, strict=True)]
-    return frame.join(keyed, matches, "left").drop(*sides)
-
-
-def natural_order(names: list[str]) -> list[str]:
-    """pixel2 before pixel10."""
-    return sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
-
-
-IMAGE = "struct<pixels binary, height int, width int, problem string>"
-
-
-def image_source(frame: DataFrame, spec: ImageInput, where: str) -> tuple[str, list[F.Column]]:
-    """How the images of ``frame`` reach the converter: (form, its argument columns)."""
-    if spec.columns is not None:
-        names = natural_order([c for c in frame.columns if fnmatch.fnmatchcase(c, spec.columns)])
-        if not names:
-            raise TrainingDataError(
-                f"{where}.images.columns = {spec.columns!r}: matches no column of {frame.columns}"
-            )
-        return "levels", [F.array(*[F.col(f"`{c}`").try_cast("double") for c in names])]
-    if spec.column not in frame.columns:
-        raise TrainingDataError(
-            f"{where}.images.column = {spec.column!r}: no such column; the input has {frame.columns}"
-        )
-    kind = frame.schema[spec.column].dataType
-    column = F.col(f"`{spec.column}`")
-    if isinstance(kind, ArrayType):
-        return "levels", [column.try_cast("array<double>")]
-    if isinstance(kind, BinaryType):
-        return "encoded", [column]
-    if isinstance(kind, StructType) and {"data", "height", "width", "nChannels"} <= set(kind.fieldNames()):
-        return "spark_image", [column.data, column.height, column.width, column.nChannels]
-    raise TrainingDataError(
-        f"{where}.images.column = {spec.column!r} is {kind.simpleString()}; expected an array of levels, "
-        "a binary column of image files, or Spark's image struct"
-    )
-
-
-def to_training_images(frame: DataFrame, spec: ImageInput, where: str) -> DataFrame:
-    """``frame`` with ``_image``: the image as the network reads it (pixels, height, width) or
-    the problem that kept it from being read."""
-    form, arguments = image_source(frame, spec, where)
-    converter = ImageConverter(form, spec)
-    if form == "spark_image":
-
-        def convert(data: pd.Series, height: pd.Series, width: pd.Series, depth: pd.Series) -> pd.DataFrame:
-            return converter(data, height, width, depth)
-
-    else:
-
-        def convert(values: pd.Series) -> pd.DataFrame:
-            return converter(values)
-
-    return frame.withColumn("_image", F.pandas_udf(convert, IMAGE)(*arguments))
-
-
-class ImageConverter:
-    """A pandas UDF body: images of one form -> uint8 pixels of the configured channels and
-    size (Pillow resizes, pads and converts), or a problem per row that cannot be."""
-
-    def __init__(self, form: str, spec: ImageInput):
-        self.form, self.spec = form, spec
-
-    def __call__(self, *columns: pd.Series) -> pd.DataFrame:
-        rows = []
-        for values in zip(*columns, strict=True):
-            try:
-                image = self.fit(self.read(*values))
-                rows.append((image.tobytes(), image.shape[0], image.shape[1], None))
-            except (ValueError, OSError) as error:
-                rows.append((None, None, None, str(error)[:300]))
-        return pd.DataFrame(rows, columns=["pixels", "height", "width", "problem"])
-
-    def read(self, *values) -> np.ndarray:
-        """One image as a (height, width, channels) uint8 array."""
-        if self.form == "levels":
-            return levels_image(values[0], self.spec.width, self.spec.depth)
-        if self.form == "encoded":
-            return encoded_image(values[0])
-        data, height, width, channels = values
-        if data is None or height is None or height < 0:
-            raise ValueError("not a decodable image (Spark's image source could not read it)")
-        pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels)
-        return pixels[..., [2, 1, 0]] if channels >= 3 else pixels  # BGR(A) -> RGB
-
-    def fit(self, pixels: np.ndarray) -> np.ndarray:
-        return fit_image(pixels, self.spec.channels, self.spec.size, self.spec.fit)
-
-
-def levels_image(values, width: int | None, depth: int) -> np.ndarray:
-    if values is None or len(values) == 0:
-        raise ValueError("no pixel values")
-    levels = np.asarray(values, dtype=np.float64)
-    if np.isnan(levels).any():
-        raise ValueError(f"{int(np.isnan(levels).sum())} pixel value(s) missing or not numbers")
-    if levels.min() < 0 or levels.max() > 255:
-        raise ValueError(f"pixel values {levels.min():g}..{levels.max():g}; expected levels 0..255")
-    pixels = len(levels) // depth
-    side = width or int(round(pixels**0.5))
-    if len(levels) % depth or pixels % side or (width is None and side * side != pixels):
-        shape = f"rows of {width}" if width else "a square"
-        raise ValueError(f"{len(levels)} values are not {shape} of {depth}-level pixels; set images.width")
-    return np.rint(levels).astype(np.uint8).reshape(pixels // side, side, depth)
-
-
-def encoded_image(data: bytes | None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise ValueError("an empty file, not an image")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            converted = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F") else "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"not a decodable image: {error}") from error
-    pixels = np.asarray(converted, dtype=np.uint8)
-    return pixels[..., None] if pixels.ndim == 2 else pixels
-
-
-def fit_image(pixels: np.ndarray, channels: int, size: tuple[int, int] | None, fit: str) -> np.ndarray:
-    """``pixels`` (h, w, c) as (size..., channels): grey <-> RGB converted, stretched or padded."""
-    height, width = size or pixels.shape[:2]
-    if pixels.shape == (height, width, channels):
-        return pixels
-    from PIL import Image
-
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels[..., :3])
-    image = image.convert("L" if channels == 1 else "RGB")
-    if image.size != (width, height):
-        if fit == "stretch":
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-        else:
-            scale = min(width / image.width, height / image.height)
-            inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            canvas = Image.new(image.mode, (width, height))
-            canvas.paste(
-                image.resize(inner, Image.Resampling.BILINEAR),
-                ((width - inner[0]) // 2, (height - inner[1]) // 2),
-            )
-            image = canvas
-    return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
+# -- preparing the gold tables (the recipes, with labels and splits) ------------------------
 
 
 def to_windows(
     labelled: DataFrame, spec: SequenceInput, shares: dict[str, float], seed: int
 ) -> tuple[DataFrame, dict[str, dict[str, float]]]:
-    """``labelled`` (with ``_order``, the value of ``spec.order``) as windows: each window of
-    ``spec.length`` consecutive rows of a series (every ``stride``-th), as
-    ``values`` (standardized features, step by step), with the label of its last row; and each
-    feature's mean and deviation, which new rows need to be scored alike."""
-    stats = labelled.agg(
-        *[F.avg(F.col(f)).alias(f"m{i}") for i, f in enumerate(spec.features)],
-        *[F.stddev_pop(F.col(f)).alias(f"s{i}") for i, f in enumerate(spec.features)],
-    ).first()
-    scaling = {
-        f: {"mean": stats[f"m{i}"] or 0.0, "std": stats[f"s{i}"] or 1.0} for i, f in enumerate(spec.features)
-    }
-    scaled = [
-        ((F.col(f) - F.lit(scaling[f]["mean"])) / F.lit(scaling[f]["std"])).cast("float")
-        for f in spec.features
-    ]
-    series = [F.col(f"`{c}`") for c in spec.series]
-    ordered = Window.partitionBy(*series).orderBy("_order")
-    steps = labelled.select(
-        *series,
-        "_order",
-        "label",
-        F.array(*scaled).alias("_step"),
-        F.row_number().over(ordered).alias("_n"),
-    )
-    window = F.collect_list("_step").over(ordered.rowsBetween(-(spec.length - 1), 0))
-    steps = steps.withColumn("_steps", window)
+    """``labelled`` steps (:func:`numeric_steps`, with a label) as windows: each window of
+    ``spec.length`` consecutive rows of a series (every ``stride``-th) that ends on a labelled
+    row, with that row's label and a split by series; and each feature's mean and deviation,
+    which new rows need to be scored alike."""
+    scaling = feature_scaling(labelled, spec.features)
+    columns = [F.col(f"`{c}`") for c in [*spec.series, *spec.features, "_order", WINDOW_KEY, "label"]]
+    steps = window_steps(labelled.select(*columns), spec, scaling)
     ends = steps.filter(
         (F.col("_n") >= spec.length)
         & ((F.col("_n") - spec.length) % spec.stride == 0)
         & F.col("label").isNotNull()
     )
-    whole = F.concat_ws("|", *[c.cast("string") for c in series], F.col("_order").cast("string"))
-    split_by = F.concat_ws("|", *[c.cast("string") for c in series]) if series else whole
-    windows = ends.select(
-        whole.alias(WINDOW_KEY),
-        "label",
-        F.flatten("_steps").alias("values"),
-        assign_split(split_by, shares, seed).alias("split"),
-    )
-    return windows, scaling
+    split = assign_split(series_of(spec), shares, seed).alias("split")
+    return ends.select(WINDOW_KEY, "label", "values", split), scaling
 
 
-def tokenize(df: DataFrame, text: str) -> DataFrame:
-    """Lower-case words in order, as the vocabulary and the sequences see them."""
-    tokenizer = RegexTokenizer(inputCol=text, outputCol="_words", pattern=TOKEN_PATTERN)
-    return tokenizer.transform(df.withColumn(text, F.coalesce(F.col(text), F.lit(""))))
+def to_sequences(words: DataFrame, spec: DatasetConfig, vocabulary: list[str]) -> DataFrame:
+    """Each text's words as ids in order, cut or padded to ``max_len``."""
+    tokens = word_ids(vocabulary, spec.text.max_len).alias("tokens")
+    return words.select(spec.row_key, "label", tokens, "split")  # label: a class id or a number
 
 
 def learn_vocabulary(train_words: DataFrame, size: int) -> list[str]:
     """The ``size`` words found in most training texts (ids 2.. in this order)."""
     model = CountVectorizer(inputCol="_words", outputCol="_counts", vocabSize=size, minDF=1.0)
     return list(model.fit(train_words).vocabulary)
-
-
-def to_sequences(words: DataFrame, spec: DatasetConfig, vocabulary: list[str]) -> DataFrame:
-    """Each text's words as ids in order, cut or padded to ``max_len``."""
-    max_len = spec.text.max_len
-    vocab = F.array(*[F.lit(word) for word in vocabulary])
-    ids = F.transform(
-        F.slice("_words", 1, max_len),
-        lambda w: (
-            F.when(F.array_position(vocab, w) > 0, F.array_position(vocab, w) + 1)
-            .otherwise(F.lit(UNKNOWN))
-            .cast("int")
-        ),
-    )
-    padding = F.array_repeat(F.lit(PAD), F.greatest(F.lit(0), F.lit(max_len) - F.size(ids)))
-    return words.select(
-        spec.row_key,
-        "label",  # a class id or a number (prepare_labels)
-        F.concat(ids, padding).alias("tokens"),
-        "split",
-    )
 
 
 def labelled_words(
@@ -620,32 +349,16 @@ def sequence_frame(
 ) -> tuple[DataFrame, dict]:
     """Labelled rows as windows; a row with a feature that is missing or not a number goes to
     quarantine (its series' windows skip it)."""
-    sequences = spec.sequences
-    missing = [c for c in [*sequences.features, *sequences.series] if c not in raw.columns]
-    if missing:
-        raise TrainingDataError(f"{where}.sequences: no column(s) {missing}; the input has {raw.columns}")
     # Rows with no label stay steps of their series: only no window ends on them (a forecast's
     # label, the next step's value, is null on each series' last row).
-    labelled = with_key_and_label(raw, spec, where, labels)
-    labelled = with_expression(labelled, "_order", sequences.order, f"{where}.sequences.order")
-    numbers = {f"_f{i}": F.col(f"`{f}`").try_cast("double") for i, f in enumerate(sequences.features)}
-    labelled = labelled.withColumns(numbers)
-    broken = [F.when(F.col(f"_f{i}").isNull(), F.lit(f)) for i, f in enumerate(sequences.features)]
-    labelled = labelled.withColumn("_broken", F.concat_ws(", ", *broken))
-    step = F.concat_ws(
-        "|", *[F.col(f"`{c}`").cast("string") for c in sequences.series], F.col("_order").cast("string")
-    )
-    rejected = labelled.filter(F.col("_broken") != "").withColumn(WINDOW_KEY, step)
-    problem = F.concat(F.lit(f"{where}.sequences.features: missing or not a number: "), F.col("_broken"))
+    steps = numeric_steps(with_key_and_label(raw, spec, where, labels), spec.sequences, where)
+    rejected = steps.filter(F.col("_problem").isNotNull())
     quarantined = quarantine(
-        tables, rejected, raw.columns, WINDOW_KEY, "missing_value", problem, name, run_id
+        tables, rejected, raw.columns, WINDOW_KEY, "missing_value", F.col("_problem"), name, run_id
     )
-    good = labelled.filter(F.col("_broken") == "")
-    good = good.drop(*sequences.features).withColumnsRenamed(
-        {f"_f{i}": f for i, f in enumerate(sequences.features)}
-    )
+    good = steps.filter(F.col("_problem").isNull())
     good, classes = prepare_labels(good, spec, where)
-    windows, scaling = to_windows(good, sequences, settings.train.splits, settings.run.seed)
+    windows, scaling = to_windows(good, spec.sequences, settings.train.splits, settings.run.seed)
     return windows, {"classes": classes, "quarantined": quarantined, "scaling": scaling}
 
 

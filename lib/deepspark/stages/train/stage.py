@@ -39,12 +39,12 @@ from deepspark.lineage import (
     write_manifest,
 )
 from deepspark.plots import plot_confusion, plot_predictions, plot_training_curves
+from deepspark.recipes import TrainingDataError
 from deepspark.results import TrainOutcome
 from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.train.data import (
     PinnedTable,
     PreparedTable,
-    TrainingDataError,
     pin_table,
     prepare_dataset,
     read_split,
