@@ -91,14 +91,25 @@ def saved_inputs(folder: Path) -> InputShape:
     return InputShape(**{**shape, "shape": tuple(shape["shape"])})
 
 
+def against_label(scored: DataFrame, regression: bool, predicted: str = "prediction") -> tuple:
+    """How ``predicted`` agrees with ``label`` on the rows that have both: the RMSE (a
+    regressor) or the accuracy, and how many rows that is."""
+    labelled = scored.filter(F.col("label").isNotNull() & F.col(predicted).isNotNull())
+    if regression:
+        measure = F.sqrt(F.avg(F.pow(F.col(predicted) - F.col("label"), 2)))
+    else:
+        measure = F.avg((F.col("label").cast("string") == F.col(predicted).cast("string")).cast("double"))
+    found = labelled.agg(measure, F.count("*")).first()
+    return found[0], found[1]
+
+
 def latest_model(tables: Tables, name: str, version: int | None = None) -> dict:
     """The registry row of ``version`` of ``name``, or of its newest version."""
     if not tables.exists(MODELS_TABLE):
         raise LookupError(f"no model registry yet ({MODELS_TABLE}); run the train stage first")
     rows = tables.read(MODELS_TABLE).filter(F.col("name") == name)
-    found = rows.orderBy(F.desc("model_version")).limit(1).collect() if version is None else []
-    if version is not None:
-        found = rows.filter(F.col("model_version") == version).collect()
+    chosen = rows if version is None else rows.filter(F.col("model_version") == version)
+    found = chosen.orderBy(F.desc("model_version")).limit(1).collect()
     if not found:
         known = sorted(r.model_version for r in rows.select("model_version").collect())
         raise LookupError(
@@ -154,13 +165,7 @@ def predict(run: Run) -> StageResult:
                 scored_table, measured_on = scored_table.filter(F.col("split") == "test"), "test split"
             else:
                 measured_on = "every labelled row"
-            if inputs.regression:
-                error = F.pow(F.col("prediction") - F.col("label"), 2)
-                agreement = scored_table.agg(F.sqrt(F.avg(error))).first()[0]
-            else:
-                agreement = scored_table.agg(
-                    F.avg((F.col("label") == F.col("prediction")).cast("double"))
-                ).first()[0]
+            agreement, _ = against_label(scored_table, inputs.regression)
         result.metrics[name] = {
             "model": spec.model,
             "model_version": entry["model_version"],
@@ -241,7 +246,7 @@ def read_new_rows(run: Run, source: str, recipe: dict) -> DataFrame:
                 f"--input {source!r}: image files, but the model reads pixel columns "
                 f"({images.get('columns')!r}); expected a table or CSV with them"
             )
-        frame = reader.option("pathGlobFilter", "*.*").format("binaryFile").load(str(path))
+        frame = reader.format("binaryFile").load(str(path))
         frame = frame.filter(F.lower(F.regexp_extract("path", r"(\.[^./]+)$", 1)).isin(*IMAGE_FILES))
         return frame.withColumnRenamed("content", images["column"]).withColumn("_source_file", F.col("path"))
     kinds = {ROW_FILES.get(s) for s in suffixes}
@@ -278,30 +283,25 @@ def predict_new(run: Run, model: str, source: str, output: str | None = None) ->
     where = f"{label}'s recipe (train.datasets: {recipe.get('table')})"
     examples, key = new_examples(read_new_rows(run, source, recipe), recipe, inputs.shape, where)
     examples = examples.persist()
+    model_bytes = run.spark.sparkContext.broadcast(Path(entry["uri"]).read_bytes())
     try:
         output = output or f"gold.{name}_scored"
         written = run.tables.write(
-            scored_rows(run, examples, entry, inputs, key, manifest.get("classes") or []),
+            scored_rows(examples, model_bytes, entry, inputs, key, manifest.get("classes") or []),
             output,
             mode="overwrite",
             evolve_schema=True,
         )
     finally:
         examples.unpersist()
+        model_bytes.unpersist()
     table = run.tables.read(output, version=written.version)
     problems = table.filter(F.col(PROBLEM).isNotNull()).groupBy(PROBLEM).count().orderBy(F.desc("count"))
     unscored = {row[PROBLEM]: row["count"] for row in problems.collect()}
     agreement, measured = None, 0
     if "label" in table.columns:
-        labelled = table.filter(F.col("label").isNotNull() & F.col("prediction").isNotNull())
-        if inputs.regression:
-            hit = F.pow(F.col("prediction") - F.col("label").cast("double"), 2)
-            found = labelled.agg(F.sqrt(F.avg(hit)), F.count("*")).first()
-        else:
-            said = "predicted_class" if "predicted_class" in table.columns else "prediction"
-            hit = (F.col("label").cast("string") == F.col(said).cast("string")).cast("double")
-            found = labelled.agg(F.avg(hit), F.count("*")).first()
-        agreement, measured = found[0], found[1]
+        said = "predicted_class" if "predicted_class" in table.columns else "prediction"
+        agreement, measured = against_label(table, inputs.regression, said)
     return Scored(
         name,
         entry["model_version"],
@@ -316,10 +316,11 @@ def predict_new(run: Run, model: str, source: str, output: str | None = None) ->
     )
 
 
-def scored_rows(run: Run, examples: DataFrame, entry: dict, inputs: InputShape, key: str, classes: list[str]):
+def scored_rows(
+    examples: DataFrame, model_bytes, entry: dict, inputs: InputShape, key: str, classes: list[str]
+) -> DataFrame:
     """``examples`` scored where they have no problem, with the class name of each prediction;
-    the others as they are, with no prediction."""
-    model_bytes = run.spark.sparkContext.broadcast(Path(entry["uri"]).read_bytes())
+    the others as they are, with no prediction. ``model_bytes``: a broadcast of the model file."""
     good = examples.filter(F.col(PROBLEM).isNull())
     carry = tuple(c for c in examples.columns if c not in (key, inputs.column, PROBLEM))
     scored = score(good, model_bytes, inputs, key, carry=carry).withColumn(
