@@ -71,7 +71,8 @@ def measure(
 ) -> dict:
     from deepspark.config import load_config
     from deepspark.session import get_spark
-    from deepspark.stages.train.horovod import TrainingJob, launch
+    from deepspark.stages.train.horovod import launch
+    from deepspark.stages.train.ranks import TrainingJob
     from deepspark.tables import Tables
     from deepspark.tensors import InputShape
 

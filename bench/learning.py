@@ -1,7 +1,8 @@
 """Deep-learning benchmarks, side by side in one run:
 
 1. Petastorm reader rows/s vs a raw pyarrow scan of the same pinned files (target >= 0.8x);
-2. training examples/s with 2 Horovod ranks vs 1 rank, one core each (target >= 1.8x);
+2. training examples/s with 2 ranks vs 1 rank, one core each (target >= 1.8x), for each backend
+   (Horovod, tf.distribute's MultiWorkerMirroredStrategy in a barrier stage);
 3. Horovod with 1 rank (Petastorm stream) vs a plain tf-keras fit on in-memory arrays;
 4. Horovod with 2 ranks vs the fit a user would run instead on the same 2 cores: one plain
    tf-keras process with 2 threads, same rows and epochs (epoch wall time; target <= 1.5x).
@@ -65,7 +66,7 @@ def raw_pyarrow_scan(files: list[str], columns: list[str]) -> dict:
 def plain_fit(job_path: str, core: int, cores: int = 1) -> None:
     """In a fresh process on ``cores`` cores of its own (the ``core``-th group): tf-keras fit on
     the same data, no Horovod; prints examples/s of the epochs after the first."""
-    from deepspark.stages.train.horovod import bind_cores
+    from deepspark.stages.train.ranks import bind_cores
 
     bind_cores(core, cores)  # one core, as each Horovod rank gets; or all of them
     import tensorflow as tf
@@ -94,8 +95,9 @@ def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
     """Seconds of each scan and examples/s of each training run, ``repeats`` of each."""
     from deepspark.config import load_config
     from deepspark.session import get_spark
+    from deepspark.stages.train import distribute, horovod
     from deepspark.stages.train.data import read_split
-    from deepspark.stages.train.horovod import TrainingJob, launch
+    from deepspark.stages.train.ranks import TrainingJob
     from deepspark.tables import Tables
     from deepspark.tensors import InputShape
 
@@ -142,15 +144,19 @@ def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
         threads=1,
         pin_cores=True,  # one core each, data pipeline included
     )
-    speeds: dict[str, list[float]] = {"horovod 1 rank": [], "horovod 2 ranks": []}
+    backends = {"horovod": horovod.launch, "tf_distribute": distribute.launch}
+    speeds: dict[str, list[float]] = {
+        f"{backend} {ranks} rank{'s' if ranks > 1 else ''}": [] for backend in backends for ranks in (1, 2)
+    }
     for attempt in range(repeats):
-        for ranks in (1, 2) if attempt % 2 == 0 else (2, 1):
-            folder = str(work / f"training-{ranks}-{attempt}")
-            reports = launch(replace(job, folder=folder), ranks, 120)
-            # Examples/s of the epochs after the first, added over the ranks.
-            speeds[f"horovod {ranks} rank{'s' if ranks > 1 else ''}"].append(
-                sum(r.examples_per_second() for r in reports)
-            )
+        for backend, launch in backends.items():
+            for ranks in (1, 2) if attempt % 2 == 0 else (2, 1):
+                folder = str(work / f"training-{backend}-{ranks}-{attempt}")
+                reports = launch(replace(job, folder=folder), ranks, 120)
+                # Examples/s of the epochs after the first, added over the ranks.
+                speeds[f"{backend} {ranks} rank{'s' if ranks > 1 else ''}"].append(
+                    sum(r.examples_per_second() for r in reports)
+                )
     job_path = work / "job.pkl"
     job_path.write_bytes(pickle.dumps(job))
 

@@ -71,6 +71,8 @@ class TrainOutcome(TypedDict):
     table_version: int
     reused: bool
     ranks: int | None
+    backend: str  # train.backend: horovod | tf_distribute
+    attempts: int  # starts of its ranks (more than one: it failed and resumed); 0 when reused
     device: str | None
     resumed_from_epoch: int | None
     epochs: int

@@ -12,8 +12,8 @@ from deepspark.stages.train.evaluate import (
     mean_baseline,
     regression_metrics,
 )
-from deepspark.stages.train.horovod import choose_device
 from deepspark.stages.train.models import build_cnn, build_mlp, build_model, build_rnn
+from deepspark.stages.train.ranks import choose_device
 from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.tensors import InputShape
 

@@ -824,8 +824,15 @@ class PredictConfig(Section):
 
 
 class TrainConfig(Section):
+    backend: Literal["horovod", "tf_distribute"] = "horovod"
+    """How the ranks train together: horovod (horovod.spark.run over Gloo) or tf_distribute
+    (MultiWorkerMirroredStrategy in a Spark barrier stage). Both read the same shards and keep
+    the same checkpoints."""
     num_proc: int = Field(2, ge=1)
-    """Horovod ranks, one Spark task each."""
+    """Training ranks, one Spark task each."""
+    attempts: int = Field(2, ge=1)
+    """Times a training is started: when its ranks fail (a lost executor, a killed rank) it starts
+    again from its latest checkpoint, up to this many times in all."""
     threads_per_rank: int = Field(0, ge=0)
     """TensorFlow threads per rank; 0: TensorFlow's default."""
     pin_cores: bool = False

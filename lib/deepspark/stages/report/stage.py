@@ -256,13 +256,17 @@ def tree_view(name: str, tree: TreeSummary) -> dict:
     }
 
 
+BACKENDS = {"horovod": "Horovod", "tf_distribute": "tf.distribute"}
+
+
 def model_view(name: str, m: TrainOutcome) -> dict:
     """One section per trained network: data version, ranks, held-out scores, baselines, plots."""
     how = (
         "reused (same config, data version and ranks)"
         if m["reused"]
-        else f"trained on {m['ranks']} Horovod rank(s), {m['device']}"
+        else f"trained on {m['ranks']} {BACKENDS[m.get('backend', 'horovod')]} rank(s), {m['device']}"
         + (f", resumed at epoch {m['resumed_from_epoch']}" if m["resumed_from_epoch"] else "")
+        + (f", started {m['attempts']} times" if m.get("attempts", 1) > 1 else "")
     )
     per_class = [
         [

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -27,6 +28,7 @@ import numpy as np
 from pyspark.sql import functions as F
 
 from deepspark.config import Config, ModelConfig
+from deepspark.errors import describe
 from deepspark.lineage import (
     MANIFEST,
     MODELS_TABLE,
@@ -42,6 +44,7 @@ from deepspark.plots import plot_confusion, plot_predictions, plot_training_curv
 from deepspark.recipes import TrainingDataError
 from deepspark.results import TrainOutcome
 from deepspark.run import Run, StageResult, skipped
+from deepspark.stages.train import distribute, horovod
 from deepspark.stages.train.data import (
     PinnedTable,
     PreparedTable,
@@ -58,12 +61,13 @@ from deepspark.stages.train.evaluate import (
     regression_metrics,
     summary_metrics,
 )
-from deepspark.stages.train.horovod import FINAL_MODEL, RankReport, TrainingJob, launch, read_state
+from deepspark.stages.train.ranks import FINAL_MODEL, RankReport, TrainingJob, read_state
 from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
 from deepspark.tracking import Logged, log_model_run, mlflow_record, register_network
 
 log = logging.getLogger(__name__)
+RETRY_PAUSE_S = 2.0
 
 
 class RanksDriftedError(RuntimeError):
@@ -91,7 +95,9 @@ def train(run: Run) -> StageResult:
         outcome = train_model(run, name, spec, prepared[spec.dataset])
         result.metrics[name] = outcome
         line = f"{name}: {headline(outcome['test'])} on {outcome['test']['rows']} rows" + (
-            " (reused)" if outcome["reused"] else f" ({outcome['ranks']} ranks, {outcome['device']})"
+            " (reused)"
+            if outcome["reused"]
+            else f" ({outcome['ranks']} {outcome['backend']} ranks, {outcome['device']}{_retried(outcome)})"
         )
         result.notes.append(line)
         result.details.append(line)
@@ -118,12 +124,14 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             f"expected train.splits.validation > 0 or a monitor of loss or {inputs.metric()}",
         )
     check_network(spec, inputs, config, key)
+    backend = config.train.backend
     identity = fingerprint(
-        spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed
+        spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed, backend
     )
     folder = config.models_root / "training" / name / identity
     reused = (folder / FINAL_MODEL).is_file()
     reports: list[RankReport] = []
+    attempts = 0
     if not reused:
         job = TrainingJob(
             name=name,
@@ -140,7 +148,7 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             pin_cores=config.train.pin_cores,
         )
         with watch_epochs(run, name, folder, spec.epochs):
-            reports = launch(job, config.train.num_proc, config.train.start_timeout)
+            reports, attempts = train_with_retries(job, config)
         check_in_sync(reports)
 
     # The prepared table's recipe (and class names) when the model reads the version just prepared.
@@ -167,6 +175,8 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
         "table_version": version,
         "reused": reused,
         "ranks": len(reports) or None,
+        "backend": backend,
+        "attempts": attempts,
         "device": reports[0].device if reports else None,
         "resumed_from_epoch": reports[0].initial_epoch if reports else None,
         "epochs": len(history),
@@ -225,6 +235,7 @@ def track_training(
     params = {
         **spec.model_dump(mode="json"),
         "ranks": run.config.train.num_proc,
+        "backend": run.config.train.backend,
         "seed": run.config.run.seed,
         "fingerprint": outcome["fingerprint"],
     }
@@ -372,8 +383,38 @@ def check_network(spec: ModelConfig, inputs: InputShape, config: Config, key: st
         )
 
 
+LAUNCHERS = {"horovod": horovod.launch, "tf_distribute": distribute.launch}
+
+
+def train_with_retries(job: TrainingJob, config: Config) -> tuple[list[RankReport], int]:
+    """Train on ``train.backend``'s ranks; when they fail (a lost executor, a killed rank), start
+    them again, up to ``train.attempts`` times in all: each start resumes from the latest
+    checkpoint. Returns the ranks' reports and the number of starts."""
+    launch = LAUNCHERS[config.train.backend]
+    for attempt in range(1, config.train.attempts + 1):
+        try:
+            return launch(job, config.train.num_proc, config.train.start_timeout), attempt
+        except Exception as error:  # a Spark job, Horovod or a rank: each fails its own way
+            if attempt == config.train.attempts:
+                raise
+            log.warning(
+                "training %s failed (%s); starting it again from its latest checkpoint (start %d of %d)",
+                job.name,
+                describe(error),
+                attempt + 1,
+                config.train.attempts,
+            )
+            time.sleep(RETRY_PAUSE_S)  # the failed ranks' ports close
+    raise AssertionError("unreachable: train.attempts >= 1")
+
+
+def _retried(outcome: TrainOutcome) -> str:
+    starts = outcome["attempts"]
+    return f", started {starts} times" if starts > 1 else ""
+
+
 def check_task_slots(spark, config: Config) -> None:
-    """Horovod needs every rank's Spark task running at once; in local mode that is the core
+    """Every rank's Spark task must run at once (Horovod, a barrier stage); in local mode that is the core
     count, known up front (a cluster may add executors, so there the start timeout decides)."""
     master = spark.sparkContext.master
     slots = spark.sparkContext.defaultParallelism
