@@ -44,6 +44,7 @@ from deepspark.stages.train.ranks import (
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+GRADIENT_PACK_BYTES = 64 << 20
 
 
 class RankFailedError(RuntimeError):
@@ -116,8 +117,10 @@ def train_worker(job: TrainingJob, rank: int, size: int, local_rank: int, gpus: 
     import tensorflow as tf
 
     device = place_rank(job, tf, gpus, local_rank)
+    # One pack holds every gradient of the models we ship: one all-reduce a step, not one per tensor.
     options = tf.distribute.experimental.CommunicationOptions(
-        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO,
+        bytes_per_pack=GRADIENT_PACK_BYTES,
     )
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if strategy.num_replicas_in_sync != size:
