@@ -9,6 +9,8 @@
    deepspark vs raw MLlib and scikit-learn / mlxtend (``analytics.py``), clean + validate vs
    clean (from 1.), Petastorm vs a raw pyarrow scan and 2 ranks vs 1 on each backend (``learning.py``),
    the Delta layer on each engine vs raw parquet (``tables_overhead.py``).
+3. Each tabular stage next to the job a user would write instead, at ``--anchor-rows``
+   (``anchors.py``): plain PySpark + Delta and DuckDB on the same landed files, outputs compared.
 
 Writes ``<out>/bench-<time>.json`` and ``.md`` and copies them to ``<out>/latest.*``. Usage:
 
@@ -28,6 +30,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anchors
 import pipeline
 from stats import json_of, spread
 
@@ -43,6 +46,7 @@ TARGETS = {  # name -> (comparison, bound): what the issues ask of each ratio
     "Horovod 2 ranks / 1 rank, examples/s": (">=", 1.8),
     "tf_distribute 2 ranks / 1 rank, examples/s": (">=", 1.8),
     "CNN epoch wall time, Horovod 2 ranks / plain tf-keras on the same 2 cores": ("<=", 1.5),
+    **{f"{stage}, deepspark / plain PySpark": ("<=", 1.3) for stage in anchors.COMPARED},
 }
 
 
@@ -92,6 +96,9 @@ def measure(args: argparse.Namespace) -> dict:
         results["analytics"] = script("analytics.py", *sizes, "--repeats", args.runs)
         results["learning"] = script("learning.py", "--copies", args.copies, "--repeats", args.runs)
         results["tables"] = script("tables_overhead.py", "--repeat", args.runs)
+    if args.anchor_rows:
+        results["anchors"] = anchors.compare(args.anchor_rows, "local[2]", args.runs, args.scratch)
+        shutil.rmtree(args.scratch / f"rows-{args.anchor_rows}", ignore_errors=True)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results
 
@@ -165,6 +172,10 @@ def summarize(results: dict, project_rows: int) -> dict:
             for engine, label in (("spark", "delta-spark"), ("rs", "delta-rs")):
                 ours = spread(results["tables"][f"{engine} {operation}"])["median"]
                 summary["ratios"][f"Delta table {operation}, {label} / raw parquet"] = ours / raw
+    if "anchors" in results:
+        summary["anchors"] = anchors.summary(results["anchors"])
+        for stage, figures in summary["anchors"].items():
+            summary["ratios"][f"{stage}, deepspark / plain PySpark"] = figures["deepspark / spark"]
     return summary
 
 
@@ -233,6 +244,8 @@ def markdown(results: dict, summary: dict) -> str:
         parts.append(peers_table(summary["peers"]))
     if "learning" in summary:
         parts.append(learning_table(summary["learning"]))
+    if "anchors" in summary:
+        parts.append(anchors_table(results["anchors"], summary["anchors"]))
     return "\n\n".join("\n".join(part) for part in parts) + "\n"
 
 
@@ -301,6 +314,23 @@ def learning_table(learning: dict) -> list[str]:
     return lines
 
 
+def anchors_table(measured: dict, table: dict) -> list[str]:
+    lines = [
+        f"## Against the job a user would write instead, {measured['rows']:,} rows, seconds",
+        "",
+        "| stage | deepspark | plain PySpark | DuckDB | deepspark / PySpark | deepspark / DuckDB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for stage, f in table.items():
+        cells = [f"{f[e]:,.1f}" for e in anchors.ENGINES]
+        lines.append(
+            row([stage, *cells, f"{f['deepspark / spark']:.2f}x", f"{f['deepspark / duckdb']:.1f}x"])
+        )
+    lines.append("")
+    lines += [f"- {'equal' if ok else 'DIFFERENT'}: {name}" for name, ok in measured["checks"].items()]
+    return lines
+
+
 def row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -318,6 +348,7 @@ def main() -> None:
     parser.add_argument("--speedup-rows", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--project-rows", type=int, default=100_000_000)
     parser.add_argument("--analytics-rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--anchor-rows", type=int, default=1_000_000, help="0: no anchors")
     parser.add_argument("--copies", type=int, default=10, help="MNIST copies for the learning benchmark")
     parser.add_argument("--skip-ratios", action="store_true", help="the pipeline only")
     parser.add_argument("--out", type=Path, default=BENCH / "results")

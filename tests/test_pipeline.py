@@ -152,6 +152,23 @@ def test_the_whole_pipeline_runs_and_accounts_for_every_row(spark, finished):
     assert tables.read("quarantine.rows").count() == quarantined
 
 
+def test_the_benchmarks_plain_pyspark_job_cleans_the_shop_as_deepspark_does(spark, finished, tmp_path):
+    """bench/plain_spark.py, the job deepspark's stages are timed against, holds the same rules:
+    over the run's landing files its silver tables and quarantine reasons equal deepspark's."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import anchors
+    import plain_spark
+
+    config, tables, _, _ = finished
+    plain_spark.ingest(spark, config.landing_root, tmp_path)
+    plain_spark.clean(spark, tmp_path, SECRET_KEY.encode())
+    for table, key in anchors.SILVER.items():
+        theirs = spark.read.format("delta").load(str(tmp_path / "silver" / table))
+        assert anchors.spark_digest(theirs, key) == anchors.spark_digest(tables.read(f"silver.{table}"), key)
+    quarantined = spark.read.format("delta").load(str(tmp_path / "quarantine"))
+    assert anchors.quarantine_counts(quarantined) == anchors.quarantine_counts(tables.read("quarantine.rows"))
+
+
 def test_mlflow_holds_every_model_of_the_run_with_its_delta_inputs(finished):
     config, tables, summary, run_dir = finished
     client = MlflowClient(tracking_uri=config.tracking_uri)  # the default store, under data_root
