@@ -33,6 +33,10 @@ def test_under_spark_submit_the_master_is_left_to_spark_submit(base_config, tmp_
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "12345")
     settings = spark_settings(base_config, tmp_path)
     assert "spark.master" not in settings and "spark.local.dir" not in settings
+    # delta-spark's snapshot and file listings as wide as the shuffles on a cluster too (not 50
+    # and 10,000 tasks for each small table)
+    assert settings["spark.databricks.delta.snapshotPartitions"] == "2"
+    assert settings["spark.sql.sources.parallelPartitionDiscovery.parallelism"] == "2"
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT")
     assert spark_settings(base_config, tmp_path)["spark.master"] == "local[2]"
 
