@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import time
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from stats import timed
 
 CORRUPT = "_corrupt_record"
 CUSTOMERS = ["customer_id", "first_name", "last_name", "email", "phone", "birth_date", "postcode", "country"]
@@ -111,6 +111,12 @@ def timestamp(column: str, *formats: str) -> Column:
     return F.coalesce(*[F.try_to_timestamp(F.col(column), F.lit(f)) for f in formats])
 
 
+def with_known_customer(typed: DataFrame, customers: DataFrame) -> DataFrame:
+    """``typed`` with ``is_known``: true where its ``customer`` is in silver.customers, else null."""
+    known = customers.select(F.col("customer_id").alias("known"), F.lit(True).alias("is_known")).distinct()
+    return typed.join(known, F.col("customer") == F.col("known"), "left")
+
+
 def latest_per_key(df: DataFrame, key: str, order_by: str) -> DataFrame:
     window = Window.partitionBy(key).orderBy(F.col(order_by).desc_nulls_last(), "_row_hash")
     ranked = df.withColumn("_n", F.row_number().over(window))
@@ -149,12 +155,7 @@ def clean_customers(bronze: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame
     df = df.withColumns(
         {
             "id": F.col("customer_id").try_cast("bigint"),
-            "birth_date": F.coalesce(
-                *[
-                    F.try_to_timestamp("birth_text", F.lit(f))
-                    for f in ("yyyy-MM-dd", "MM/dd/yyyy", "dd.MM.yyyy")
-                ]
-            ).cast("date"),
+            "birth_date": timestamp("birth_text", "yyyy-MM-dd", "MM/dd/yyyy", "dd.MM.yyyy").cast("date"),
             "signup_ts": timestamp("signup_text", "yyyy-MM-dd HH:mm:ss"),
         }
     )
@@ -215,8 +216,7 @@ def clean_orders(bronze: DataFrame, customers: DataFrame) -> tuple[DataFrame, Da
         F.col("amount").try_cast("double").alias("value"),
         *df.columns,
     )
-    known = customers.select(F.col("customer_id").alias("known"), F.lit(True).alias("is_known")).distinct()
-    typed = typed.join(known, F.col("customer") == F.col("known"), "left")
+    typed = with_known_customer(typed, customers)
     accepted, rejected, tagged = split(
         typed,
         [
@@ -275,8 +275,7 @@ def clean_reviews(bronze: DataFrame, customers: DataFrame) -> tuple[DataFrame, D
         timestamp("posted_at", "yyyy-MM-dd HH:mm:ss").alias("ts"),
         *df.columns,
     )
-    known = customers.select(F.col("customer_id").alias("known"), F.lit(True).alias("is_known")).distinct()
-    typed = typed.join(known, F.col("customer") == F.col("known"), "left")
+    typed = with_known_customer(typed, customers)
     accepted, rejected, tagged = split(
         typed,
         [
@@ -352,13 +351,9 @@ def features(spark: SparkSession, out: Path) -> None:
 
 def run(spark: SparkSession, landing: Path, out: Path, key: bytes) -> dict[str, float]:
     """Seconds of each stage."""
-    seconds = {}
-    for name, stage in (
-        ("ingest", lambda: ingest(spark, landing, out)),
-        ("clean", lambda: clean(spark, out, key)),
-        ("features", lambda: features(spark, out)),
-    ):
-        began = time.perf_counter()
-        stage()
-        seconds[name] = round(time.perf_counter() - began, 2)
-    return seconds
+    stages = {
+        "ingest": lambda: ingest(spark, landing, out),
+        "clean": lambda: clean(spark, out, key),
+        "features": lambda: features(spark, out),
+    }
+    return {name: round(timed(stage), 2) for name, stage in stages.items()}

@@ -10,8 +10,9 @@ here. ``anchors.py`` compares its silver on rows and keys only.
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
+
+from stats import timed
 
 CUSTOMERS = """
 CREATE TABLE customers AS SELECT *, 'utf-8' AS _charset FROM read_csv('{landing}/customers/utf8/part-*',
@@ -148,11 +149,8 @@ def run(landing: Path, out: Path, key: bytes) -> dict:
         db.execute(ACTIVITY)
         db.execute(f"COPY activity TO '{out / 'activity'}.parquet' (FORMAT parquet)")
 
-    seconds = {}
-    for name, stage in (("ingest", bronze), ("clean", clean), ("features", features)):
-        began = time.perf_counter()
-        stage()
-        seconds[name] = round(time.perf_counter() - began, 2)
+    stages = {"ingest": bronze, "clean": clean, "features": features}
+    seconds = {name: round(timed(stage), 2) for name, stage in stages.items()}
     silver = {}
     for table, column in KEYS.items():
         rows, keys = db.execute(f"SELECT count(*), sum({column}) FROM silver_{table}").fetchone()
