@@ -12,13 +12,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv} airflow_venv=${AIRFLOW_VENV:-.airflow-venv}
 # Every JVM the tests start (the session's, the CLI's, spark-submit's, Airflow tasks', the
-# standalone daemons') compiles with C1 only: they are short-lived and touch tiny tables, and C2
-# spent a third of their CPU compiling code it never ran long enough to pay back. On 2 cores
-# the suite is CPU-bound, so that CPU is wall time: a cold iris `deepspark run --only
-# ingest,clean,validate,features` took 58 busy CPU-s with C2 and 35-42 with C1 (same wall
-# alone); a warm session over tests/stages/test_bad_input.py 229 and 191 CPU-s (wall +7% alone).
-export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:--XX:TieredStopAtLevel=1}"
-export SPARK_DAEMON_JAVA_OPTS="${SPARK_DAEMON_JAVA_OPTS:--XX:TieredStopAtLevel=1}"
+# standalone daemons') compiles with C1 only: they are short-lived and touch tiny tables, and on
+# 2 cores the suite is CPU-bound, so CPU is wall time. Measured as busy CPU-s (/proc/stat): a
+# cold iris `deepspark run --only ingest,clean,validate,features` 58 with C2, 35-42 with C1
+# (same wall alone); a warm session over tests/stages/test_bad_input.py 229 and 191 (wall +7%
+# alone). A caller's non-empty SPARK_SUBMIT_OPTS or SPARK_DAEMON_JAVA_OPTS wins.
+c1_only=-XX:TieredStopAtLevel=1
+export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$c1_only}" SPARK_DAEMON_JAVA_OPTS="${SPARK_DAEMON_JAVA_OPTS:-$c1_only}"
 airflow_log=$(mktemp)
 trap 'rm -f "$airflow_log"' EXIT
 
