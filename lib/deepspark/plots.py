@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on clusters and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import pandas as pd
 
 
 def plot_row_accounting(results: dict, path: Path) -> Path:
@@ -20,7 +15,7 @@ def plot_row_accounting(results: dict, path: Path) -> Path:
         index=list(results),
         columns=[kind.removeprefix("rows_") for kind in kinds],
     )
-    figure, axes = plt.subplots(figsize=(8, 3.5))
+    figure, axes = _subplots(figsize=(8, 3.5))
     frame.plot.bar(ax=axes, width=0.8, rot=0)
     axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     axes.set_yscale("symlog")
@@ -31,7 +26,7 @@ def plot_row_accounting(results: dict, path: Path) -> Path:
 
 def plot_elbow(curve: list[dict], path: Path) -> Path:
     """Inertia (the elbow) and silhouette against k."""
-    figure, inertia = plt.subplots(figsize=(6, 3.5))
+    figure, inertia = _subplots(figsize=(6, 3.5))
     ks = [point["k"] for point in curve]
     inertia.plot(ks, [point["inertia"] for point in curve], "o-", color="tab:blue")
     inertia.set_xlabel("k")
@@ -46,7 +41,7 @@ def plot_elbow(curve: list[dict], path: Path) -> Path:
 
 def plot_clusters(points: pd.DataFrame, path: Path) -> Path:
     """Segments on the first two principal components."""
-    figure, axes = plt.subplots(figsize=(6, 4.5))
+    figure, axes = _subplots(figsize=(6, 4.5))
     for segment, group in points.groupby("segment"):
         axes.scatter(group.pc1, group.pc2, s=6, alpha=0.6, label=f"segment {segment}")
     axes.set_xlabel("PC 1")
@@ -58,7 +53,7 @@ def plot_clusters(points: pd.DataFrame, path: Path) -> Path:
 
 def plot_top_rules(rules: list[dict], path: Path) -> Path:
     """The rules with the highest lift, as horizontal bars."""
-    figure, axes = plt.subplots(figsize=(7, 0.35 * max(3, len(rules)) + 1))
+    figure, axes = _subplots(figsize=(7, 0.35 * max(3, len(rules)) + 1))
     labels = [f"{', '.join(r['antecedent'])} -> {', '.join(r['consequent'])}" for r in rules]
     axes.barh(labels[::-1], [r["lift"] for r in rules][::-1], color="tab:green")
     axes.set_xlabel("lift")
@@ -67,7 +62,7 @@ def plot_top_rules(rules: list[dict], path: Path) -> Path:
 
 
 def plot_importances(importances: list[dict], title: str, path: Path) -> Path:
-    figure, axes = plt.subplots(figsize=(7, 0.35 * max(3, len(importances)) + 1))
+    figure, axes = _subplots(figsize=(7, 0.35 * max(3, len(importances)) + 1))
     axes.barh(
         [i["feature"] for i in importances][::-1],
         [i["importance"] for i in importances][::-1],
@@ -79,7 +74,7 @@ def plot_importances(importances: list[dict], title: str, path: Path) -> Path:
 
 
 def plot_confusion(classes: list[str], counts: list[list[int]], title: str, path: Path) -> Path:
-    figure, axes = plt.subplots(figsize=(4.5, 4))
+    figure, axes = _subplots(figsize=(4.5, 4))
     axes.imshow(counts, cmap="Blues")
     axes.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
     axes.set_yticks(range(len(classes)), classes)
@@ -92,18 +87,33 @@ def plot_confusion(classes: list[str], counts: list[list[int]], title: str, path
     return _save(figure, path)
 
 
+def _subplots(*args, **kwargs):
+    """``pyplot.subplots``, importing matplotlib with the first figure: the import costs about
+    a second, and most commands (every stage but analytics, train and report) draw nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on clusters and CI
+    from matplotlib import pyplot
+
+    return pyplot.subplots(*args, **kwargs)
+
+
 def _save(figure, path: Path) -> Path:
+    from matplotlib import pyplot
+
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
+    pyplot.close(figure)
     return path
 
 
 def plot_training_curves(history: list[dict], title: str, path: Path, second: str = "accuracy") -> Path:
     """Loss and ``second`` (accuracy, or a regressor's mae) per epoch, training beside
     validation (one row per epoch)."""
-    figure, (loss, other) = plt.subplots(1, 2, figsize=(9, 3.5))
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (loss, other) = _subplots(1, 2, figsize=(9, 3.5))
     epochs = [row["epoch"] + 1 for row in history]
     for axes, metric in ((loss, "loss"), (other, second)):
         axes.plot(epochs, [row[metric] for row in history], "o-", label="train")
@@ -120,7 +130,7 @@ def plot_training_curves(history: list[dict], title: str, path: Path, second: st
 def plot_predictions(actual, predicted, title: str, path: Path) -> Path:
     """A regressor's predictions against the labels (one point per test row; the diagonal is a
     perfect prediction)."""
-    figure, axes = plt.subplots(figsize=(4.5, 4.5))
+    figure, axes = _subplots(figsize=(4.5, 4.5))
     axes.scatter(actual, predicted, s=8, alpha=0.5)
     if len(actual):
         low, high = float(min(min(actual), min(predicted))), float(max(max(actual), max(predicted)))
