@@ -16,6 +16,16 @@ from deepspark.tables import Tables  # noqa: E402
 TEST_HMAC_KEY = "test-only-key-not-a-secret"
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile hands out the longest modules first (tests/schedule.py)."""
+    if config.getvalue("dist") == "loadfile":
+        from tests.schedule import LongestFirst
+
+        return LongestFirst(config, log)
+    return None
+
+
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("deepspark")
