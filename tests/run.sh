@@ -4,8 +4,9 @@
 # Airflow DAG's, in Airflow's own environment. Measured on 2 cores: the package's suite 31 min
 # beside Airflow's (24 min before delta-spark's half of the table tests), Airflow's 20 min beside
 # it (6 alone);
-# 3 workers were slower (the longest module started last), and so was starting the longest
-# modules first: the standalone cluster beside the training module passed its 900 s timeout.
+# 3 workers were slower (the longest module started last). tests/schedule.py gives the order:
+# the longest modules first, but not the standalone cluster beside the training module, which
+# once passed its 900 s timeout there.
 #
 # Usage: tests/run.sh [pytest options for both suites, e.g. -m "not slow"]
 set -uo pipefail
