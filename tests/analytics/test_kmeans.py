@@ -38,7 +38,15 @@ def uneven(spark):
 def test_inertia_at_every_k_within_one_percent_of_scikit_learns_best_of_ten(uneven):
     points, vectors = uneven
     defaults = KMeansConfig(features="x")  # the restarts and init steps a user gets
-    ours = fit_kmeans(vectors, list(range(2, 9)), 42, defaults.max_iter, defaults.n_init, defaults.init_steps)
+    ours = fit_kmeans(
+        vectors,
+        list(range(2, 9)),
+        42,
+        defaults.max_iter,
+        defaults.n_init,
+        defaults.init_steps,
+        defaults.parallelism,
+    )
     single = fit_kmeans(vectors, list(range(2, 9)), 42, defaults.max_iter)  # MLlib's one fit per k
     misses = 0
     for point, once in zip(ours.curve, single.curve, strict=True):
@@ -57,6 +65,14 @@ def test_a_range_picks_the_best_silhouette_and_records_the_elbow(blobs):
     assert best["k"] == 4
     inertias = [p["inertia"] for p in clustering.curve]
     assert inertias == sorted(inertias, reverse=True)  # more centres, less inertia
+
+
+def test_fits_on_parallel_threads_choose_the_same_model_as_one_at_a_time(uneven):
+    _, vectors = uneven
+    one, three = (fit_kmeans(vectors, [3, 4, 5], 7, 20, 3, 2, parallelism) for parallelism in (1, 3))
+    assert three.curve == one.curve and three.k == one.k
+    assert [list(c) for c in three.model.clusterCenters()] == [list(c) for c in one.model.clusterCenters()]
+    assert len({p["inertia"] for p in one.curve}) == 3  # three different fits, not one repeated
 
 
 def test_profiles_are_sizes_and_means_in_original_units(blobs):

@@ -455,6 +455,8 @@ class KMeansConfig(Section):
     """Fits per k from different seeds; the one of least inertia is kept (scikit-learn's n_init)."""
     init_steps: int = Field(5, ge=1)
     """Steps of k-means|| initialisation per fit (MLlib initSteps; 2 is MLlib's default)."""
+    parallelism: int = Field(2, ge=1)
+    """Fits run at once, on threads sharing the session; the result is the same at any value."""
     profile: list[str] = Field(default_factory=list)
     """Per-cluster means; default the set's numeric."""
 

@@ -10,8 +10,10 @@ share and the mean of each profile column in its own units), the model in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from multiprocessing.pool import ThreadPool
 
 import pandas as pd
+from pyspark import inheritable_thread_target
 from pyspark.ml.clustering import KMeans, KMeansModel
 from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.feature import PCA
@@ -42,28 +44,46 @@ def fit_kmeans(
     max_iter: int = 20,
     n_init: int = 1,
     init_steps: int = 2,
+    parallelism: int = 1,
 ) -> Clustering:
     """Per k, the least-inertia model of ``n_init`` fits (seeds ``seed``, ``seed + 1``, ...; each
     k-means|| with ``init_steps`` steps); over a range, the best silhouette wins (ties: the
-    smaller k). The silhouette is MLlib's, with squared Euclidean distance."""
+    smaller k). The silhouette is MLlib's, with squared Euclidean distance.
+
+    The fits, and then the silhouettes, run ``parallelism`` at a time on threads of this
+    session, as pyspark.ml's tuning runs its candidates: each fit is seeded, so the result is the
+    same at any parallelism, and on small tables, where a fit is many short Spark jobs, the
+    driver's waits between jobs overlap (bench/rerun.py)."""
     evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=SEGMENT)
     points = vectors.select(VECTOR)  # all KMeans reads: the other columns stay out of its cache
+
+    def fit(k_and_start: tuple[int, int]) -> KMeansModel:
+        k, start = k_and_start
+        estimator = KMeans(
+            k=k,
+            seed=seed + start,
+            maxIter=max_iter,
+            initSteps=init_steps,
+            featuresCol=VECTOR,
+            predictionCol=SEGMENT,
+        )
+        return estimator.fit(points)
+
+    def score(model: KMeansModel) -> float | None:
+        return evaluator.evaluate(model.transform(vectors)) if len(k_values) > 1 else None
+
+    runs = [(k, start) for k in k_values for start in range(n_init)]
+    in_session = inheritable_thread_target(vectors.sparkSession)  # its job group and tags too
+    with ThreadPool(max(1, min(parallelism, len(runs)))) as pool:
+        fits = pool.map(in_session(fit), runs)
+        models = [  # per k, in order: the first of the least inertia
+            min(fits[i * n_init : (i + 1) * n_init], key=lambda candidate: candidate.summary.trainingCost)
+            for i in range(len(k_values))
+        ]
+        silhouettes = pool.map(in_session(score), models)
     best: tuple[float, KMeansModel] | None = None
     curve = []
-    for k in k_values:
-        fits = [
-            KMeans(
-                k=k,
-                seed=seed + start,
-                maxIter=max_iter,
-                initSteps=init_steps,
-                featuresCol=VECTOR,
-                predictionCol=SEGMENT,
-            ).fit(points)
-            for start in range(n_init)
-        ]
-        model = min(fits, key=lambda fit: fit.summary.trainingCost)
-        silhouette = evaluator.evaluate(model.transform(vectors)) if len(k_values) > 1 else None
+    for k, model, silhouette in zip(k_values, models, silhouettes, strict=True):
         curve.append({"k": k, "inertia": model.summary.trainingCost, "silhouette": silhouette})
         if best is None or (silhouette or 0.0) > best[0]:
             best = (silhouette or 0.0, model)

@@ -124,7 +124,13 @@ def segment(run: Run, config: KMeansConfig, result: StageResult) -> dict:
     scored = vectors  # replaced by the clustered frame once there is one
     try:
         clustering = kmeans.fit_kmeans(
-            vectors, config.k_range, run.config.run.seed, config.max_iter, config.n_init, config.init_steps
+            vectors,
+            config.k_range,
+            run.config.run.seed,
+            config.max_iter,
+            config.n_init,
+            config.init_steps,
+            config.parallelism,
         )
         scored = clustering.model.transform(vectors).cache()
         chosen = next(point for point in clustering.curve if point["k"] == clustering.k)
