@@ -87,9 +87,8 @@ def test_every_stage_is_a_spark_submit_with_back_off_and_the_gate_is_not_retried
     assert dag.get_task("kmeans").application_args[:2] == ["--part", "kmeans"]
 
 
-def _run(dag, conf_dir: Path):
-    """Land the sample data, then one DAG run as a manual trigger (no logical date), every task
-    a real spark-submit. Returns the DAG run and each task's final state."""
+def _land(conf_dir: Path) -> None:
+    """The sample data into the conf's landing folder (`deepspark generate`)."""
     generated = subprocess.run(
         [str(VENV / "bin" / "deepspark"), "generate", "--conf-dir", str(conf_dir), "--env", "small"],
         capture_output=True,
@@ -97,6 +96,11 @@ def _run(dag, conf_dir: Path):
         timeout=600,
     )
     assert generated.returncode == 0, generated.stderr[-3000:]
+
+
+def _run(dag, conf_dir: Path):
+    """One DAG run as a manual trigger (no logical date), every task a real spark-submit.
+    Returns the DAG run and each task's final state."""
     dag_run = dag.test(logical_date=None, run_conf={"conf_dir": str(conf_dir), "env": "small"})
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     return dag_run, states
@@ -106,6 +110,7 @@ def _run(dag, conf_dir: Path):
 def manual_run(dag, tmp_path_factory):
     """The suite's one whole DAG run: (its conf folder, the DAG run, each task's state)."""
     conf = write_small_conf(tmp_path_factory.mktemp("airflow") / "conf")
+    _land(conf)
     return conf, *_run(dag, conf)
 
 
@@ -147,8 +152,8 @@ def test_a_manual_run_executes_every_stage_through_spark_submit(manual_run):
 
 @pytest.mark.slow
 def test_a_failed_critical_expectation_stops_every_downstream_task(dag, manual_run, tmp_path):
-    """A second DAG run over the first one's data (nothing new to ingest or clean) with a suite
-    no table can pass."""
+    """A second DAG run over the first one's data (landed already: nothing new to ingest or
+    clean) with a suite no table can pass."""
     impossible = [
         {
             "expectation": "expect_table_row_count_to_be_between",
