@@ -53,7 +53,7 @@ def fit_kmeans(
     The fits, and then the silhouettes, run ``parallelism`` at a time on threads of this
     session, as pyspark.ml's tuning runs its candidates: each fit is seeded, so the result is the
     same at any parallelism, and on small tables, where a fit is many short Spark jobs, the
-    driver's waits between jobs overlap (bench/rerun.py)."""
+    driver's waits between jobs overlap (figures in the README's analytics section)."""
     evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=SEGMENT)
     points = vectors.select(VECTOR)  # all KMeans reads: the other columns stay out of its cache
 
@@ -69,8 +69,8 @@ def fit_kmeans(
         )
         return estimator.fit(points)
 
-    def score(model: KMeansModel) -> float | None:
-        return evaluator.evaluate(model.transform(vectors)) if len(k_values) > 1 else None
+    def score(model: KMeansModel) -> float:
+        return evaluator.evaluate(model.transform(vectors))
 
     runs = [(k, start) for k in k_values for start in range(n_init)]
     in_session = inheritable_thread_target(vectors.sparkSession)  # its job group and tags too
@@ -80,7 +80,8 @@ def fit_kmeans(
             min(fits[i * n_init : (i + 1) * n_init], key=lambda candidate: candidate.summary.trainingCost)
             for i in range(len(k_values))
         ]
-        silhouettes = pool.map(in_session(score), models)
+        # Only a range needs them to choose; a fixed k's is taken from the clustered rows later.
+        silhouettes = pool.map(in_session(score), models) if len(k_values) > 1 else [None]
     best: tuple[float, KMeansModel] | None = None
     curve = []
     for k, model, silhouette in zip(k_values, models, silhouettes, strict=True):
