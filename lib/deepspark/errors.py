@@ -11,7 +11,7 @@ import re
 
 SPARK_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]+\]")
 JVM_FRAME = re.compile(r"^\s+at [\w$.<>]+\(.*\)$|^\s+\.\.\. \d+ more$")
-PY4J_CALL = re.compile(r"^An error occurred while calling [\w.$]+\.?$")
+PY4J_CALL = re.compile(r"^An error occurred while calling [\w.$:]+\.?$")
 PY_TRACEBACK = "Traceback (most recent call last):"
 LONGEST = 600
 
@@ -27,14 +27,31 @@ def describe(error: BaseException) -> str:
         if raw and SPARK_ERROR_CLASS.match(raw[0]):  # an analysis error: its line, not its plan
             return _shortened(raw[0].strip().removesuffix(";"))
         return text  # a Python error: its message is already what the user should read
-    lines = [line.strip().removeprefix(": ") for line in raw if line.strip() and not JVM_FRAME.match(line)]
-    lines = [line for line in lines if not PY4J_CALL.match(line)]
-    headline = next((line for line in lines if SPARK_ERROR_CLASS.search(line)), lines[0] if lines else text)
-    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    messages = _jvm_messages(raw)
+    headline = next((m for m in messages if SPARK_ERROR_CLASS.search(m)), messages[0] if messages else text)
+    causes = [m.removeprefix("Caused by: ") for m in messages if m.startswith("Caused by: ")]
     message = _without_java_prefix(headline.removeprefix("Caused by: "))
     if causes and _without_java_prefix(causes[-1]) not in message:
         message += f" (cause: {_without_java_prefix(causes[-1])})"
     return _shortened(message)
+
+
+def _jvm_messages(lines: list[str]) -> list[str]:
+    """The exceptions' messages in a JVM error's text, each on one line: the lines between stack
+    frames (a stage failure's message goes on with the failed task's reason), py4j's call and
+    "Driver stacktrace:" left out, each "Caused by" a message of its own."""
+    messages: list[list[str]] = []
+    ended = True  # the next line that says something starts a message
+    for line in lines:
+        text = line.strip().removeprefix(": ")
+        if JVM_FRAME.match(line) or not text:
+            ended = True
+        elif not (PY4J_CALL.match(text) or text == "Driver stacktrace:"):
+            if ended or text.startswith("Caused by: "):
+                messages.append([])
+            messages[-1].append(text)
+            ended = False
+    return [" ".join(parts) for parts in messages]
 
 
 def _python_exception(text: str) -> str:

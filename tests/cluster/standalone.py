@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first, then theirs), from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):  # not a process, or one that just ended
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def _master_state(ui_port: int) -> dict:
@@ -47,10 +64,21 @@ class Standalone:
     def completed_apps(self) -> list[dict]:
         return _master_state(self.ui_port).get("completedapps", [])
 
+    def lose_host(self, worker: subprocess.Popen) -> list[int]:
+        """SIGKILL ``worker`` and everything it started (executor JVMs, their Python workers and
+        whatever those run), as when its machine goes down; returns the processes killed."""
+        victims = [worker.pid, *descendants(worker.pid)]
+        for pid in victims:
+            with suppress(ProcessLookupError):  # ended with its parent already
+                os.kill(pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        return victims
+
 
 @contextmanager
-def standalone_cluster(home: Path):
-    """A running master with two 1-core workers (their logs in ``home``)."""
+def standalone_cluster(home: Path, workers: int = WORKERS):
+    """A running master with ``workers`` 1-core workers (their logs in ``home``); applications
+    submitted by :func:`submit` use two cores, so a third worker is a spare."""
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
@@ -62,7 +90,7 @@ def standalone_cluster(home: Path):
     ] + [
         [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "1"]
         + ["--memory", "4g", "--work-dir", str(home / f"work-{i}"), "--webui-port", str(free_port())]
-        for i in range(WORKERS)
+        for i in range(workers)
     ]
     processes = []
     try:
@@ -72,7 +100,7 @@ def standalone_cluster(home: Path):
             if i == 0:
                 time.sleep(3)  # workers register with a master that listens
         deadline = time.monotonic() + 120
-        while _master_state(ui_port).get("aliveworkers", 0) < WORKERS:
+        while _master_state(ui_port).get("aliveworkers", 0) < workers:
             assert time.monotonic() < deadline, f"workers did not register; logs in {home}"
             assert all(p.poll() is None for p in processes), f"a daemon exited; logs in {home}"
             time.sleep(1)

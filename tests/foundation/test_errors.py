@@ -66,3 +66,25 @@ def test_a_python_worker_error_is_its_exception_line():
         + "\tat org.apache.spark.api.python.BasePythonRunner.read(PythonRunner.scala:1)\n"
     )
     assert describe(RuntimeError(wrapped)) == expected
+
+
+# A real one, shortened: a worker host lost while a barrier stage (tf_distribute training) ran
+# on a standalone cluster (tests/cluster/test_training_worker_loss.py).
+LOST_HOST = """An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Could not recover from a \
+failed barrier ResultStage. Most recent failure reason: Stage failed because barrier task \
+ResultTask(32, 1) finished unsuccessfully.
+ExecutorLostFailure (executor 0 exited unrelated to the running tasks) Reason: worker lost: \
+127.0.0.1:46739 got disassociated
+\tat org.apache.spark.scheduler.DAGScheduler.$anonfun$abortStage$3(DAGScheduler.scala:2935)
+\tat scala.Option.getOrElse(Option.scala:201)
+\tat py4j.ClientServerConnection.waitForCommands(ClientServerConnection.java:184)"""
+
+
+def test_a_stage_failure_keeps_the_failed_tasks_reason_on_its_line():
+    assert describe(RuntimeError(LOST_HOST)) == (
+        "SparkException: Job aborted due to stage failure: Could not recover from a failed barrier "
+        "ResultStage. Most recent failure reason: Stage failed because barrier task ResultTask(32, 1) "
+        "finished unsuccessfully. ExecutorLostFailure (executor 0 exited unrelated to the running "
+        "tasks) Reason: worker lost: 127.0.0.1:46739 got disassociated"
+    )

@@ -400,7 +400,7 @@ def train_with_retries(job: TrainingJob, config: Config) -> tuple[list[RankRepor
             log.warning(
                 "training %s failed (%s); starting it again from its latest checkpoint (start %d of %d)",
                 job.name,
-                describe(error),
+                " ".join(describe(error).split()),  # one line: Horovod's message runs over four
                 attempt + 1,
                 config.train.attempts,
             )
