@@ -4,8 +4,11 @@ machine: deepspark, plain PySpark + Delta (``plain_spark.py``) and DuckDB on one
 
 Outputs are compared, not assumed: silver.customers, silver.orders and silver.reviews of the
 plain PySpark job must equal deepspark's (row count and an order-free digest of every value),
-and so must the quarantine's rows per (dataset, reason). DuckDB's silver is compared on its row
-counts and its keys' digest. Usage (``bench/run.py`` drives it; alone it prints one JSON object):
+and so must the quarantine's rows per (dataset, reason), the expectations that failed, the three
+gold feature tables (vectors rounded to 6 decimals), k-means' k and cost, the itemset and rule
+counts and each tree's chosen parameters and score. DuckDB (cleaning and the feature
+aggregation: no validate or analytics stage) is compared on its silver row counts and keys.
+Usage (``bench/run.py`` drives it; alone it prints one JSON object):
 
     .venv/bin/python bench/anchors.py [--rows 1000000] [--runs 1] [--master 'local[2]']
 """
@@ -29,7 +32,12 @@ SILVER = {  # table -> its key
     "reviews": "review_id",
 }
 ENGINES = ["deepspark", "spark", "duckdb"]
-COMPARED = ["ingest", "clean", "features"]
+COMPARED = ["ingest", "clean", "validate", "features", "analytics"]
+GOLD = {  # deepspark's gold feature table -> the plain job's, and their key
+    "customer_rfm_features": ("customer_rfm", "customer_id"),
+    "customer_value_features": ("customer_value", "customer_id"),
+    "reviews_features": ("reviews", "review_id"),
+}
 
 
 def spark_digest(df, key: str) -> dict:
@@ -48,6 +56,22 @@ def spark_digest(df, key: str) -> dict:
     return {"rows": found["rows"], "values": found["values"], "keys": found["keys"]}
 
 
+def rounded(df, digits: int = 6):
+    """``df`` with its floating-point arrays (feature vectors) rounded: a mean or a deviation
+    summed over differently partitioned files may differ in its last bits."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, DoubleType
+
+    return df.select(
+        *[
+            F.transform(c.name, lambda x: F.round(x, digits)).alias(c.name)
+            if isinstance(c.dataType, ArrayType) and isinstance(c.dataType.elementType, DoubleType)
+            else F.col(c.name)
+            for c in df.schema.fields
+        ]
+    )
+
+
 def quarantine_counts(df) -> dict[str, int]:
     return {
         f"{r['dataset']}/{r['reason']}": r["count"] for r in df.groupBy("dataset", "reason").count().collect()
@@ -55,6 +79,8 @@ def quarantine_counts(df) -> dict[str, int]:
 
 
 def deepspark_run(rows: int, master: str, landing_parent: Path) -> dict:
+    import plain_spark
+
     with pipeline.prepared_run(rows, master, landing_parent) as (run, registry):
         seconds = {}
         for name in pipeline.STAGES:
@@ -65,10 +91,36 @@ def deepspark_run(rows: int, master: str, landing_parent: Path) -> dict:
                 raise RuntimeError(f"stage {name} ended {stage.status}: {stage.notes}")
             run.results[name] = stage
         silver = {t: spark_digest(run.tables.read(f"silver.{t}"), k) for t, k in SILVER.items()}
+        gold = {t: spark_digest(rounded(run.tables.read(f"gold.{t}")), k) for t, (_, k) in GOLD.items()}
+        verdicts = {table: [] for table in SILVER}
+        for row in run.tables.read("quality.expectation_results").collect():
+            measured = row["unexpected_count"] if row["observed"] is None else json.loads(row["observed"])
+            verdicts[row["dataset"]].append(
+                [
+                    f"{row['expectation']}:{row['column']}",
+                    row["success"],
+                    plain_spark.verdict_measure(row["expectation"], measured),
+                ]
+            )
+        found = run.results["analytics"].metrics
+        trees = {
+            name: {
+                "chosen": tree["chosen"],
+                **{m: tree["metrics"][m] for m in ("f1", "rmse") if m in tree["metrics"]},
+            }
+            for name, tree in found["trees"].items()
+        }
         return {
             "seconds": seconds,
             "silver": silver,
             "quarantine": quarantine_counts(run.tables.read("quarantine.rows")),
+            "gold": gold,
+            "validate": {table: sorted(found) for table, found in verdicts.items()},
+            "analytics": {
+                "kmeans": {"k": found["kmeans"]["k"], "inertia": found["kmeans"]["inertia"]},
+                "rules": {"itemsets": found["rules"]["itemsets"], "rules": found["rules"]["rules"]},
+                "trees": trees,
+            },
         }
 
 
@@ -80,13 +132,18 @@ def spark_run(rows: int, master: str, landing_parent: Path) -> dict:
     spark = plain_spark.session(master, pipeline.DRIVER_MEMORY, 4, jars, out)
     spark.sparkContext.setLogLevel("ERROR")
     try:
-        seconds = plain_spark.run(spark, landing_parent / "landing", out, key())
+        seconds, found = plain_spark.run(spark, landing_parent / "landing", out, key())
         read = spark.read.format("delta").load
         silver = {t: spark_digest(read(str(out / "silver" / t)), k) for t, k in SILVER.items()}
+        gold = {
+            t: spark_digest(rounded(read(str(out / "gold" / plain))), k) for t, (plain, k) in GOLD.items()
+        }
         return {
             "seconds": seconds,
             "silver": silver,
             "quarantine": quarantine_counts(read(str(out / "quarantine"))),
+            "gold": gold,
+            **found,
         }
     finally:
         spark.stop()
@@ -148,16 +205,39 @@ def checks(runs: dict[str, list[dict]]) -> dict[str, bool]:
             k: ours["silver"][table][k] for k in ("rows", "keys")
         }
     found["quarantine per reason: plain PySpark = deepspark"] = plain["quarantine"] == ours["quarantine"]
+    found["every expectation's verdict and measure: plain PySpark = deepspark's Great Expectations"] = {
+        table: sorted(verdicts) for table, verdicts in plain["validate"].items()
+    } == ours["validate"]
+    for table in GOLD:
+        found[f"gold.{table} (vectors to 6 decimals): plain PySpark = deepspark"] = (
+            plain["gold"][table] == ours["gold"][table]
+        )
+    for part in ("kmeans", "rules"):
+        found[f"{part}: plain MLlib = deepspark"] = plain["analytics"][part] == ours["analytics"][part]
+    # Not the trees' scores: randomSplit draws per partition, and the two jobs' gold tables are
+    # written as different files (a score differed in its third decimal at 50k rows).
+    for name, tree in ours["analytics"]["trees"].items():
+        found[f"tree {name}: plain MLlib chose deepspark's parameters"] = (
+            plain["analytics"]["trees"][name]["chosen"] == tree["chosen"]
+        )
     return found
 
 
 def summary(result: dict) -> dict[str, dict]:
-    """Per compared stage: each engine's median seconds and deepspark's ratio to each anchor."""
+    """Per compared stage: each engine's median seconds and deepspark's ratio to each anchor
+    (None where an engine has no such stage: DuckDB cleans and aggregates only)."""
     table = {}
     for stage in COMPARED:
-        medians = {e: spread([r["seconds"][stage] for r in result["runs"][e]])["median"] for e in ENGINES}
+        medians = {
+            e: spread([r["seconds"][stage] for r in result["runs"][e]])["median"]
+            if stage in result["runs"][e][0]["seconds"]
+            else None
+            for e in ENGINES
+        }
         table[stage] = {**medians, "deepspark / spark": medians["deepspark"] / medians["spark"]}
-        table[stage]["deepspark / duckdb"] = medians["deepspark"] / medians["duckdb"]
+        table[stage]["deepspark / duckdb"] = (
+            medians["deepspark"] / medians["duckdb"] if medians["duckdb"] else None
+        )
     return table
 
 
@@ -178,7 +258,7 @@ def main() -> None:
     result["summary"] = summary(result)
     if not args.json:
         for stage, row in result["summary"].items():
-            print(f"{stage:9} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
+            print(f"{stage:9} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items() if v is not None))
         for check, passed in result["checks"].items():
             print(f"{'ok' if passed else 'DIFFERS'}: {check}")
     print(json.dumps(result))

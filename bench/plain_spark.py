@@ -1,15 +1,18 @@
-"""The job a data engineer would write instead of deepspark: plain PySpark and Delta, no deepspark
-import, the sample shop's rules written out by hand (conf/base/ingest.yaml and clean.yaml).
+"""The job a data engineer would write instead of deepspark: plain PySpark, pyspark.ml and Delta,
+no deepspark import, the sample shop's rules written out by hand (conf/base/*.yaml).
 
-Same semantics as deepspark's ingest and clean on the shop's landing files: bronze keeps every
-record (a malformed one with its raw text); clean trims and lower/upper-cases text, drops exact
-copies, types each column, sends each row that breaks a rule to quarantine with the first rule's
+Same semantics as deepspark's stages on the shop's landing files: bronze keeps every record (a
+malformed one with its raw text); clean trims and lower/upper-cases text, drops exact copies,
+types each column, sends each row that breaks a rule to quarantine with the first rule's
 reason, quarantines orders of unknown customers, caps amount's outliers (3 IQR), fills nulls
 (median amount, most frequent channel, country ``??``), keeps the latest row per key and
-protects PII (HMAC-SHA256 e-mail, masked phone, age band, postcode area). ``features`` is the
-``customer_activity`` aggregation of conf/base/features.yaml, written as a Delta table.
+protects PII (HMAC-SHA256 e-mail, masked phone, age band, postcode area). ``validate`` checks
+validate.yaml's expectations in one aggregation per table; ``features`` fits, saves and
+applies the three feature pipelines of features.yaml into gold tables; ``analytics`` runs
+analytics.yaml's k-means, FP-growth (rules of any size) and tuned trees with MLlib, saving the
+models and writing the segments, itemsets and rules.
 
-``anchors.py`` runs it and checks its silver and quarantine equal to deepspark's.
+``anchors.py`` runs it and checks its outputs against deepspark's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,27 @@ import os
 import sys
 from pathlib import Path
 
+from pyspark.ml import Pipeline
+from pyspark.ml.classification import DecisionTreeClassifier
+from pyspark.ml.clustering import KMeans
+from pyspark.ml.evaluation import ClusteringEvaluator, MulticlassClassificationEvaluator, RegressionEvaluator
+from pyspark.ml.feature import (
+    IDF,
+    Bucketizer,
+    CountVectorizer,
+    Imputer,
+    OneHotEncoder,
+    RegexTokenizer,
+    SQLTransformer,
+    StandardScaler,
+    StopWordsRemover,
+    StringIndexer,
+    VectorAssembler,
+)
+from pyspark.ml.fpm import FPGrowth
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.regression import DecisionTreeRegressor
+from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from stats import timed
@@ -344,16 +368,330 @@ FROM per_customer p JOIN customers c ON p.customer_id = c.customer_id CROSS JOIN
 
 
 def features(spark: SparkSession, out: Path) -> None:
-    for name in ("orders", "customers"):
+    """The three feature sets of conf/base/features.yaml: a pyspark.ml Pipeline each, fitted,
+    saved, and its output written as a gold Delta table."""
+    for name in ("orders", "customers", "reviews"):
         spark.read.format("delta").load(str(out / "silver" / name)).createOrReplaceTempView(name)
-    spark.sql(CUSTOMER_ACTIVITY).write.format("delta").mode("overwrite").save(str(out / "gold" / "activity"))
+    activity = spark.sql(CUSTOMER_ACTIVITY).cache()
+    reviews = spark.table("reviews")
+    imputed = {c: f"{c}_imputed" for c in ["recency_days", "frequency", "monetary", "avg_basket_size"]}
+    imputed |= {c: f"{c}_imputed" for c in ["tenure_days", "signup_ts_year", "signup_ts_month"]}
+
+    def numeric(columns: list[str]) -> list:
+        return [Imputer(inputCols=columns, outputCols=[imputed[c] for c in columns], strategy="median")]
+
+    rfm = ["recency_days", "frequency", "monetary", "avg_basket_size"]
+    value = [
+        "recency_days",
+        "frequency",
+        "avg_basket_size",
+        "tenure_days",
+        "signup_ts_year",
+        "signup_ts_month",
+    ]
+    categorical = ["country", "age_band", "favourite_channel"]
+    one_hot = ["recency_bucket", *[f"{c}_idx" for c in categorical]]
+    sets = {
+        "customer_rfm": (
+            activity,
+            "customer_id",
+            numeric(rfm)
+            + [
+                VectorAssembler(inputCols=[imputed[c] for c in rfm], outputCol="assembled"),
+                StandardScaler(inputCol="assembled", outputCol="scaled", withMean=True),
+            ],
+            rfm,
+        ),
+        "customer_value": (
+            activity,
+            "customer_id",
+            [
+                SQLTransformer(
+                    statement="SELECT *, year(signup_ts) AS signup_ts_year, "
+                    "month(signup_ts) AS signup_ts_month FROM __THIS__"
+                ),
+                *numeric(value),
+                Bucketizer(
+                    splitsArray=[[-float("inf"), 30, 90, 180, 365, float("inf")]],
+                    inputCols=["recency_days_imputed"],
+                    outputCols=["recency_bucket"],
+                ),
+                StringIndexer(
+                    inputCols=categorical, outputCols=[f"{c}_idx" for c in categorical], handleInvalid="keep"
+                ),
+                OneHotEncoder(
+                    inputCols=one_hot, outputCols=[f"{c}_ohe" for c in one_hot], handleInvalid="keep"
+                ),
+                VectorAssembler(
+                    inputCols=[imputed[c] for c in value] + [f"{c}_ohe" for c in one_hot],
+                    outputCol="assembled",
+                ),
+                StandardScaler(inputCol="assembled", outputCol="scaled", withMean=True),
+            ],
+            ["monetary", "recency_days", "frequency", "avg_basket_size", "tenure_days", *categorical],
+        ),
+        "reviews": (
+            reviews,
+            "review_id",
+            [
+                SQLTransformer(
+                    statement="SELECT *, CASE WHEN rating >= 4 THEN 'positive' ELSE 'not positive' END AS "
+                    "sentiment, dayofweek(posted_at) AS posted_at_dayofweek, "
+                    "hour(posted_at) AS posted_at_hour, coalesce(text, '') AS text_or_empty FROM __THIS__"
+                ),
+                Imputer(
+                    inputCols=["posted_at_dayofweek", "posted_at_hour"],
+                    outputCols=["dayofweek_imputed", "hour_imputed"],
+                    strategy="median",
+                ),
+                StringIndexer(inputCols=["product"], outputCols=["product_idx"], handleInvalid="keep"),
+                OneHotEncoder(inputCols=["product_idx"], outputCols=["product_ohe"], handleInvalid="keep"),
+                RegexTokenizer(inputCol="text_or_empty", outputCol="tokens", pattern=r"[^\p{L}\p{N}]+"),
+                StopWordsRemover(inputCol="tokens", outputCol="words"),
+                CountVectorizer(inputCol="words", outputCol="tf", vocabSize=200, minDF=2.0),
+                IDF(inputCol="tf", outputCol="tfidf"),
+                VectorAssembler(
+                    inputCols=["dayofweek_imputed", "hour_imputed", "product_ohe", "tfidf"],
+                    outputCol="assembled",
+                ),
+            ],
+            ["sentiment", "product"],
+        ),
+    }
+    for name, (source, key, stages, kept) in sets.items():
+        model = Pipeline(stages=stages).fit(source)
+        model.write().overwrite().save(str(out / "models" / name))
+        scored = model.transform(source)
+        vectors = [vector_to_array("assembled").alias("features")]
+        if "scaled" in scored.columns:
+            vectors.append(vector_to_array("scaled").alias("features_scaled"))
+        gold = scored.select(key, *kept, *vectors)
+        gold.write.format("delta").mode("overwrite").save(str(out / "gold" / name))
+    activity.unpersist()
 
 
-def run(spark: SparkSession, landing: Path, out: Path, key: bytes) -> dict[str, float]:
-    """Seconds of each stage."""
+# ---------------------------------------------------------------- validate
+
+
+def validate(spark: SparkSession, out: Path) -> dict[str, list[list]]:
+    """conf/base/validate.yaml's expectations as one aggregation per silver table (a column's
+    checks skip its nulls, as Great Expectations' do). Per table, per expectation: its name and
+    column, whether it passed, and what it measured (the row count or the mean; else how many
+    values broke it, except for uniqueness, which counts differently from GX)."""
+
+    def none(measure: float) -> bool:
+        return measure == 0
+
+    def rows_at_least(minimum: int):
+        return "expect_table_row_count_to_be_between", None, F.count(F.lit(1)), lambda n: n >= minimum
+
+    def not_null(column: str):
+        return "expect_column_values_to_not_be_null", column, F.count_if(F.col(column).isNull()), none
+
+    def unique(column: str):
+        return "expect_column_values_to_be_unique", column, F.count(column) - F.count_distinct(column), none
+
+    def never(expectation: str, column: str, broken: Column):
+        return expectation, column, F.count_if(F.col(column).isNotNull() & broken), none
+
+    suites = {
+        "customers": [
+            rows_at_least(10),
+            not_null("customer_id"),
+            unique("customer_id"),
+            never(
+                "expect_column_values_to_match_regex",
+                "email_hmac",
+                ~F.col("email_hmac").rlike("^[0-9a-f]{64}$"),
+            ),
+            never(
+                "expect_column_values_to_be_in_set",
+                "age_band",
+                ~F.col("age_band").isin(*[b for _, b in AGE_BANDS], "65+"),
+            ),
+            never("expect_column_values_to_match_regex", "country", ~F.col("country").rlike("^[A-Z?]{2}$")),
+        ],
+        "orders": [
+            rows_at_least(10),
+            unique("order_id"),
+            not_null("customer_id"),
+            never("expect_column_values_to_be_between", "amount", F.col("amount") < 0),
+            never(
+                "expect_column_values_to_be_in_set", "channel", ~F.col("channel").isin("web", "app", "store")
+            ),
+            ("expect_column_mean_to_be_between", "amount", F.avg("amount"), lambda mean: 5 <= mean <= 500),
+        ],
+        "reviews": [
+            rows_at_least(10),
+            unique("review_id"),
+            never("expect_column_values_to_be_between", "rating", ~F.col("rating").between(1, 5)),
+            never("expect_column_value_lengths_to_be_between", "text", F.length("text") < 1),
+        ],
+    }
+    found = {}
+    for table, checks in suites.items():
+        silver = spark.read.format("delta").load(str(out / "silver" / table))
+        measured = silver.agg(
+            *[measure.alias(f"m{i}") for i, (_, _, measure, _) in enumerate(checks)]
+        ).first()
+        found[table] = [
+            [f"{expectation}:{column}", passed(measured[i]), verdict_measure(expectation, measured[i])]
+            for i, (expectation, column, _, passed) in enumerate(checks)
+        ]
+    return found
+
+
+def verdict_measure(expectation: str, value: float) -> float | None:
+    """What a verdict is compared on: GX's observed row count or mean (6 decimals), the count of
+    values that broke the rule, or nothing for uniqueness."""
+    if expectation == "expect_column_values_to_be_unique":
+        return None
+    return round(float(value), 6) if expectation == "expect_column_mean_to_be_between" else int(value)
+
+
+# ---------------------------------------------------------------- analytics
+
+
+def analytics(spark: SparkSession, out: Path, seed: int = 42) -> dict:
+    """conf/base/analytics.yaml with MLlib: k-means over k 2..6 (3 seeds each, the least cost
+    kept, the best silhouette wins), FP-growth with rules of any size, two tuned trees."""
+    gold = {name: spark.read.format("delta").load(str(out / "gold" / name)) for name in GOLD_SETS}
+    found = {"kmeans": segments(gold["customer_rfm"], out, seed)}
+    found["rules"] = association_rules(spark.read.format("delta").load(str(out / "silver" / "orders")), out)
+    found["trees"] = {
+        "review_sentiment": tree(gold["reviews"], "sentiment", "classifier", [4, 6], [1, 10], out, seed),
+        "customer_value": tree(gold["customer_value"], "monetary", "regressor", [3, 5], [1, 20], out, seed),
+    }
+    return found
+
+
+GOLD_SETS = ("customer_rfm", "customer_value", "reviews")
+
+
+def segments(features: DataFrame, out: Path, seed: int) -> dict:
+    points = features.select("customer_id", array_to_vector("features_scaled").alias("v")).cache()
+    evaluator = ClusteringEvaluator(featuresCol="v", predictionCol="segment")
+    best = None
+    for k in range(2, 7):
+        fits = [
+            KMeans(k=k, seed=seed + i, maxIter=50, initSteps=5, featuresCol="v", predictionCol="segment").fit(
+                points.select("v")
+            )
+            for i in range(3)
+        ]
+        model = min(fits, key=lambda m: m.summary.trainingCost)
+        score = evaluator.evaluate(model.transform(points))
+        if best is None or score > best[0]:
+            best = (score, model)
+    model = best[1]
+    model.write().overwrite().save(str(out / "models" / "kmeans"))
+    scored = model.transform(points)
+    scored.select("customer_id", "segment").write.format("delta").mode("overwrite").save(
+        str(out / "gold" / "segments")
+    )
+    points.unpersist()
+    return {"k": model.getK(), "inertia": round(model.summary.trainingCost, 4)}
+
+
+def association_rules(orders: DataFrame, out: Path) -> dict:
+    baskets = (
+        orders.filter(F.col("items").isNotNull())
+        .select(F.array_distinct(F.filter("items", lambda item: item.isNotNull())).alias("items"))
+        .cache()
+    )
+    n = baskets.count()
+    model = FPGrowth(itemsCol="items", minSupport=0.01, minConfidence=0.2).fit(baskets)
+    itemsets = model.freqItemsets.select(
+        F.array_sort("items").alias("items"),
+        F.size("items").alias("size"),
+        "freq",
+        (F.col("freq") / n).alias("support"),
+    ).cache()
+    itemsets.write.format("delta").mode("overwrite").save(str(out / "gold" / "itemsets"))
+    # Every split of an itemset into two non-empty parts (a bit mask each), as mlxtend's rules.
+    masks = F.sequence(F.lit(1), (F.pow(F.lit(2), F.col("size")) - 2).cast("int"))
+    splits = itemsets.filter("size >= 2").select("items", "support", F.explode(masks).alias("mask"))
+
+    def part(inside: bool) -> Column:
+        return F.filter(
+            "items", lambda _, i: (F.col("mask").bitwiseAND(F.pow(F.lit(2), i).cast("int")) != 0) == inside
+        )
+
+    supports = itemsets.select("items", "support")
+    rules = (
+        splits.select(part(True).alias("antecedent"), part(False).alias("consequent"), "support")
+        .join(supports.toDF("antecedent", "antecedent_support"), "antecedent")
+        .join(supports.toDF("consequent", "consequent_support"), "consequent")
+        .withColumn("confidence", F.col("support") / F.col("antecedent_support"))
+        .filter("confidence >= 0.2")
+        .withColumn("lift", F.col("confidence") / F.col("consequent_support"))
+    )
+    rules.write.format("delta").mode("overwrite").save(str(out / "gold" / "rules"))
+    model.write().overwrite().save(str(out / "models" / "fpgrowth"))
+    found = {
+        "itemsets": itemsets.count(),
+        "rules": orders.sparkSession.read.format("delta").load(str(out / "gold" / "rules")).count(),
+    }
+    itemsets.unpersist()
+    baskets.unpersist()
+    return found
+
+
+def tree(
+    features: DataFrame, label: str, kind: str, depths: list[int], sizes: list[int], out: Path, seed: int
+) -> dict:
+    target = F.col(label).cast("string" if kind == "classifier" else "double")
+    data = (
+        features.filter(target.isNotNull())
+        .select(array_to_vector("features").alias("v"), target.alias("y"))
+        .cache()
+    )
+    train, test = data.randomSplit([0.8, 0.2], seed=seed)
+    if kind == "classifier":
+        model = DecisionTreeClassifier(featuresCol="v", labelCol="y_index", impurity="entropy", seed=seed)
+        stages = [StringIndexer(inputCol="y", outputCol="y_index", stringOrderType="alphabetAsc"), model]
+        evaluator = MulticlassClassificationEvaluator(labelCol="y_index", metricName="f1")
+    else:
+        model = DecisionTreeRegressor(featuresCol="v", labelCol="y", impurity="variance", seed=seed)
+        stages = [model]
+        evaluator = RegressionEvaluator(labelCol="y", metricName="rmse")
+    grid = (
+        ParamGridBuilder().addGrid(model.maxDepth, depths).addGrid(model.minInstancesPerNode, sizes).build()
+    )
+    tuning = {
+        "estimator": Pipeline(stages=stages),
+        "estimatorParamMaps": grid,
+        "evaluator": evaluator,
+        "seed": seed,
+    }
+    tuner = (
+        TrainValidationSplit(trainRatio=0.75, parallelism=2, **tuning)
+        if kind == "classifier"
+        else CrossValidator(numFolds=3, parallelism=2, **tuning)
+    )
+    best = tuner.fit(train).bestModel
+    best.write().overwrite().save(str(out / "models" / f"tree_{label}"))
+    (out / f"tree_{label}.txt").write_text(best.stages[-1].toDebugString)
+    chosen = best.stages[-1]
+    score = evaluator.evaluate(best.transform(test))
+    data.unpersist()
+    return {
+        "chosen": {
+            "max_depth": chosen.getMaxDepth(),
+            "min_instances_per_node": chosen.getMinInstancesPerNode(),
+        },
+        evaluator.getMetricName(): round(score, 4),
+    }
+
+
+def run(spark: SparkSession, landing: Path, out: Path, key: bytes) -> tuple[dict[str, float], dict]:
+    """Seconds of each stage, and what validate and analytics found."""
+    found: dict = {}
     stages = {
         "ingest": lambda: ingest(spark, landing, out),
         "clean": lambda: clean(spark, out, key),
+        "validate": lambda: found.update(validate=validate(spark, out)),
         "features": lambda: features(spark, out),
+        "analytics": lambda: found.update(analytics=analytics(spark, out)),
     }
-    return {name: round(timed(stage), 2) for name, stage in stages.items()}
+    return {name: round(timed(stage), 2) for name, stage in stages.items()}, found

@@ -322,10 +322,9 @@ def anchors_table(measured: dict, table: dict) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for stage, f in table.items():
-        cells = [f"{f[e]:,.1f}" for e in anchors.ENGINES]
-        lines.append(
-            row([stage, *cells, f"{f['deepspark / spark']:.2f}x", f"{f['deepspark / duckdb']:.1f}x"])
-        )
+        cells = [f"{f[e]:,.1f}" if f[e] is not None else "-" for e in anchors.ENGINES]
+        duckdb = f"{f['deepspark / duckdb']:.1f}x" if f["deepspark / duckdb"] is not None else "-"
+        lines.append(row([stage, *cells, f"{f['deepspark / spark']:.2f}x", duckdb]))
     lines.append("")
     lines += [f"- {'equal' if ok else 'DIFFERENT'}: {name}" for name, ok in measured["checks"].items()]
     return lines

@@ -59,3 +59,27 @@ def test_verdicts_and_markdown(results):
     text = bench.markdown(results, summary)
     assert "| total | 15.0 (15.0–15.0) | 60.0 (60.0–60.0) | 166,667 | 4.00x | 510 | 1.80x |" in text
     assert "| clean + validate / clean | 2.00x | <= 1.25: missed |" in text
+
+
+def test_anchor_ratios_per_stage_with_no_duckdb_figure_where_duckdb_has_no_such_stage():
+    stages = bench.anchors.COMPARED
+    single_node = {"ingest": 1.0, "clean": 2.0, "features": 0.5}  # DuckDB cleans and aggregates only
+    measured = {
+        "rows": 1_000_000,
+        "runs": {
+            "deepspark": [{"seconds": dict.fromkeys(stages, 13.0)} for _ in range(3)],
+            "spark": [{"seconds": dict.fromkeys(stages, 10.0)}, {"seconds": dict.fromkeys(stages, 11.0)}],
+            "duckdb": [{"seconds": single_node}],
+        },
+        "checks": {"silver.orders: plain PySpark = deepspark": True, "rules: plain MLlib = deepspark": False},
+    }
+    table = bench.anchors.summary(measured)
+    assert list(table) == stages
+    assert table["clean"]["deepspark / spark"] == pytest.approx(13.0 / 10.5)
+    assert table["clean"]["deepspark / duckdb"] == pytest.approx(6.5)
+    assert table["validate"]["duckdb"] is None and table["validate"]["deepspark / duckdb"] is None
+    text = "\n".join(bench.anchors_table(measured, table))
+    assert "| validate | 13.0 | 10.5 | - | 1.24x | - |" in text
+    assert "| features | 13.0 | 10.5 | 0.5 | 1.24x | 26.0x |" in text
+    assert "- DIFFERENT: rules: plain MLlib = deepspark" in text
+    assert bench.verdict("analytics, deepspark / plain PySpark", 1.24) == "<= 1.3: met"
