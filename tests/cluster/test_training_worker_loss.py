@@ -69,9 +69,8 @@ def lose_a_rank_host(cluster: Standalone, checkpoints: Path, record: dict) -> No
         state = read_state(found[0]) if found else None
         if state and state["epoch"] >= KILL_AFTER:
             time.sleep(0.5)  # into the next epoch
-            for worker in cluster.workers:
-                ranks = [pid for pid in descendants(worker.pid) if _is_python(pid)]
-                if ranks:
+            for worker in cluster.workers:  # while training, Python runs below a rank's executor only
+                if any(_is_python(pid) for pid in descendants(worker.pid)):
                     record.update(epoch=state["epoch"], killed=cluster.lose_host(worker))
                     return
         time.sleep(0.1)
