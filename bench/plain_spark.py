@@ -374,11 +374,12 @@ def features(spark: SparkSession, out: Path) -> None:
         spark.read.format("delta").load(str(out / "silver" / name)).createOrReplaceTempView(name)
     activity = spark.sql(CUSTOMER_ACTIVITY).cache()
     reviews = spark.table("reviews")
-    imputed = {c: f"{c}_imputed" for c in ["recency_days", "frequency", "monetary", "avg_basket_size"]}
-    imputed |= {c: f"{c}_imputed" for c in ["tenure_days", "signup_ts_year", "signup_ts_month"]}
+
+    def imputed(columns: list[str]) -> list[str]:
+        return [f"{c}_imputed" for c in columns]
 
     def numeric(columns: list[str]) -> list:
-        return [Imputer(inputCols=columns, outputCols=[imputed[c] for c in columns], strategy="median")]
+        return [Imputer(inputCols=columns, outputCols=imputed(columns), strategy="median")]
 
     rfm = ["recency_days", "frequency", "monetary", "avg_basket_size"]
     value = [
@@ -390,6 +391,7 @@ def features(spark: SparkSession, out: Path) -> None:
         "signup_ts_month",
     ]
     categorical = ["country", "age_band", "favourite_channel"]
+    posted = ["posted_at_dayofweek", "posted_at_hour"]
     one_hot = ["recency_bucket", *[f"{c}_idx" for c in categorical]]
     sets = {
         "customer_rfm": (
@@ -397,7 +399,7 @@ def features(spark: SparkSession, out: Path) -> None:
             "customer_id",
             numeric(rfm)
             + [
-                VectorAssembler(inputCols=[imputed[c] for c in rfm], outputCol="assembled"),
+                VectorAssembler(inputCols=imputed(rfm), outputCol="assembled"),
                 StandardScaler(inputCol="assembled", outputCol="scaled", withMean=True),
             ],
             rfm,
@@ -413,7 +415,7 @@ def features(spark: SparkSession, out: Path) -> None:
                 *numeric(value),
                 Bucketizer(
                     splitsArray=[[-float("inf"), 30, 90, 180, 365, float("inf")]],
-                    inputCols=["recency_days_imputed"],
+                    inputCols=imputed(["recency_days"]),
                     outputCols=["recency_bucket"],
                 ),
                 StringIndexer(
@@ -423,7 +425,7 @@ def features(spark: SparkSession, out: Path) -> None:
                     inputCols=one_hot, outputCols=[f"{c}_ohe" for c in one_hot], handleInvalid="keep"
                 ),
                 VectorAssembler(
-                    inputCols=[imputed[c] for c in value] + [f"{c}_ohe" for c in one_hot],
+                    inputCols=imputed(value) + [f"{c}_ohe" for c in one_hot],
                     outputCol="assembled",
                 ),
                 StandardScaler(inputCol="assembled", outputCol="scaled", withMean=True),
@@ -439,11 +441,7 @@ def features(spark: SparkSession, out: Path) -> None:
                     "sentiment, dayofweek(posted_at) AS posted_at_dayofweek, "
                     "hour(posted_at) AS posted_at_hour, coalesce(text, '') AS text_or_empty FROM __THIS__"
                 ),
-                Imputer(
-                    inputCols=["posted_at_dayofweek", "posted_at_hour"],
-                    outputCols=["dayofweek_imputed", "hour_imputed"],
-                    strategy="median",
-                ),
+                *numeric(posted),
                 StringIndexer(inputCols=["product"], outputCols=["product_idx"], handleInvalid="keep"),
                 OneHotEncoder(inputCols=["product_idx"], outputCols=["product_ohe"], handleInvalid="keep"),
                 RegexTokenizer(inputCol="text_or_empty", outputCol="tokens", pattern=r"[^\p{L}\p{N}]+"),
@@ -451,7 +449,7 @@ def features(spark: SparkSession, out: Path) -> None:
                 CountVectorizer(inputCol="words", outputCol="tf", vocabSize=200, minDF=2.0),
                 IDF(inputCol="tf", outputCol="tfidf"),
                 VectorAssembler(
-                    inputCols=["dayofweek_imputed", "hour_imputed", "product_ohe", "tfidf"],
+                    inputCols=imputed(posted) + ["product_ohe", "tfidf"],
                     outputCol="assembled",
                 ),
             ],
