@@ -13,11 +13,13 @@ from deepspark.run import Run
 from deepspark.stages.clean.privacy import MissingKeyError, age_band, hmac_pads, mask, protect
 from deepspark.stages.clean.stage import (
     TYPED,
+    balanced,
     cap_outliers,
     check_rules,
     clean_dataset,
     fill_nulls,
     mark_duplicates,
+    no_rows,
     normalize_text,
     outlier_bounds,
     tag_orphans,
@@ -177,6 +179,22 @@ def test_latest_row_per_key_wins_within_a_batch_and_against_silver(spark):
     assert fates == {(1, 7): "silver", (1, 5): "duplicate_key", (2, 1): "superseded", (3, 9): "silver"}
 
 
+def test_balanced_only_when_every_row_is_counted_once():
+    # 10 in: 1 exact duplicate, 1 key duplicate; 6 to silver, 2 to quarantine.
+    counts = no_rows() | {
+        "rows_in": 10,
+        "rows_out": 6,
+        "rows_quarantined": 2,
+        "rows_deduplicated": 2,
+        "exact_duplicates": 1,
+    }
+    assert balanced(counts)
+    assert not balanced(counts | {"rows_out": 5})  # a row lost on the way to silver
+    assert not balanced(counts | {"rows_quarantined": 3})  # a row in the quarantine twice
+    # More unique rows than rows in (a join that repeated rows), hidden in the sum:
+    assert not balanced(counts | {"exact_duplicates": -1, "rows_deduplicated": 2, "rows_out": 6})
+
+
 def test_clean_dataset_accounts_for_every_row(spark):
     bronze = spark.createDataFrame(
         [
@@ -193,7 +211,7 @@ def test_clean_dataset_accounts_for_every_row(spark):
     cleaned = clean_dataset(bronze, dataset, b"key")
     try:
         assert cleaned.silver.columns == ["id", "email_hmac", "_batch_id", "_row_hash"]
-        assert cleaned.silver.count() == 2 and cleaned.rejected.count() == 1 and cleaned.unique.count() == 3
+        assert cleaned.silver.count() == 2 and cleaned.rejected.count() == 1 and cleaned.tagged.count() == 3
         assert "a@x.io" not in str(cleaned.silver.collect())
     finally:
         cleaned.release()

@@ -13,7 +13,9 @@ converted to its type (several date formats allowed) and checked (allowed values
 outliers, references), the first failing rule naming the row's quarantine reason; surviving rows
 get nulls imputed and outliers capped, the latest row per key wins (also against silver), and PII
 columns are protected.
-Every row is accounted for, from counts taken independently of each other:
+Every row is accounted for, from counts taken apart from each other: bronze's rows in, the
+unique rows (the cached, tagged rows), the rows silver's files hold, the rows the quarantine
+merge took, and the rows marked duplicate or superseded;
 ``rows_in = rows_out + rows_quarantined + rows_deduplicated``; a mismatch fails the run.
 """
 
@@ -51,11 +53,11 @@ FATE = "_fate"  # silver | quarantine | duplicate_key | superseded
 
 @dataclass
 class Cleaned:
-    """What cleaning a batch decided, lazily: ``tagged`` (cached) holds every unique row with
-    the rule it broke (if any); ``fates`` one row per unique row with its ``_fate``; ``silver``
-    and ``rejected`` the rows each table receives. ``release()`` frees the cache."""
+    """What cleaning a batch decided, lazily: ``tagged`` (cached) holds every unique row (exact
+    duplicates dropped) with the rule it broke, if any; ``fates`` one row per unique row with its
+    ``_fate``; ``silver`` and ``rejected`` the rows each table receives. ``release()`` frees the
+    cache."""
 
-    unique: DataFrame
     tagged: DataFrame
     fates: DataFrame
     silver: DataFrame
@@ -355,7 +357,7 @@ def clean_dataset(
         hmac_key,
     )
     fates = marked.select(FATE).unionByName(rejected.select(FATE))
-    return Cleaned(unique, tagged, fates, silver, rejected, content_columns(bronze))
+    return Cleaned(tagged, fates, silver, rejected, content_columns(bronze))
 
 
 def clean(run: Run) -> StageResult:
@@ -495,7 +497,8 @@ def clean_one(
     batches = _new_batches(run, bronze_name, dataset)
     if not batches:
         return no_rows()
-    bronze = run.tables.read(bronze_name).filter(F.col("_batch_id").isin(batches)).persist()
+    # Not cached: read twice (its count, then the tagged rows' cache), from files each time.
+    bronze = run.tables.read(bronze_name).filter(F.col("_batch_id").isin(batches))
     references = {
         rule.references: run.tables.read(rule.referenced_table)
         for rule in rules.columns.values()
@@ -505,17 +508,18 @@ def clean_one(
     null_values = source.null_values if source else []
     frames = clean_dataset(bronze, rules, hmac_key, references, current, null_values)
 
-    # Each count comes from a different frame, so a row lost or doubled on the way shows.
+    # Each count comes from a different frame, so a row lost or doubled on the way shows. The
+    # unique rows are counted from the tagged cache: its reference joins are to distinct keys,
+    # so they neither drop nor repeat a row.
     rows_in = bronze.count()
-    unique_rows = frames.unique.count()
+    unique_rows = frames.tagged.count()
     fates = {r[FATE]: r["count"] for r in frames.fates.groupBy(FATE).count().collect()}
-    silver = frames.silver.persist()
-    written = (
-        run.tables.merge(silver, silver_name, rules.keys)
-        if current is not None
-        else run.tables.write(silver, silver_name, mode="overwrite", evolve_schema=True)
-    )
-    silver.unpersist()
+    if current is None:
+        written = run.tables.write(frames.silver, silver_name, mode="overwrite", evolve_schema=True)
+    else:  # a merge reads its source four times
+        silver = frames.silver.persist()
+        written = run.tables.merge(silver, silver_name, rules.keys)
+        silver.unpersist()
     versions[silver_name] = written.version
     rows_quarantined, reasons, top = 0, {}, []
     if fates.get("quarantine"):
@@ -530,19 +534,18 @@ def clean_one(
         rows_quarantined = quarantine.rows_written
         versions[QUARANTINE] = quarantine.version
     frames.release()
-    bronze.unpersist()
     entries = run.spark.createDataFrame(
         [(dataset, b, run.run_id) for b in batches], "dataset string, batch_id string, run_id string"
     )
     versions[CLEANED] = run.tables.write(entries, CLEANED).version
 
     deduplicated = (rows_in - unique_rows) + fates.get("duplicate_key", 0) + fates.get("superseded", 0)
-    return CleanCounts(
+    counts = CleanCounts(
         rows_in=rows_in,
         rows_out=written.rows_written,
         rows_quarantined=rows_quarantined,
         rows_deduplicated=deduplicated,
-        balanced=rows_in == written.rows_written + rows_quarantined + deduplicated,
+        balanced=False,  # set below, from these counts
         exact_duplicates=rows_in - unique_rows,
         key_duplicates=fates.get("duplicate_key", 0),
         superseded=fates.get("superseded", 0),
@@ -550,6 +553,16 @@ def clean_one(
         top_rules=top,
         batches=batches,
     )
+    counts["balanced"] = balanced(counts)
+    return counts
+
+
+def balanced(counts: CleanCounts) -> bool:
+    """True when every row in is in silver, the quarantine or deduplicated, each once: false
+    when a row was lost or doubled between the counts, or deduplication put out more rows than
+    went in."""
+    out = counts["rows_out"] + counts["rows_quarantined"] + counts["rows_deduplicated"]
+    return counts["exact_duplicates"] >= 0 and counts["rows_in"] == out
 
 
 def _new_batches(run: Run, bronze_name: str, dataset: str) -> list[str]:
