@@ -9,6 +9,7 @@ import pytest
 from deepspark.config import ConfigError, Expectation, ValidateConfig
 from deepspark.run import Run, StageFailed
 from deepspark.stages.validate import RESULTS, ExpectationError, build_suite, open_context, validate
+from pyspark import StorageLevel
 
 
 def suite_config(**suites) -> ValidateConfig:
@@ -70,6 +71,8 @@ def test_warnings_are_recorded_and_the_run_goes_on(spark, config, tables, silver
     docs = Path(result.metrics["data_docs"].removeprefix("file://"))
     assert docs.name == "index.html" and docs.is_file()
     assert "orders" in "".join(p.name for p in docs.parent.rglob("*.html"))
+    # GX caches a batch's DataFrame by default and never frees it; validate asks it not to.
+    assert tables.read("silver.orders").storageLevel == StorageLevel(False, False, False, False, 1)
 
 
 def test_a_critical_failure_stops_the_run_naming_expectation_column_and_value(
