@@ -3,7 +3,8 @@
 The driver waits on the JVM while Spark runs a job, so sampling the driver's main thread every
 ``--interval`` seconds and noting the innermost deepspark line on its stack attributes the
 wall time of every Spark job, and of the Python in between, to the line that asked for it.
-Runs the stages of ``bench/pipeline.py`` over the same generated landing data. Usage:
+Runs the stages of ``bench/pipeline.py`` over the same generated landing data, up to the last
+one profiled. Usage:
 
     .venv/bin/python bench/hotspots.py [--rows 1000000] [--stages clean,analytics] [--top 15]
 """
@@ -66,8 +67,12 @@ def main() -> None:
     landing_parent = args.scratch / f"rows-{args.rows}"
     landing_parent.mkdir(parents=True, exist_ok=True)
     profiled = set(args.stages.split(","))
+    unknown = sorted(profiled - set(pipeline.STAGES))
+    if unknown:
+        parser.error(f"--stages: {', '.join(unknown)}; expected some of {pipeline.STAGES}")
+    last = max(pipeline.STAGES.index(name) for name in profiled)
     with pipeline.prepared_run(args.rows, args.master, landing_parent) as (run, registry):
-        for name in pipeline.STAGES:
+        for name in pipeline.STAGES[: last + 1]:  # the stages after the last profiled one need not run
             began = time.perf_counter()
             with LineSampler(threading.get_ident(), args.interval) as sampler:
                 run.results[name] = registry[name](run)
