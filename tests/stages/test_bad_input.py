@@ -4,6 +4,7 @@ reason, and every landed row is accounted for (bronze = silver + quarantined + d
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 from collections import Counter
@@ -14,6 +15,8 @@ from deepspark.config import CleanConfig, DatasetCleaning, IngestConfig, SourceC
 from deepspark.errors import describe
 from deepspark.pipeline import run_pipeline
 from deepspark.run import Run, StageFailed
+from deepspark.stages.ingest import list_landed_files, read_contents
+from deepspark.tables import hadoop_uri
 from pyspark.sql import functions as F
 
 HEADER = "id,name,amount,born\n"
@@ -124,6 +127,21 @@ def test_latin1_and_invalid_utf8_bytes_are_decoded_value_by_value(land, run_stag
     assert names == {1: "Chloé", 2: "Zoë", 3: "RenÃ©e ÿþ"}
 
 
+def test_only_uncompressed_valid_utf8_files_skip_the_check_per_value(spark, land, landing):
+    files = {
+        "utf8.csv": (HEADER + "1,Chloé,3.5,1990-01-01\n").encode(),
+        "latin1.csv": (HEADER + "2,Zoë,4,1991-01-01\n").encode("latin-1"),
+        "a.csv.gz": gzip.compress((HEADER + "3,Anna,5,1992-01-01\n").encode()),
+    }
+    for name, content in files.items():
+        land(f"people/{name}", content)
+    contents = read_contents(spark, list_landed_files(spark, hadoop_uri(landing / "people")))
+    assert [Path(location).name for location in contents.utf8] == ["utf8.csv"]
+    assert {Path(path).name: sha for path, sha in contents.sha256.items()} == {
+        name: hashlib.sha256(content).hexdigest() for name, content in files.items()
+    }
+
+
 def test_extra_and_missing_columns_quarantine_the_file_naming_both(land, run_stages, tables):
     land("people/extra.csv", "id,name,amount,born,vip\n1,Anna,3.5,1990-01-01,yes\n")
     land("people/missing.csv", "id,name,born\n2,Ben,1991-01-01\n")
@@ -222,6 +240,19 @@ def test_json_with_wrong_nested_types_broken_syntax_or_unknown_keys(land, run_st
         "json keys not in the declared ddl: surprise",
     )
     assert tables.read("silver.events").first().tags == ["a", "b"]
+
+
+def test_json_lines_keep_any_utf8_text_and_decode_other_bytes_line_by_line(land, run_stages, tables):
+    # One file: a line of valid UTF-8 beyond Latin-1, and a line written in Latin-1.
+    land(
+        "events/a.json",
+        '{"id": "1", "tags": [], "value": "Łódź 😀"}\n'.encode()
+        + '{"id": "2", "tags": [], "value": "Zoë"}\n'.encode("latin-1"),
+    )
+    run = run_stages()
+    assert_balanced(run, "events", 2)
+    assert {r.id: r.value for r in tables.read("silver.events").collect()} == {1: "Łódź 😀", 2: "Zoë"}
+    assert run.results["ingest"].metrics["events"]["redecoded"] == {"(record)": 1}
 
 
 def test_text_sources_land_one_row_per_file_and_log_empty_ones(spark, config, tables, land):

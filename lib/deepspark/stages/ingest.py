@@ -73,14 +73,23 @@ def list_landed_files(spark: SparkSession, folder: str) -> list[LandedFile]:
     return sorted(found, key=lambda f: f.path)
 
 
+def codec_of(spark: SparkSession, path: str):
+    """The Hadoop codec Spark's readers decompress the file with (by its extension: .gz, .bz2,
+    ...), or None."""
+    jvm = spark.sparkContext._jvm
+    codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()
+    )
+    return codecs.getCodec(jvm.org.apache.hadoop.fs.Path(path))
+
+
 def read_first_line(spark: SparkSession, path: str) -> str | None:
     """The first line of a file as Latin-1 text (bytes kept 1:1), or None when it is empty.
     Compressed files (``.gz``, ``.bz2``, ...) are decompressed by their codec, as Spark does."""
     jvm = spark.sparkContext._jvm
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    stream = hpath.getFileSystem(hadoop_conf).open(hpath)
-    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(hadoop_conf).getCodec(hpath)
+    stream = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(hpath)
+    codec = codec_of(spark, path)
     if codec is not None:
         stream = codec.createInputStream(stream)
     reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "ISO-8859-1"))
@@ -119,13 +128,18 @@ def redecoded_columns(flags: dict[str, Column]) -> Column:
 
 
 def read_csv_files(
-    spark: SparkSession, files: list[str], header: list[str], source: SourceConfig
+    spark: SparkSession, files: list[str], header: list[str], source: SourceConfig, utf8: bool = False
 ) -> DataFrame:
-    """Read files sharing one header; malformed lines keep their raw text in ``_corrupt_record``."""
+    """Read files sharing one header; malformed lines keep their raw text in ``_corrupt_record``.
+    ``utf8``: every byte of the files is known to be valid UTF-8, so they are read as UTF-8 and
+    no value needs the fallback charset (the same text, without the check per value)."""
     schema = ", ".join(f"`{c}` string" for c in header) + f", `{CORRUPT}` string"
     options = {"header": "true", **source.options}
-    options.update(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT, encoding="ISO-8859-1")
+    encoding = "UTF-8" if utf8 else "ISO-8859-1"
+    options.update(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT, encoding=encoding)
     df = spark.read.schema(schema).options(**options).csv(files)
+    if utf8:
+        return df.withColumn(REDECODED, F.array().cast("array<string>"))
     columns = [c for c in df.columns if c != CORRUPT]
     return df.select(
         *[repair_encoding(F.col(f"`{c}`"), source.fallback_encoding).alias(c) for c in df.columns],
@@ -133,23 +147,26 @@ def read_csv_files(
     )
 
 
-def csv_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -> DataFrame | None:
-    """Group the files by header; files whose header is not the declared one are schema drift."""
+def csv_to_bronze(
+    spark: SparkSession, files: list[str], source: SourceConfig, utf8: frozenset[str] = frozenset()
+) -> DataFrame | None:
+    """Group the files by header; files whose header is not the declared one are schema drift.
+    ``utf8``: the files known to be valid UTF-8 throughout (see :func:`read_csv_files`)."""
     declared = source.columns
     separator = source.options.get("sep", source.options.get("delimiter", ","))
     has_header = source.options.get("header", "true").lower() == "true"
-    groups: dict[tuple[str, ...], list[str]] = {}
+    groups: dict[tuple[tuple[str, ...], bool], list[str]] = {}
     for path in files:
         first = read_first_line(spark, path)
         if first is None:
             continue  # an empty file holds no records
         header = tuple(parse_header(first, separator)) if has_header else tuple(declared)
-        groups.setdefault(header, []).append(path)
+        groups.setdefault((header, path in utf8), []).append(path)
 
     frames = []
-    for header, paths in groups.items():
+    for (header, is_utf8), paths in groups.items():
         if list(header) == declared:
-            df = read_csv_files(spark, paths, declared, source)
+            df = read_csv_files(spark, paths, declared, source, is_utf8)
             frames.append(
                 df.select(
                     *declared,
@@ -167,7 +184,7 @@ def csv_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -
         missing = [c for c in declared if c not in names]
         extra = [c for c in names if c not in declared]
         rule = f"csv header {list(header)} is not the declared {declared}: missing {missing}, extra {extra}"
-        df = read_csv_files(spark, paths, names, source)
+        df = read_csv_files(spark, paths, names, source, is_utf8)
         raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in names])))
         frames.append(
             df.select(
@@ -184,12 +201,15 @@ def csv_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -
 
 def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -> DataFrame:
     """Parse JSON lines against the declared DDL; unparseable lines, values of the wrong type
-    and records with undeclared keys keep their raw line."""
+    and records with undeclared keys keep their raw line. Spark's text source keeps each line's
+    bytes undecoded: a line that is not valid UTF-8 is decoded with the fallback charset."""
     lines = spark.read.text(files).filter(F.trim("value") != "")
-    line = repair_encoding(F.col("value"), source.fallback_encoding)
+    raw = F.col("value")
+    redecoded = ~F.is_valid_utf8(raw)
+    line = F.when(redecoded, F.decode(raw.cast("binary"), source.fallback_encoding)).otherwise(raw)
     schema = f"{source.ddl}, `{CORRUPT}` string"
     parsed = lines.select(
-        redecoded_columns({WHOLE_RECORD: is_redecoded(F.col("value"))}).alias(REDECODED),
+        redecoded_columns({WHOLE_RECORD: redecoded}).alias(REDECODED),
         line.alias("_line"),
         F.from_json(line, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}).alias(
             "_parsed"
@@ -220,10 +240,13 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
     )
 
 
-def files_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) -> DataFrame | None:
-    """Read one source's new files into bronze's shape (before metadata)."""
+def files_to_bronze(
+    spark: SparkSession, files: list[str], source: SourceConfig, utf8: frozenset[str] = frozenset()
+) -> DataFrame | None:
+    """Read one source's new files into bronze's shape (before metadata). ``utf8``: the files
+    known to be valid UTF-8 throughout (a CSV source reads them without a check per value)."""
     if source.format == "csv":
-        return csv_to_bronze(spark, files, source)
+        return csv_to_bronze(spark, files, source, utf8)
     if source.format == "json":
         return json_to_bronze(spark, files, source)
     if source.format == "image":
@@ -280,14 +303,35 @@ def new_files(
     return [f for f in landed if f.path not in seen]
 
 
-def content_hashes(spark: SparkSession, files: list[LandedFile]) -> dict[str, str]:
-    """SHA-256 of each file's bytes, computed on the executors (Spark's binaryFile source, so a
-    file must be under its 2 GiB limit)."""
+@dataclass(frozen=True)
+class Contents:
+    """What one read of the new files' bytes tells: ``sha256`` by path, and the ``utf8`` files
+    (by location): uncompressed ones whose every byte is valid UTF-8."""
+
+    sha256: dict[str, str]
+    utf8: frozenset[str]
+
+
+def read_contents(spark: SparkSession, files: list[LandedFile], check_utf8: bool = True) -> Contents:
+    """Each file's SHA-256 and (``check_utf8``) whether its bytes are valid UTF-8, computed on
+    the executors (Spark's binaryFile source, so a file must be under its 2 GiB limit)."""
     if not files:
-        return {}
+        return Contents({}, frozenset())
     frame = spark.read.format("binaryFile").load([f.location for f in files])
-    found = {r.path: r.sha for r in frame.select("path", F.sha2("content", 256).alias("sha")).collect()}
-    return {f.path: found.get(f.path, found.get(f.location)) for f in files}
+    utf8 = F.is_valid_utf8(F.col("content").cast("string")) if check_utf8 else F.lit(False)
+    found = {
+        r.path: r
+        for r in frame.select("path", F.sha2("content", 256).alias("sha"), utf8.alias("utf8")).collect()
+    }
+    facts = {f.path: found.get(f.path, found.get(f.location)) for f in files}
+    return Contents(
+        sha256={path: row.sha if row else None for path, row in facts.items()},
+        utf8=frozenset(
+            f.location
+            for f in files
+            if facts[f.path] and facts[f.path].utf8 and codec_of(spark, f.location) is None
+        ),
+    )
 
 
 def find_replays(
@@ -372,10 +416,13 @@ def ingest(run: Run) -> StageResult:
             batch = run.tables.version(table) + 1 if run.tables.exists(table) else 0
             bronze_now = run.tables.read(table, version=batch - 1) if batch else None
             fresh = new_files(landed, ledger, bronze_now, name)
-            hashes = content_hashes(run.spark, fresh)
+            # Only a CSV source reads valid UTF-8 files differently (csv_to_bronze).
+            contents = read_contents(run.spark, fresh, check_utf8=source.format == "csv")
+            hashes = contents.sha256
             replays = find_replays(fresh, hashes, ledger, name) if run.config.ingest.replays == "skip" else {}
             to_read = [f for f in fresh if f.path not in replays]
-            frame = files_to_bronze(run.spark, [f.location for f in to_read], source) if to_read else None
+            locations = [f.location for f in to_read]
+            frame = files_to_bronze(run.spark, locations, source, contents.utf8) if to_read else None
             if frame is None:
                 break
             written = run.tables.write(
