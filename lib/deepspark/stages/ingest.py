@@ -108,17 +108,21 @@ def parse_header(line: str, separator: str = ",") -> list[str]:
     return [name.strip().strip('"').strip() for name in line.split(separator)]
 
 
+def decode_bytes(raw: Column, fallback: str) -> Column:
+    """A string holding undecoded bytes, as UTF-8 text when they are valid UTF-8 and as
+    ``fallback``-decoded text otherwise: each value decides for itself."""
+    return F.when(F.is_valid_utf8(raw), raw).otherwise(F.decode(raw.cast("binary"), fallback))
+
+
 def repair_encoding(value: Column, fallback: str) -> Column:
-    """A string read as Latin-1 (bytes kept 1:1), returned as UTF-8 when its bytes are valid
-    UTF-8 and as ``fallback``-decoded text otherwise: each value decides for itself."""
-    raw = F.encode(value, "ISO-8859-1")
-    return F.when(is_redecoded(value), F.decode(raw, fallback)).otherwise(raw.cast("string"))
+    """A string read as Latin-1 (bytes kept 1:1), decoded as :func:`decode_bytes` does."""
+    return decode_bytes(_latin1_bytes(value), fallback)
 
 
 def is_redecoded(value: Column) -> Column:
     """True where a Latin-1-read string's bytes are not valid UTF-8 (:func:`repair_encoding` uses
     the fallback charset for it)."""
-    return ~F.is_valid_utf8(F.encode(value, "ISO-8859-1").cast("string"))
+    return ~F.is_valid_utf8(_latin1_bytes(value))
 
 
 def redecoded_columns(flags: dict[str, Column]) -> Column:
@@ -204,9 +208,8 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
     and records with undeclared keys keep their raw line. Spark's text source keeps each line's
     bytes undecoded: a line that is not valid UTF-8 is decoded with the fallback charset."""
     lines = spark.read.text(files).filter(F.trim("value") != "")
-    raw = F.col("value")
-    redecoded = ~F.is_valid_utf8(raw)
-    line = F.when(redecoded, F.decode(raw.cast("binary"), source.fallback_encoding)).otherwise(raw)
+    line = decode_bytes(F.col("value"), source.fallback_encoding)
+    redecoded = ~F.is_valid_utf8(F.col("value"))
     schema = f"{source.ddl}, `{CORRUPT}` string"
     parsed = lines.select(
         redecoded_columns({WHOLE_RECORD: redecoded}).alias(REDECODED),
@@ -512,3 +515,7 @@ def _unique_names(header: tuple[str, ...]) -> list[str]:
         name = name or f"_c{i}"
         names.append(name if name not in names else f"{name}_{i}")
     return names
+
+
+def _latin1_bytes(value: Column) -> Column:
+    return F.encode(value, "ISO-8859-1").cast("string")
