@@ -242,6 +242,37 @@ def test_json_with_wrong_nested_types_broken_syntax_or_unknown_keys(land, run_st
     assert tables.read("silver.events").first().tags == ["a", "b"]
 
 
+def test_json_keys_are_checked_whether_or_not_each_declared_key_is_there(spark, tmp_path):
+    from deepspark.stages.ingest import json_to_bronze
+
+    lines = {
+        '{"id": "1", "tags": [], "value": "x"}': (None, None),
+        '{"value": "x", "id": "2"}': (None, None),  # a declared key left out is a null
+        "{}": (None, None),
+        '{"id": "3", "id": "4"}': ("malformed", "json: a key appears more than once"),
+        '{"id": "5", "id": "5", "tags": [], "value": "x"}': (
+            "malformed",
+            "json: a key appears more than once",
+        ),
+        '{"id": "6", "other": 1, "more": 2, "other": 3}': ("malformed", "json: a key appears more than once"),
+        '{"id": "7", "other": 1, "more": 2}': (
+            "schema_drift",
+            "json keys not in the declared ddl: other, more",
+        ),
+        '{"other": 1}': ("schema_drift", "json keys not in the declared ddl: other"),
+        '["id", "tags"]': ("malformed", "json: not a record of the declared ddl (syntax or value types)"),
+    }
+    path = tmp_path / "events.json"
+    path.write_text("".join(line + "\n" for line in lines))
+    found = json_to_bronze(spark, [str(path)], EVENTS).collect()
+    raw = {r["_raw_record"] or r["id"] or "{}": (r["_ingest_issue"], r["_ingest_rule"]) for r in found}
+    expected = {
+        line if issue else (json.loads(line).get("id") or "{}"): (issue, rule)
+        for line, (issue, rule) in lines.items()
+    }
+    assert raw == expected
+
+
 def test_json_lines_keep_any_utf8_text_and_decode_other_bytes_line_by_line(land, run_stages, tables):
     # One file: a line of valid UTF-8 beyond Latin-1, and a line written in Latin-1.
     land(

@@ -127,8 +127,12 @@ def is_redecoded(value: Column) -> Column:
 
 def redecoded_columns(flags: dict[str, Column]) -> Column:
     """The names of the columns whose flag is true, as an array (empty when none)."""
-    named = [F.when(flag, F.lit(name)) for name, flag in flags.items()]
-    return F.filter(F.array(*named), lambda name: name.isNotNull()) if named else F.array()
+    none = F.array().cast("array<string>")
+    # Arrays joined, not a filter lambda over one array: a lambda takes the whole projection
+    # out of code generation (JSON lines' parse 1.7x as long).
+    return F.concat(
+        none, *[F.when(flag, F.array(F.lit(name))).otherwise(none) for name, flag in flags.items()]
+    )
 
 
 def read_csv_files(
@@ -220,24 +224,33 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
         F.input_file_name().alias("_source_file"),
     )
     declared = [f for f in parsed.schema["_parsed"].dataType.fieldNames() if f != CORRUPT]
-    keys = F.json_object_keys("_line")
-    extra = F.filter(keys, lambda k: ~F.array_contains(F.array(*[F.lit(c) for c in declared]), k))
+    # The keys are a column of their own, read by the next step: Spark parses them once, not
+    # once for every column that asks.
+    keyed = parsed.withColumn("_keys", F.json_object_keys("_line"))
+    keys = F.col("_keys")
+    # As many keys as declared ones found: no key repeats and none is undeclared. Only other
+    # lines need the costlier checks, which allocate per row.
+    found = reduce(Column.__add__, [F.array_contains(keys, c).cast("int") for c in declared])
+    plain = F.size(keys) == found
+    extra = F.array_except(keys, F.array(*[F.lit(c) for c in declared]))
     broken = F.col(f"_parsed.{CORRUPT}").isNotNull() | keys.isNull()
     # {"id": 1, "id": 2}: parsers disagree on which value wins, so neither may.
-    repeated = F.size(keys) != F.size(F.array_distinct(keys))
-    malformed = broken | repeated
-    drifted = F.size(extra) > 0
-    issue = F.when(malformed, F.lit("malformed")).when(drifted, F.lit("schema_drift"))
-    rule = (
-        F.when(broken, F.lit("json: not a record of the declared ddl (syntax or value types)"))
-        .when(repeated, F.lit("json: a key appears more than once"))
-        .when(drifted, F.concat(F.lit("json keys not in the declared ddl: "), F.array_join(extra, ", ")))
+    repeated = ~plain & (F.size(keys) != F.size(F.array_distinct(keys)))
+    drifted = ~plain & (F.size(extra) > 0)
+    checked = keyed.withColumns(
+        {
+            "_issue": F.when(broken | repeated, F.lit("malformed")).when(drifted, F.lit("schema_drift")),
+            "_rule": F.when(broken, F.lit("json: not a record of the declared ddl (syntax or value types)"))
+            .when(repeated, F.lit("json: a key appears more than once"))
+            .when(drifted, F.concat(F.lit("json keys not in the declared ddl: "), F.array_join(extra, ", "))),
+        }
     )
-    return parsed.select(
-        *[F.when(~malformed & ~drifted, F.col(f"_parsed.`{c}`")).alias(c) for c in declared],
-        F.when(malformed | drifted, F.col("_line")).alias("_raw_record"),
-        issue.alias("_ingest_issue"),
-        rule.alias("_ingest_rule"),
+    kept = F.col("_issue").isNull()
+    return checked.select(
+        *[F.when(kept, F.col(f"_parsed.`{c}`")).alias(c) for c in declared],
+        F.when(~kept, F.col("_line")).alias("_raw_record"),
+        F.col("_issue").alias("_ingest_issue"),
+        F.col("_rule").alias("_ingest_rule"),
         "_source_file",
         REDECODED,
     )
