@@ -98,6 +98,7 @@ def deepspark_run(rows: int, master: str, landing_parent: Path) -> dict:
             if stage.status != "ok":
                 raise RuntimeError(f"stage {name} ended {stage.status}: {stage.notes}")
             run.results[name] = stage
+        jvm_peak = pipeline.jvm_peak_mib(run.spark)  # before the checks below add to it
         silver = {t: spark_digest(run.tables.read(f"silver.{t}"), k) for t, k in SILVER.items()}
         gold = {
             t: spark_digest(rounded(run.tables.read(f"gold.{t}"), ordered), k)
@@ -123,6 +124,7 @@ def deepspark_run(rows: int, master: str, landing_parent: Path) -> dict:
         }
         return {
             "seconds": seconds,
+            "driver_jvm_peak_mib": jvm_peak,
             "silver": silver,
             "quarantine": quarantine_counts(run.tables.read("quarantine.rows")),
             "gold": gold,
@@ -144,6 +146,7 @@ def spark_run(rows: int, master: str, landing_parent: Path) -> dict:
     spark.sparkContext.setLogLevel("ERROR")
     try:
         seconds, found = plain_spark.run(spark, landing_parent / "landing", out, key())
+        jvm_peak = pipeline.jvm_peak_mib(spark)
         read = spark.read.format("delta").load
         silver = {t: spark_digest(read(str(out / "silver" / t)), k) for t, k in SILVER.items()}
         gold = {
@@ -152,6 +155,7 @@ def spark_run(rows: int, master: str, landing_parent: Path) -> dict:
         }
         return {
             "seconds": seconds,
+            "driver_jvm_peak_mib": jvm_peak,
             "silver": silver,
             "quarantine": quarantine_counts(read(str(out / "quarantine"))),
             "gold": gold,
@@ -254,6 +258,15 @@ def summary(result: dict) -> dict[str, dict]:
     return table
 
 
+def jvm_peaks(result: dict) -> dict[str, float]:
+    """The median driver JVM peak (VmHWM, MiB) of each Spark engine's runs: in local mode the
+    executors live in that JVM, so it is the whole job's memory."""
+    return {
+        e: spread([r["driver_jvm_peak_mib"] for r in result["runs"][e]])["median"]
+        for e in ("deepspark", "spark")
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -272,6 +285,7 @@ def main() -> None:
     if not args.json:
         for stage, row in result["summary"].items():
             print(f"{stage:9} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items() if v is not None))
+        print("driver JVM peak, MiB: " + "  ".join(f"{e} {v:,.0f}" for e, v in jvm_peaks(result).items()))
         for check, passed in result["checks"].items():
             print(f"{'ok' if passed else 'DIFFERS'}: {check}")
     print(json.dumps(result))

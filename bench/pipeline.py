@@ -76,7 +76,7 @@ def one_run(rows: int, master: str, landing_parent: Path) -> dict:
             result["stages"][name] = {"seconds": round(seconds, 2), "rows_in": stage.rows_in}
         result["landed"] = result["stages"]["ingest"]["rows_in"]
         result["driver_python_peak_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        result["driver_jvm_peak_mib"] = round(vm_hwm_kib(run.spark.sparkContext._gateway.proc.pid) / 1024)
+        result["driver_jvm_peak_mib"] = jvm_peak_mib(run.spark)
         return result
 
 
@@ -84,6 +84,11 @@ def land(rows: int, master: str, landing_parent: Path) -> dict:
     """Only generate the size's landing data, so that no measured run does."""
     with prepared_run(rows, master, landing_parent) as (run, _):
         return {"rows": rows, "landing": str(run.config.landing_root)}
+
+
+def jvm_peak_mib(spark) -> int:
+    """The peak resident memory so far of the session's driver JVM (started by this process)."""
+    return round(vm_hwm_kib(spark.sparkContext._gateway.proc.pid) / 1024)
 
 
 def vm_hwm_kib(pid: int) -> int:

@@ -325,7 +325,12 @@ def anchors_table(measured: dict, table: dict) -> list[str]:
         cells = [f"{f[e]:,.1f}" if f[e] is not None else "-" for e in anchors.ENGINES]
         duckdb = f"{f['deepspark / duckdb']:.1f}x" if f["deepspark / duckdb"] is not None else "-"
         lines.append(row([stage, *cells, f"{f['deepspark / spark']:.2f}x", duckdb]))
-    lines.append("")
+    peaks = anchors.jvm_peaks(measured)
+    lines += [
+        "",
+        f"Driver JVM peak: deepspark {peaks['deepspark']:,.0f} MiB, plain PySpark {peaks['spark']:,.0f} MiB.",
+        "",
+    ]
     lines += [f"- {'equal' if ok else 'DIFFERENT'}: {name}" for name, ok in measured["checks"].items()]
     return lines
 

@@ -67,8 +67,14 @@ def test_anchor_ratios_per_stage_with_no_duckdb_figure_where_duckdb_has_no_such_
     measured = {
         "rows": 1_000_000,
         "runs": {
-            "deepspark": [{"seconds": dict.fromkeys(stages, 13.0)} for _ in range(3)],
-            "spark": [{"seconds": dict.fromkeys(stages, 10.0)}, {"seconds": dict.fromkeys(stages, 11.0)}],
+            "deepspark": [
+                {"seconds": dict.fromkeys(stages, 13.0), "driver_jvm_peak_mib": peak}
+                for peak in (3000, 3100, 5000)
+            ],
+            "spark": [
+                {"seconds": dict.fromkeys(stages, 10.0), "driver_jvm_peak_mib": 4000},
+                {"seconds": dict.fromkeys(stages, 11.0), "driver_jvm_peak_mib": 4200},
+            ],
             "duckdb": [{"seconds": single_node}],
         },
         "checks": {"silver.orders: plain PySpark = deepspark": True, "rules: plain MLlib = deepspark": False},
@@ -82,4 +88,5 @@ def test_anchor_ratios_per_stage_with_no_duckdb_figure_where_duckdb_has_no_such_
     assert "| validate | 13.0 | 10.5 | - | 1.24x | - |" in text
     assert "| features | 13.0 | 10.5 | 0.5 | 1.24x | 26.0x |" in text
     assert "- DIFFERENT: rules: plain MLlib = deepspark" in text
+    assert "Driver JVM peak: deepspark 3,100 MiB, plain PySpark 4,100 MiB." in text
     assert bench.verdict("analytics, deepspark / plain PySpark", 1.24) == "<= 1.3: met"
