@@ -68,11 +68,32 @@ def test_warnings_are_recorded_and_the_run_goes_on(spark, config, tables, silver
     }
     saved = json.loads((run.run_dir / "validation" / "orders.json").read_text())
     assert saved["success"] is False and len(saved["results"]) == 2
+    # Unexpected values found: the suite ran again with samples of them, replacing the first
+    # result in GX's store (one per run) rather than adding a second.
+    in_set = next(
+        r for r in saved["results"] if r["expectation_config"]["type"] == "expect_column_values_to_be_in_set"
+    )
+    assert in_set["result"]["partial_unexpected_counts"] == [{"value": "fax", "count": 1}]
+    stored_runs = list((config.run.data_root / "gx").rglob("validations/orders/**/*.json"))
+    assert len(stored_runs) == 1
     docs = Path(result.metrics["data_docs"].removeprefix("file://"))
     assert docs.name == "index.html" and docs.is_file()
     assert "orders" in "".join(p.name for p in docs.parent.rglob("*.html"))
     # GX caches a batch's DataFrame by default and never frees it; validate asks it not to.
     assert tables.read("silver.orders").storageLevel == StorageLevel(False, False, False, False, 1)
+
+
+def test_a_suite_that_finds_no_unexpected_value_runs_once_without_samples(
+    spark, config, tables, silver_orders
+):
+    settings = suite_config(
+        orders=[{"expectation": "expect_column_values_to_be_unique", "kwargs": {"column": "order_id"}}]
+    )
+    run = run_validate(spark, config, tables, settings)
+    assert run.results["validate"].status == "ok"
+    (result,) = json.loads((run.run_dir / "validation" / "orders.json").read_text())["results"]
+    assert result["result"]["unexpected_count"] == 0 and result["result"]["element_count"] == 4
+    assert "partial_unexpected_counts" not in result["result"]  # the counts-only run, kept
 
 
 def test_a_critical_failure_stops_the_run_naming_expectation_column_and_value(
