@@ -10,6 +10,7 @@ import pytest
 from deepspark.config import ConfigError, FeaturesConfig, FeatureSet, load_config
 from deepspark.lineage import latest_features
 from deepspark.stages.features import (
+    Inputs,
     build_feature_set,
     feature_layout,
     feature_pipeline,
@@ -139,6 +140,29 @@ def people_config(base_config, tmp_path):
         )
 
     return make
+
+
+def test_sets_over_one_input_read_it_once_and_the_last_frees_it(spark, people, people_config):
+    config = people_config("features.sets.people.numeric=[spend]")
+    sets = {
+        "first": spec(numeric=["spend"]),
+        "second": spec(numeric=["visits"]),
+        "other": spec(input="silver.visits", numeric=["visits"]),
+    }
+    tables = Tables(spark, config)
+    tables.write(people, "silver.people", mode="overwrite")
+    tables.write(people, "silver.visits", mode="overwrite")
+    inputs = Inputs(tables, config, sets)
+    shared = inputs.read("first")
+    assert inputs.read("second") is shared and inputs.read("other") is not shared
+    assert shared.storageLevel.useMemory
+    inputs.done("first")
+    assert shared.storageLevel.useMemory  # "second" still reads it
+    inputs.done("second")
+    assert not shared.storageLevel.useMemory
+    other = inputs.read("other")
+    inputs.close()
+    assert not other.storageLevel.useMemory
 
 
 def test_fitted_once_per_input_version_then_reused(spark, people, people_config):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -211,24 +212,77 @@ def check_columns(df: DataFrame, spec: FeatureSet, key: str, config: Config) -> 
 # --- the stage ---------------------------------------------------------------------------------
 
 
+class Inputs:
+    """The sets' input DataFrames at pinned versions, each read and cached once for all the sets
+    that read the same input at the same versions (two sets over one view compute it once), and
+    freed after the last of them."""
+
+    def __init__(self, tables: Tables, config: Config, sets: dict[str, FeatureSet]):
+        self.tables, self.config, self.sets = tables, config, sets
+        self.versions = {name: input_versions(tables, config, spec) for name, spec in sets.items()}
+        self._keys = {
+            name: (spec.input, tuple(sorted(self.versions[name].items()))) for name, spec in sets.items()
+        }
+        self._readers = Counter(self._keys.values())
+        self._cached: dict[tuple, DataFrame] = {}
+
+    def read(self, name: str) -> DataFrame:
+        key = self._keys[name]
+        if key not in self._cached:
+            self._cached[key] = read_input(
+                self.tables, self.config, self.sets[name], self.versions[name]
+            ).cache()
+        return self._cached[key]
+
+    def done(self, name: str) -> None:
+        """``name`` reads its input no more; the last set to read it frees it."""
+        key = self._keys[name]
+        self._readers[key] -= 1
+        if self._readers[key] == 0 and key in self._cached:
+            self._cached.pop(key).unpersist()
+
+    def close(self) -> None:
+        for frame in self._cached.values():
+            frame.unpersist()
+        self._cached.clear()
+
+
 def build_features(run: Run) -> StageResult:
     if not run.config.features.sets:
         return skipped("no features.sets in conf")
     result = StageResult()
-    for name, spec in run.track("features (sets)", run.config.features.sets.items()):
-        built = build_feature_set(run.tables, run.config, name, spec)
-        result.rows_in += built["rows"]
-        result.rows_out += built["rows"]
-        result.tables[built["table"]] = built["version"]
-        result.metrics[name] = built
+    inputs = Inputs(run.tables, run.config, run.config.features.sets)
+    try:
+        for name, spec in run.track("features (sets)", run.config.features.sets.items()):
+            built = build_feature_set(run.tables, run.config, name, spec, inputs)
+            result.rows_in += built["rows"]
+            result.rows_out += built["rows"]
+            result.tables[built["table"]] = built["version"]
+            result.metrics[name] = built
+    finally:
+        inputs.close()
     return result
 
 
-def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSet) -> dict:
+def build_feature_set(
+    tables: Tables, config: Config, name: str, spec: FeatureSet, inputs: Inputs | None = None
+) -> dict:
     """Fit (or reuse) the set's pipeline on pinned input versions and write its gold table; when
-    gold already holds this model's output for these versions, leave it as it is."""
+    gold already holds this model's output for these versions, leave it as it is. ``inputs``:
+    the stage's, shared with the other sets (by default, this set's own)."""
+    own = inputs is None
+    inputs = Inputs(tables, config, {name: spec}) if own else inputs
+    try:
+        return _build_feature_set(tables, config, name, spec, inputs)
+    finally:
+        inputs.done(name)
+        if own:
+            inputs.close()
+
+
+def _build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSet, inputs: Inputs) -> dict:
     table = f"gold.{name}_features"
-    versions = input_versions(tables, config, spec)
+    versions = inputs.versions[name]
     identity = {**spec.model_dump(mode="json"), "view": config.features.views.get(spec.input)}
     folder = config.models_root / "features" / name / fingerprint(identity, versions, config.run.seed)
     latest = read_latest(config, name)
@@ -239,32 +293,29 @@ def build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureSe
         and tables.version(table) == latest["version"]
     ):
         return _built(latest, reused=True, rewritten=False)
-    source = read_input(tables, config, spec, versions).cache()
-    try:
-        check_columns(source, spec, f"features.sets.{name}", config)
-        manifest = read_manifest(folder)
-        reused = manifest is not None
-        if reused:
-            model = PipelineModel.load(model_uri(folder))
-        else:
-            model = feature_pipeline(spec, config.run.seed).fit(source)
-            layout = feature_layout(model, spec)
-            size = model.transform(source).schema[ASSEMBLED].metadata["ml_attr"]["num_attrs"]
-            if size != len(layout.names):  # a bug here would mislabel every importance and rule
-                raise RuntimeError(f"{name}: {len(layout.names)} feature names for {size} slots")
-            manifest = {
-                "feature_set": name,
-                "inputs": versions,
-                "config": identity,
-                "seed": config.run.seed,
-                "layout": layout.as_dict(),
-            }
-            save_model(model, folder, manifest)
-        written = tables.write(
-            to_gold(model.transform(source), spec), table, mode="overwrite", evolve_schema=True
-        )
-    finally:
-        source.unpersist()
+    source = inputs.read(name)
+    check_columns(source, spec, f"features.sets.{name}", config)
+    manifest = read_manifest(folder)
+    reused = manifest is not None
+    if reused:
+        model = PipelineModel.load(model_uri(folder))
+    else:
+        model = feature_pipeline(spec, config.run.seed).fit(source)
+        layout = feature_layout(model, spec)
+        size = model.transform(source).schema[ASSEMBLED].metadata["ml_attr"]["num_attrs"]
+        if size != len(layout.names):  # a bug here would mislabel every importance and rule
+            raise RuntimeError(f"{name}: {len(layout.names)} feature names for {size} slots")
+        manifest = {
+            "feature_set": name,
+            "inputs": versions,
+            "config": identity,
+            "seed": config.run.seed,
+            "layout": layout.as_dict(),
+        }
+        save_model(model, folder, manifest)
+    written = tables.write(
+        to_gold(model.transform(source), spec), table, mode="overwrite", evolve_schema=True
+    )
     latest = {
         "table": table,
         "version": written.version,
