@@ -240,12 +240,15 @@ def test_incremental_runs_merge_into_silver_latest_wins(spark, config, tables):
     )
     (landing / "day1.csv").write_text("id,price,updated\n1,10,2024-01-01\n2,20,2024-01-01\n")
     run_pipeline(Run(narrowed, spark, tables, "day-1"), ["ingest", "clean"])
-    (landing / "day2.csv").write_text("id,price,updated\n1,11,2024-02-01\n2,19,2023-12-01\n3,30,2024-02-01\n")
+    (landing / "day2.csv").write_text(
+        "id,price,updated\n1,11,2024-02-01\n2,19,2023-12-01\n3,30,2024-02-01\n3,29,2024-01-15\n"
+    )
     second = Run(narrowed, spark, tables, "day-2")
     run_pipeline(second, ["ingest", "clean"])
 
     counts = second.results["clean"].metrics["shop"]
-    assert (counts["rows_in"], counts["rows_out"], counts["superseded"]) == (3, 2, 1)
+    assert (counts["rows_in"], counts["rows_out"]) == (4, 2)
+    assert (counts["superseded"], counts["key_duplicates"], counts["balanced"]) == (1, 1, True)
     prices = {r.id: r.price for r in tables.read("silver.shop").collect()}
     assert prices == {1: 11.0, 2: 20.0, 3: 30.0}
     assert tables.version("silver.shop") == 1  # day 1 wrote version 0, day 2 merged once

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from pyspark.errors import PySparkException
 from pyspark.ml.feature import Imputer
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, NumericType, StringType
 
@@ -49,17 +49,20 @@ WARN_QUARANTINED_SHARE = 0.5  # a batch losing more than this to quarantine is a
 TOP_RULES = 3
 TYPED = "__typed_"  # prefix of the converted copy of a column, next to its text
 FATE = "_fate"  # silver | quarantine | duplicate_key | superseded
+UNKEPT_METADATA = ["_source_file", "_ingested_at", "_redecoded"]  # in neither silver nor the quarantine
+ACCEPTED_FATES = ("silver", "duplicate_key", "superseded")  # the fates of rows no rule rejected
 
 
 @dataclass
 class Cleaned:
     """What cleaning a batch decided, lazily: ``tagged`` (cached) holds every unique row (exact
-    duplicates dropped) with the rule it broke, if any; ``fates`` one row per unique row with its
-    ``_fate``; ``silver`` and ``rejected`` the rows each table receives. ``release()`` frees the
-    cache."""
+    duplicates dropped) with the rule it broke, if any; ``silver`` and ``rejected`` the rows each
+    table receives; ``fates`` counts the accepted rows by ``_fate`` (silver, duplicate_key,
+    superseded) as ``silver`` is computed, so it is ready once silver is written, with no job of
+    its own. ``release()`` frees the cache."""
 
     tagged: DataFrame
-    fates: DataFrame
+    fates: Observation
     silver: DataFrame
     rejected: DataFrame
     content: list[str]
@@ -338,7 +341,10 @@ def clean_dataset(
     """The pure part of the stage: new bronze rows in, every row's fate out. Like pyspark.ml's
     estimators it caches the intermediate its statistics read twice; ``release()`` frees it.
     ``null_values``: the source's tokens for "no value"."""
-    normalized = reshape(null_tokens(normalize_text(bronze, rules.columns), list(null_values)), rules)
+    # Dropped first: carried through deduplication's shuffle and the cache, they cost bytes on
+    # every row (a file's URI each) that no output keeps.
+    kept = bronze.drop(*UNKEPT_METADATA)
+    normalized = reshape(null_tokens(normalize_text(kept, rules.columns), list(null_values)), rules)
     unique = drop_exact_duplicates(normalized)
     tagged = tag_orphans(tag_row_rules(unique, rules.columns), rules.columns, references or {}).persist()
     bounds = outlier_bounds(tagged, rules.columns)
@@ -351,12 +357,15 @@ def clean_dataset(
         rules.columns,
     )
     marked = mark_duplicates(accepted, rules.keys, rules.order_by, current)
+    fates = Observation()
+    # Counted over every partition by the action that computes silver (a write or a merge's
+    # first job: each reads all of it), on the way to the filter below.
+    marked = marked.observe(fates, *[F.count_if(F.col(FATE) == fate).alias(fate) for fate in ACCEPTED_FATES])
     silver = protect(
-        marked.filter(F.col(FATE) == "silver").drop(FATE, "_source_file", "_ingested_at", "_redecoded"),
+        marked.filter(F.col(FATE) == "silver").drop(FATE),
         rules.columns,
         hmac_key,
     )
-    fates = marked.select(FATE).unionByName(rejected.select(FATE))
     return Cleaned(tagged, fates, silver, rejected, content_columns(bronze))
 
 
@@ -513,7 +522,6 @@ def clean_one(
     # so they neither drop nor repeat a row.
     rows_in = bronze.count()
     unique_rows = frames.tagged.count()
-    fates = {r[FATE]: r["count"] for r in frames.fates.groupBy(FATE).count().collect()}
     if current is None:
         written = run.tables.write(frames.silver, silver_name, mode="overwrite", evolve_schema=True)
     else:  # a merge reads its source four times
@@ -521,18 +529,19 @@ def clean_one(
         written = run.tables.merge(silver, silver_name, rules.keys)
         silver.unpersist()
     versions[silver_name] = written.version
+    fates = frames.fates.get
     rows_quarantined, reasons, top = 0, {}, []
-    if fates.get("quarantine"):
-        rejected = to_quarantine(frames.rejected, frames.content, dataset, run.run_id).persist()
-        by_rule = rejected.groupBy("reason", "rule").count().collect()
+    rejected = to_quarantine(frames.rejected, frames.content, dataset, run.run_id).persist()
+    by_rule = rejected.groupBy("reason", "rule").count().collect()
+    if by_rule:
         for row in by_rule:
             reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["count"]
         top = [(r["rule"], r["count"]) for r in sorted(by_rule, key=lambda r: -r["count"])[:TOP_RULES]]
         # Merged, so a batch cleaned again after a crash quarantines nothing twice.
         quarantine = run.tables.merge(rejected, QUARANTINE, QUARANTINE_KEYS)
-        rejected.unpersist()
         rows_quarantined = quarantine.rows_written
         versions[QUARANTINE] = quarantine.version
+    rejected.unpersist()
     frames.release()
     entries = run.spark.createDataFrame(
         [(dataset, b, run.run_id) for b in batches], "dataset string, batch_id string, run_id string"
