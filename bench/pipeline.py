@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -25,7 +26,9 @@ from stats import json_of
 
 STAGES = ["ingest", "clean", "validate", "features", "analytics"]
 RECORDS_PER_CUSTOMER = 7  # 1 customer record, 5 orders, 1 review
-DRIVER_MEMORY = "6g"  # local mode: the executors live in the driver's heap (README: "Memory in local mode")
+# Local mode: the executors live in the driver's heap (README: "Memory in local mode"). Every
+# bench process (and the plain PySpark anchor's) takes it from the environment when set there.
+DRIVER_MEMORY = os.environ.get("DEEPSPARK_BENCH_DRIVER_MEMORY", "6g")
 BENCH_KEY = {"DEEPSPARK_SECRET_PII_HMAC_KEY": "bench-only-key"}
 
 
