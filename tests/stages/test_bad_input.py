@@ -15,7 +15,14 @@ from deepspark.config import CleanConfig, DatasetCleaning, IngestConfig, SourceC
 from deepspark.errors import describe
 from deepspark.pipeline import run_pipeline
 from deepspark.run import Run, StageFailed
-from deepspark.stages.ingest import list_landed_files, read_contents
+from deepspark.stages.ingest import (
+    LandedFile,
+    executor_facts,
+    find_replays,
+    list_landed_files,
+    local_facts,
+    read_contents,
+)
 from deepspark.tables import hadoop_uri
 from pyspark.sql import functions as F
 
@@ -140,6 +147,35 @@ def test_only_uncompressed_valid_utf8_files_skip_the_check_per_value(spark, land
     assert {Path(path).name: sha for path, sha in contents.sha256.items()} == {
         name: hashlib.sha256(content).hexdigest() for name, content in files.items()
     }
+
+
+def test_local_files_and_the_executors_agree_on_each_files_hash_and_utf8(spark, land, landing):
+    files = {
+        "utf8.csv": "Chloé Łódź 😀\n".encode(),
+        "latin1.csv": "Zoë\n".encode("latin-1"),
+        "cut.csv": "Chloé".encode()[:-1],  # ends inside a two-byte character
+        "empty.csv": b"",
+        "big.csv": ("é" * 700_000 + "\n").encode(),  # chunks of 1 MiB split a character
+    }
+    for name, content in files.items():
+        land(f"people/{name}", content)
+    landed = list_landed_files(spark, hadoop_uri(landing / "people"))
+    expected = {
+        name: (hashlib.sha256(content).hexdigest(), name in ("utf8.csv", "empty.csv", "big.csv"))
+        for name, content in files.items()
+    }
+    for facts in (local_facts(landed, utf8=True), executor_facts(spark, landed, utf8=True)):
+        assert {Path(path).name: fact for path, fact in facts.items()} == expected
+
+
+def test_an_empty_file_repeats_nothing_but_a_copy_of_a_file_with_bytes_is_a_replay():
+    empty, copy = hashlib.sha256(b"").hexdigest(), hashlib.sha256(b"1,Anna\n").hexdigest()
+    fresh = [
+        LandedFile(f"file:/l/{name}", size, 0, f"/l/{name}")
+        for name, size in [("a", 0), ("b", 0), ("c", 7), ("d", 7)]
+    ]
+    hashes = {"file:/l/a": empty, "file:/l/b": empty, "file:/l/c": copy, "file:/l/d": copy}
+    assert find_replays(fresh, hashes, None, "people") == {"file:/l/d": "file:/l/c"}
 
 
 def test_extra_and_missing_columns_quarantine_the_file_naming_both(land, run_stages, tables):
