@@ -151,7 +151,7 @@ def read_csv_files(
     options.update(mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT, encoding=encoding)
     df = spark.read.schema(schema).options(**options).csv(files)
     if utf8:
-        return df.withColumn(REDECODED, F.array().cast("array<string>"))
+        return df.withColumn(REDECODED, redecoded_columns({}))
     columns = [c for c in df.columns if c != CORRUPT]
     return df.select(
         *[repair_encoding(F.col(f"`{c}`"), source.fallback_encoding).alias(c) for c in df.columns],
@@ -279,7 +279,7 @@ def files_to_bronze(
             F.when(bad, F.lit("malformed")).alias("_ingest_issue"),
             F.when(bad, F.lit("image: not a decodable image")).alias("_ingest_rule"),
             F.col("image.origin").alias("_source_file"),
-            F.array().cast("array<string>").alias(REDECODED),
+            redecoded_columns({}).alias(REDECODED),
         )
     if source.format == "text":
         # One row per file unless wholetext: false asks for one row per line.
@@ -291,7 +291,7 @@ def files_to_bronze(
         "*",
         *[F.lit(None).cast(StringType()).alias(c) for c in PROBLEMS],
         F.input_file_name().alias("_source_file"),
-        F.array().cast("array<string>").alias(REDECODED),
+        redecoded_columns({}).alias(REDECODED),
     )
 
 
@@ -351,7 +351,7 @@ def local_facts(files: list[LandedFile], utf8: bool) -> dict[str, tuple[str | No
     """Path -> (SHA-256, valid UTF-8) of local files, streamed a few at a time (hashlib lets go
     of the GIL while it hashes)."""
     with ThreadPoolExecutor(min(4, len(files))) as pool:
-        facts = pool.map(partial(_local_facts, utf8=utf8), files)
+        facts = pool.map(partial(_file_facts, utf8=utf8), files)
         return {f.path: fact for f, fact in zip(files, facts, strict=True)}
 
 
@@ -371,27 +371,29 @@ def executor_facts(
     }
 
 
-def _local_facts(file: LandedFile, utf8: bool) -> tuple[str | None, bool]:
+def _file_facts(file: LandedFile, utf8: bool) -> tuple[str | None, bool]:
     """(SHA-256, valid UTF-8) of a local file's bytes, streamed; (None, False) when it is gone."""
     digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")() if utf8 else None
     try:
         with open(unquote(urlsplit(file.path).path), "rb") as stream:
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
-                if decoder is not None:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError:
-                        decoder = None  # not UTF-8: only the hash goes on
-                        utf8 = False
+                decoder = _still_utf8(decoder, chunk)
     except FileNotFoundError:
         return None, False
-    if decoder is not None:
-        try:
-            decoder.decode(b"", final=True)  # a file cut inside a character
-        except UnicodeDecodeError:
-            utf8 = False
-    return digest.hexdigest(), utf8
+    decoder = _still_utf8(decoder, b"", final=True)  # a file cut inside a character
+    return digest.hexdigest(), decoder is not None
+
+
+def _still_utf8(decoder, chunk: bytes, final: bool = False):
+    """The decoder after ``chunk``, or None once the bytes are not UTF-8 (only the hash goes on)."""
+    if decoder is None:
+        return None
+    try:
+        decoder.decode(chunk, final=final)
+        return decoder
+    except UnicodeDecodeError:
+        return None
 
 
 def find_replays(
