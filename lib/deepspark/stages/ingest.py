@@ -426,22 +426,23 @@ def count_committed(table: DataFrame, paths: list[str]) -> tuple[dict[str, int],
     mine = table.filter(F.col("_source_file").isin(paths))
     quotes = F.size(F.split(F.coalesce(F.col("_raw_record"), F.lit("")), '"')) - 1
     open_quote = (F.col("_ingest_issue") == "malformed") & (quotes % 2 == 1)
-    per_file: dict[str, int] = {}
-    issues: dict[str, dict[str, int]] = {}
-    grouped = mine.groupBy("_source_file", "_ingest_issue").agg(
+    # One job: the re-decoded lists are few distinct values, so they group beside the file.
+    lists = [REDECODED] if REDECODED in table.columns else []
+    grouped = mine.groupBy("_source_file", "_ingest_issue", *lists).agg(
         F.count(F.lit(1)).alias("count"), F.count(F.when(open_quote, True)).alias("open_quote")
     )
+    per_file: dict[str, int] = {}
+    issues: dict[str, dict[str, int]] = {}
+    redecoded: dict[str, int] = {}
     for row in grouped.collect():
         per_file[row["_source_file"]] = per_file.get(row["_source_file"], 0) + row["count"]
         if row["_ingest_issue"]:
             found = issues.setdefault(row["_source_file"], {})
-            found[row["_ingest_issue"]] = row["count"]
+            found[row["_ingest_issue"]] = found.get(row["_ingest_issue"], 0) + row["count"]
             if row["open_quote"]:
-                found["open_quote"] = row["open_quote"]
-    redecoded = {}
-    if REDECODED in table.columns:
-        exploded = mine.select(F.explode(REDECODED).alias("column")).groupBy("column").count()
-        redecoded = {r["column"]: r["count"] for r in exploded.collect()}
+                found["open_quote"] = found.get("open_quote", 0) + row["open_quote"]
+        for column in row.asDict().get(REDECODED) or []:
+            redecoded[column] = redecoded.get(column, 0) + row["count"]
     return per_file, issues, redecoded
 
 
