@@ -17,9 +17,10 @@ venv=${VENV:-.venv} airflow_venv=${AIRFLOW_VENV:-.airflow-venv}
 # 2 cores the suite is CPU-bound, so CPU is wall time. Measured as busy CPU-s (/proc/stat): a
 # cold iris `deepspark run --only ingest,clean,validate,features` 58 with C2, 35-42 with C1
 # (same wall alone); a warm session over tests/stages/test_bad_input.py 229 and 191 (wall +7%
-# alone). C1 alone shrinks the code cache to 48 MiB, which a whole run's JVM filled once in CI
-# ("Out of space in CodeCache for adapters" in analytics, after ingest to features had compiled
-# Spark's, Delta's and GX's code), so it keeps the 240 MiB that tiered compilation reserves.
+# alone). C1 alone shrinks the code cache to 48 MiB, and a whole run's JVM compiles more: 57 MiB
+# at its peak (-XX:+PrintCodeCache, the CLI run of tests/test_pipeline.py); once in CI its
+# analytics failed with "Out of space in CodeCache for adapters". So the JVMs keep the 240 MiB
+# that tiered compilation reserves.
 # A caller's non-empty SPARK_SUBMIT_OPTS or SPARK_DAEMON_JAVA_OPTS wins.
 c1_only="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$c1_only}" SPARK_DAEMON_JAVA_OPTS="${SPARK_DAEMON_JAVA_OPTS:-$c1_only}"
