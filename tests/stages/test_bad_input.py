@@ -116,6 +116,17 @@ def test_a_file_with_the_wrong_delimiter_is_schema_drift(land, run_stages, table
     assert "2;Ben;4;1991-02-03" in drift[0]["record"]
 
 
+def test_a_header_beyond_ascii_is_the_declared_one_in_utf8_and_in_the_fallback(spark, config, tables, land):
+    header = "id,größe,città\n"
+    land("sizes/utf8.csv", "\ufeff" + header + "1,42,Torino\n")
+    land("sizes/latin1.csv", (header + "2,43,Génova\n").encode("latin-1"))
+    sizes = SourceConfig(format="csv", path="sizes", columns=["id", "größe", "città"])
+    narrowed = config.model_copy(update={"ingest": IngestConfig(sources={"sizes": sizes})})
+    run_pipeline(Run(narrowed, spark, tables, "sizes-1"), ["ingest"])
+    rows = tables.read("bronze.sizes").select("id", "größe", "città", "_ingest_issue").collect()
+    assert sorted(tuple(r) for r in rows) == [("1", "42", "Torino", None), ("2", "43", "Génova", None)]
+
+
 def test_a_byte_order_mark_does_not_reach_the_data(land, run_stages, tables):
     land("people/a.csv", "\ufeff" + HEADER + "1,Anna,3.5,1990-01-01\n")
     run = run_stages()

@@ -105,10 +105,14 @@ def read_first_line(spark: SparkSession, path: str) -> str | None:
         reader.close()
 
 
-def parse_header(line: str, separator: str = ",") -> list[str]:
-    """Column names from a CSV header line read as Latin-1: BOM, quotes and spaces removed."""
-    bom_as_latin1 = BOM.encode("utf-8").decode("latin-1")
-    line = line.removeprefix(bom_as_latin1).removeprefix(BOM)
+def parse_header(line: str, separator: str = ",", fallback: str = "ISO-8859-1") -> list[str]:
+    """Column names from a CSV header line read as Latin-1 (bytes kept 1:1), decoded as its
+    values are (UTF-8 when valid, else ``fallback``): BOM, quotes and spaces removed."""
+    raw = line.encode("latin-1").removeprefix(BOM.encode("utf-8"))
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        line = raw.decode(fallback, errors="replace")  # a name it cannot decode is schema drift
     return [name.strip().strip('"').strip() for name in line.split(separator)]
 
 
@@ -172,7 +176,9 @@ def csv_to_bronze(
         first = read_first_line(spark, path)
         if first is None:
             continue  # an empty file holds no records
-        header = tuple(parse_header(first, separator)) if has_header else tuple(declared)
+        header = (
+            tuple(parse_header(first, separator, source.fallback_encoding)) if has_header else tuple(declared)
+        )
         groups.setdefault((header, path in utf8), []).append(path)
 
     frames = []
