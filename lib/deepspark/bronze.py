@@ -7,3 +7,8 @@ columns whose bytes were not UTF-8 and were decoded with the source's fallback c
 
 PROBLEMS = ["_raw_record", "_ingest_issue", "_ingest_rule"]
 """Set only on a malformed record: its raw text, what was wrong, and the rule it broke."""
+
+MALFORMED, SCHEMA_DRIFT = "malformed", "schema_drift"
+INGEST_ISSUES = (MALFORMED, SCHEMA_DRIFT)
+"""What ``_ingest_issue`` holds: a record the reader could not parse as declared, or a file whose
+header or keys are not the declared ones. Clean quarantines them under the same reasons."""

@@ -22,6 +22,7 @@ from deepspark.stages.clean.stage import (
     no_rows,
     normalize_text,
     outlier_bounds,
+    quarantine_warning,
     tag_orphans,
     tag_row_rules,
 )
@@ -193,6 +194,28 @@ def test_balanced_only_when_every_row_is_counted_once():
     assert not balanced(counts | {"rows_quarantined": 3})  # a row in the quarantine twice
     # More unique rows than rows in (a join that repeated rows), hidden in the sum:
     assert not balanced(counts | {"exact_duplicates": -1, "rows_deduplicated": 2, "rows_out": 6})
+
+
+def test_a_mostly_quarantined_batch_warns_pointing_at_the_conf_its_top_reason_comes_from():
+    counts = no_rows() | {"rows_in": 10, "rows_quarantined": 4, "rows_out": 6}
+    assert quarantine_warning("orders", counts | {"top_rules": [("qty: not a int", 4)]}) is None  # under half
+    typed = counts | {
+        "rows_quarantined": 8,
+        "quarantine_reasons": {"type_coercion": 6, "malformed": 2},
+        "top_rules": [("qty: not a int", 6), ("csv: wrong number of fields or broken quoting", 2)],
+    }
+    assert quarantine_warning("orders", typed) == (
+        "clean orders: 8 of 10 rows quarantined, 6 for 'qty: not a int'; "
+        "check clean.datasets.orders (types, null_values of the source) against quarantine.rows"
+    )
+    drift = "csv header ['id;qty'] is not the declared ['id', 'qty']: missing ['id', 'qty'], extra ['id;qty']"
+    drifted = typed | {
+        "quarantine_reasons": {"schema_drift": 7, "type_coercion": 1},
+        "top_rules": [(drift, 7)],
+    }
+    assert quarantine_warning("orders", drifted).endswith(
+        "check ingest.sources.orders (columns or ddl, options such as sep) against quarantine.rows"
+    )
 
 
 def test_clean_dataset_accounts_for_every_row(spark):

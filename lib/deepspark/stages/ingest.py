@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from deepspark.bronze import METADATA, PROBLEMS
+from deepspark.bronze import MALFORMED, METADATA, PROBLEMS, SCHEMA_DRIFT
 from deepspark.config import SourceConfig
 from deepspark.errors import describe
 from deepspark.run import Run, StageFailed, StageResult, skipped
@@ -189,7 +189,7 @@ def csv_to_bronze(
                 df.select(
                     *declared,
                     F.col(CORRUPT).alias("_raw_record"),
-                    F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed")).alias("_ingest_issue"),
+                    F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED)).alias("_ingest_issue"),
                     F.when(
                         F.col(CORRUPT).isNotNull(), F.lit("csv: wrong number of fields or broken quoting")
                     ).alias("_ingest_rule"),
@@ -208,7 +208,7 @@ def csv_to_bronze(
             df.select(
                 *[F.lit(None).cast("string").alias(c) for c in declared],
                 raw.alias("_raw_record"),
-                F.lit("schema_drift").alias("_ingest_issue"),
+                F.lit(SCHEMA_DRIFT).alias("_ingest_issue"),
                 F.lit(rule).alias("_ingest_rule"),
                 F.input_file_name().alias("_source_file"),
                 REDECODED,
@@ -249,7 +249,7 @@ def json_to_bronze(spark: SparkSession, files: list[str], source: SourceConfig) 
     drifted = ~plain & (F.size(extra) > 0)
     checked = keyed.withColumns(
         {
-            "_issue": F.when(broken | repeated, F.lit("malformed")).when(drifted, F.lit("schema_drift")),
+            "_issue": F.when(broken | repeated, F.lit(MALFORMED)).when(drifted, F.lit(SCHEMA_DRIFT)),
             "_rule": F.when(broken, F.lit("json: not a record of the declared ddl (syntax or value types)"))
             .when(repeated, F.lit("json: a key appears more than once"))
             .when(drifted, F.concat(F.lit("json keys not in the declared ddl: "), F.array_join(extra, ", "))),
@@ -282,7 +282,7 @@ def files_to_bronze(
         return df.select(
             "image",
             F.when(bad, F.col("image.origin")).alias("_raw_record"),
-            F.when(bad, F.lit("malformed")).alias("_ingest_issue"),
+            F.when(bad, F.lit(MALFORMED)).alias("_ingest_issue"),
             F.when(bad, F.lit("image: not a decodable image")).alias("_ingest_rule"),
             F.col("image.origin").alias("_source_file"),
             redecoded_columns({}).alias(REDECODED),
@@ -431,7 +431,7 @@ def count_committed(table: DataFrame, paths: list[str]) -> tuple[dict[str, int],
     re-decoded values per column."""
     mine = table.filter(F.col("_source_file").isin(paths))
     quotes = F.size(F.split(F.coalesce(F.col("_raw_record"), F.lit("")), '"')) - 1
-    open_quote = (F.col("_ingest_issue") == "malformed") & (quotes % 2 == 1)
+    open_quote = (F.col("_ingest_issue") == MALFORMED) & (quotes % 2 == 1)
     # One job: the re-decoded lists are few distinct values, so they group beside the file.
     lists = [REDECODED] if REDECODED in table.columns else []
     grouped = mine.groupBy("_source_file", "_ingest_issue", *lists).agg(

@@ -32,7 +32,7 @@ from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, NumericType, StringType
 
-from deepspark.bronze import METADATA, PROBLEMS
+from deepspark.bronze import INGEST_ISSUES, METADATA, PROBLEMS
 from deepspark.config import ColumnRule, ConfigError, DatasetCleaning
 from deepspark.errors import describe
 from deepspark.quarantine import KEYS as QUARANTINE_KEYS
@@ -413,9 +413,14 @@ def quarantine_warning(dataset: str, counts: CleanCounts) -> str | None:
     top = counts.get("top_rules") or []
     if not rows_in or rejected / rows_in <= WARN_QUARANTINED_SHARE or not top:
         return None
+    reasons = counts.get("quarantine_reasons") or {}
+    if max(reasons, key=reasons.get, default=None) in INGEST_ISSUES:  # the files, not the rules
+        check = f"ingest.sources.{dataset} (columns or ddl, options such as sep)"
+    else:
+        check = f"clean.datasets.{dataset} (types, null_values of the source)"
     return (
         f"clean {dataset}: {rejected} of {rows_in} rows quarantined, {top[0][1]} for '{top[0][0]}'; "
-        f"check clean.datasets.{dataset} (types, null_values of the source) against quarantine.rows"
+        f"check {check} against quarantine.rows"
     )
 
 
