@@ -155,6 +155,13 @@ def test_merge_rejects_a_source_with_duplicate_keys(spark, tables):
     assert tables.version("silver.dup") == 0
 
 
+def test_merge_of_an_empty_source_changes_nothing_and_says_so(spark, tables):
+    tables.write(frame(spark, [(1, "FR", 1.0)]), "silver.same")
+    result = tables.merge(frame(spark, []), "silver.same", ["id"])
+    assert (result.rows_written, tables.version("silver.same")) == (0, result.version)
+    assert rows_of(tables.read("silver.same"), "id") == [(1,)]
+
+
 def test_merge_into_a_new_table_creates_it(spark, tables):
     result = tables.merge(frame(spark, [(1, "FR", 1.0)]), "silver.fresh", ["id"])
     assert (result.version, result.rows_written) == (0, 1)

@@ -170,6 +170,7 @@ class DeltaSparkEngine:
         source = _refusing_duplicate_keys(source, keys)
         condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         write_id = uuid.uuid4().hex
+        before = self.version(path)
         self.spark.conf.set(USER_METADATA, write_id)  # merge takes no writer options
         try:
             (
@@ -184,6 +185,8 @@ class DeltaSparkEngine:
             raise _translate(error, path) from error
         finally:
             self.spark.conf.unset(USER_METADATA)
+        if self.version(path) == before:
+            return WriteResult(path, before, 0)  # an empty source: delta-spark commits nothing
         return self._result(path, write_id)
 
     def compact(self, path: str, zorder: list[str]) -> WriteResult:
