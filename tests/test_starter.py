@@ -13,11 +13,11 @@ from deepspark.starter import sniff_csv, write_starter
 from deepspark.tables import Tables
 
 PEOPLE = (
-    "person_id;name;born;height;visits;note\n"
-    '1;Ada;1990-01-02;1.65;3.0;"likes\nnew lines"\n'
-    "2;Ben;1985-11-30;NA;4.0;plain\n"
-    "3;Cy;2001-05-06;1.80;NA;NA\n"
-    "4;Di;1979-02-14;1.72;10.0;fine\n"
+    "person_id;name;born;height;visits;note;fee\n"
+    '1;Ada;1990-01-02;1.65;3.0;"likes\nnew lines";12,50\n'
+    "2;Ben;1985-11-30;NA;4.0;plain;1.234,00\n"
+    "3;Cy;2001-05-06;1.80;NA;NA;NA\n"
+    "4;Di;1979-02-14;1.72;10.0;fine;7\n"
 )
 TEXTS = "text,label\ngood,1\nbad,0\ngood,1\n"
 
@@ -44,11 +44,12 @@ def test_init_writes_a_conf_that_runs_as_written(spark, project):
     assert ingest["landing_dir"] == "../landing"
     people = ingest["sources"]["people"]
     assert people["options"] == {"sep": ";", "multiLine": "true"} and people["null_values"] == ["NA"]
-    assert people["columns"] == ["person_id", "name", "born", "height", "visits", "note"]
+    assert people["columns"] == ["person_id", "name", "born", "height", "visits", "note", "fee"]
     rules = clean["datasets"]["people"]
     assert rules["keys"] == ["person_id"]
     assert rules["columns"]["visits"] == {"type": "int"}  # 3.0, 4.0, 10.0
     assert rules["columns"]["height"] == {"type": "double"}
+    assert rules["columns"]["fee"] == {"type": "double", "decimal": ","}  # 12,50 and 1.234,00
     assert rules["columns"]["born"] == {"type": "date", "formats": ["yyyy-MM-dd"]}
     assert profiles["texts"].key is None  # "good,1" twice: nothing unique
     assert clean["datasets"]["texts"]["surrogate_key"] == {"column": "texts_id", "columns": ["text", "label"]}
@@ -61,8 +62,10 @@ def test_init_writes_a_conf_that_runs_as_written(spark, project):
     texts = done.results["clean"].metrics["texts"]
     assert (texts["rows_in"], texts["rows_out"], texts["rows_deduplicated"]) == (3, 2, 1)
     assert done.results["validate"].status == "ok"
-    notes = {r.person_id: r.note for r in done.tables.read("silver.people").collect()}
+    silver = done.tables.read("silver.people").collect()
+    notes = {r.person_id: r.note for r in silver}
     assert notes[1] == "likes\nnew lines" and notes[3] is None
+    assert {r.person_id: r.fee for r in silver} == {1: 12.5, 2: 1234.0, 3: None, 4: 7.0}
 
 
 def test_init_keeps_an_existing_conf_unless_forced(spark, project):

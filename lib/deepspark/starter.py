@@ -26,6 +26,8 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from deepspark.stages.clean.stage import comma_decimal
+
 NULL_TOKENS = ["NA", "N/A", "n/a", "NaN", "null", "NULL", "None", "-", "?"]
 DATE_FORMATS = ["yyyy-MM-dd", "dd/MM/yyyy", "MM/dd/yyyy", "dd.MM.yyyy"]
 TIMESTAMP_FORMATS = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ssXXX"]
@@ -38,6 +40,7 @@ class Column:
     name: str
     type: str | None = None  # a Spark SQL type; None: text
     formats: list[str] = field(default_factory=list)
+    decimal: str = "."  # "," for numbers written 1.234,5
     nulls: int = 0
     distinct: int = 0
     minimum: float | None = None
@@ -75,6 +78,8 @@ class SourceProfile:
                 rule["type"] = column.type
             if column.formats:
                 rule["formats"] = column.formats
+            if column.decimal != ".":
+                rule["decimal"] = column.decimal
             if column.name == self.key:
                 rule["nulls"] = "drop"
             if rule:
@@ -143,6 +148,7 @@ def profile_frame(df: DataFrame) -> tuple[int, list[Column], list[str]]:
         raw = F.trim(F.col(f"`{name}`"))
         value = F.when(~F.array_contains(tokens, raw) & (raw != ""), raw)
         number = value.try_cast("double")
+        comma = comma_decimal(value).try_cast("double")
         whole = F.nullif(F.regexp_extract(value, r"^([+-]?[0-9]+)(\.0*)?$", 1), F.lit(""))
         aggregates += [
             F.count(value).alias(f"n{i}"),
@@ -151,6 +157,9 @@ def profile_frame(df: DataFrame) -> tuple[int, list[Column], list[str]]:
             F.count(whole).alias(f"int{i}"),
             F.min(number).alias(f"min{i}"),
             F.max(number).alias(f"max{i}"),
+            F.count(comma).alias(f"comma{i}"),
+            F.min(comma).alias(f"cmin{i}"),
+            F.max(comma).alias(f"cmax{i}"),
             F.collect_set(F.when(F.array_contains(tokens, raw), raw)).alias(f"tok{i}"),
         ]
         for j, fmt in enumerate(DATE_FORMATS + TIMESTAMP_FORMATS):
@@ -165,6 +174,8 @@ def profile_frame(df: DataFrame) -> tuple[int, list[Column], list[str]]:
             column.type = "bigint" if max(abs(row[f"min{i}"]), abs(row[f"max{i}"])) >= 2**31 else "int"
         elif present and row[f"num{i}"] == present:
             column.type = "double"
+        elif present and row[f"comma{i}"] == present:
+            column.type, column.decimal = "double", ","
         elif present:
             parsed = [(row[f"t{i}_{j}"], fmt) for j, fmt in enumerate(DATE_FORMATS + TIMESTAMP_FORMATS)]
             fitting = [fmt for count, fmt in parsed if count == present]
@@ -172,7 +183,8 @@ def profile_frame(df: DataFrame) -> tuple[int, list[Column], list[str]]:
                 column.type = "date" if fitting[0] in DATE_FORMATS else "timestamp"
                 column.formats = [fitting[0]]
         if column.type in ("int", "bigint", "double"):
-            column.minimum, column.maximum = row[f"min{i}"], row[f"max{i}"]
+            low, high = ("cmin", "cmax") if column.decimal == "," else ("min", "max")
+            column.minimum, column.maximum = row[f"{low}{i}"], row[f"{high}{i}"]
         columns.append(column)
     return row["rows"], columns, sorted(found_tokens)
 

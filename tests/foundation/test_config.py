@@ -158,6 +158,14 @@ def test_nulls_constant_without_a_fill_value_is_refused(conf):
         load_config(conf, "local", [], {})
 
 
+def test_a_decimal_comma_on_a_column_that_is_not_numeric_is_refused(conf):
+    (conf / "base" / "clean.yaml").write_text(
+        "datasets:\n  people:\n    keys: [id]\n    columns:\n      born: {type: date, decimal: ','}\n"
+    )
+    with pytest.raises(ConfigError, match=r"key 'clean.datasets.people.columns.born'.*needs a numeric type"):
+        load_config(conf, "local", [], {})
+
+
 @pytest.mark.parametrize(
     "override,expected",
     [

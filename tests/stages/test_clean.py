@@ -117,6 +117,25 @@ def test_row_rules_name_the_first_rule_each_row_breaks(spark):
     ]
 
 
+def test_a_decimal_comma_reads_grouped_thousands_and_quarantines_a_decimal_point(spark):
+    values = ["3,5", "1.234,5", " -1.234.567,89 ", "517", "1.5", "1,2,3", None]
+    df = spark.createDataFrame([(v, v) for v in values], "price string, qty string")
+    columns = rules(price={"type": "double", "decimal": ","}, qty={"type": "int", "decimal": ","})
+    tagged = tag_row_rules(df, columns).select(f"{TYPED}price", f"{TYPED}qty", "_rule").collect()
+    assert [tuple(r) for r in tagged] == [
+        (3.5, None, "qty: not a int with decimal ','"),
+        (1234.5, None, "qty: not a int with decimal ','"),
+        (-1234567.89, None, "qty: not a int with decimal ','"),
+        (517.0, 517, None),
+        (None, None, "price: not a double with decimal ','"),  # 1.5 is not read as 15 or 1.5
+        (None, None, "price: not a double with decimal ','"),
+        (None, None, None),
+    ]
+    whole = spark.createDataFrame([("1.234",), ("517,0",)], "qty string")
+    typed = tag_row_rules(whole, rules(qty={"type": "bigint", "decimal": ","})).select(f"{TYPED}qty")
+    assert [r[0] for r in typed.collect()] == [1234, 517]
+
+
 def test_a_configured_column_missing_from_the_data_fails_naming_its_key(spark):
     df = spark.createDataFrame([("1",)], "id string")
     dataset = DatasetCleaning.model_validate({"keys": ["id"], "columns": {"qty": {"type": "int"}}})
@@ -206,7 +225,8 @@ def test_a_mostly_quarantined_batch_warns_pointing_at_the_conf_its_top_reason_co
     }
     assert quarantine_warning("orders", typed) == (
         "clean orders: 8 of 10 rows quarantined, 6 for 'qty: not a int'; "
-        "check clean.datasets.orders (types, null_values of the source) against quarantine.rows"
+        "check clean.datasets.orders (types, formats, decimal, null_values of the source) "
+        "against quarantine.rows"
     )
     drift = "csv header ['id;qty'] is not the declared ['id', 'qty']: missing ['id', 'qty'], extra ['id;qty']"
     drifted = typed | {

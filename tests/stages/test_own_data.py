@@ -205,7 +205,7 @@ def test_clean_prints_each_datasets_top_quarantine_rules_and_warns_on_most_rows(
     warned = [note for note in cleaned.notes if "rows quarantined" in note]
     assert warned == [
         "clean mostly_bad: 2 of 3 rows quarantined, 2 for 'qty: not a int'; check clean.datasets.mostly_bad "
-        "(types, null_values of the source) against quarantine.rows"
+        "(types, formats, decimal, null_values of the source) against quarantine.rows"
     ]
     assert cleaned.status == "warning"
 

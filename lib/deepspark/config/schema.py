@@ -189,6 +189,18 @@ class SourceConfig(Section):
         return self
 
 
+NUMERIC_TYPE = re.compile(
+    r"(tinyint|byte|smallint|short|int|integer|bigint|long|float|real|double|dec|decimal|numeric)"
+    r"(\(\s*\d+\s*(,\s*\d+\s*)?\))?",
+    re.IGNORECASE,
+)
+
+
+def is_numeric_type(spark_type: str | None) -> bool:
+    """True for a Spark SQL numeric type (``double``, ``decimal(10,2)``, ``int``, ...)."""
+    return spark_type is not None and NUMERIC_TYPE.fullmatch(spark_type.strip()) is not None
+
+
 def _spark_option(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -256,6 +268,9 @@ class ColumnRule(Section):
     """A Spark SQL type; a value that does not convert is quarantined."""
     formats: list[str] = Field(default_factory=list)
     """Date/timestamp patterns, tried in order."""
+    decimal: Literal[".", ","] = "."
+    """A numeric column's decimal mark. With ``","`` (3,5 for three and a half), dots may group
+    thousands (1.234,5); any other text, 1.5 included, is quarantined rather than misread."""
     allowed: list[str] | None = None
     """The only values accepted (after normalize); others are quarantined."""
     range: Range | None = None
@@ -276,6 +291,10 @@ class ColumnRule(Section):
     def _fill_given(self) -> ColumnRule:
         if (self.nulls == "constant") != (self.fill is not None):
             raise ValueError("nulls: constant needs fill: <value>, and fill is only used with it")
+        if self.decimal != "." and not is_numeric_type(self.type):
+            raise ValueError(
+                f"decimal: '{self.decimal}' needs a numeric type (double, decimal(10,2), int, ...)"
+            )
         if self.references and self.references.count(".") != 2:
             raise ValueError("references: expected 'silver.<dataset>.<column>'")
         return self

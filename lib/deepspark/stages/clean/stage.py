@@ -130,11 +130,20 @@ def convert(name: str, rule: ColumnRule) -> Column:
     if not rule.type:
         return F.col(f"`{name}`")
     raw = F.col(f"`{name}`")
+    if rule.decimal == ",":
+        raw = comma_decimal(raw)
     converted = raw.try_cast(rule.type)
     if kind in INTEGRAL_TYPES:
         whole = F.nullif(F.regexp_extract(raw, r"^\s*([+-]?[0-9]+)\.0*\s*$", 1), F.lit(""))
         converted = F.coalesce(converted, whole.try_cast(rule.type))
     return converted
+
+
+def comma_decimal(text: Column) -> Column:
+    """``"1.234,5"`` -> ``"1234.5"``: a number written with a decimal comma (dots grouping
+    thousands) in Spark's notation; null for any other text, so that it does not convert."""
+    written = r"^\s*[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?\s*$"
+    return F.when(text.rlike(written), F.translate(text, ",.", "."))
 
 
 def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
@@ -149,6 +158,7 @@ def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
         raw, value = F.col(f"`{name}`"), F.col(f"`{TYPED}{name}`")
         if rule.type:
             formats = f" with formats {rule.formats}" if rule.formats else ""
+            formats += f" with decimal '{rule.decimal}'" if rule.decimal != "." else ""
             failed = raw.isNotNull() & value.isNull()
             if rule.type.lower().startswith("array<"):  # an item that does not convert is null in it
                 failed = failed | (_null_items(value) > _null_items(raw))
@@ -417,7 +427,7 @@ def quarantine_warning(dataset: str, counts: CleanCounts) -> str | None:
     if max(reasons, key=reasons.get, default=None) in INGEST_ISSUES:  # the files, not the rules
         check = f"ingest.sources.{dataset} (columns or ddl, options such as sep)"
     else:
-        check = f"clean.datasets.{dataset} (types, null_values of the source)"
+        check = f"clean.datasets.{dataset} (types, formats, decimal, null_values of the source)"
     return (
         f"clean {dataset}: {rejected} of {rows_in} rows quarantined, {top[0][1]} for '{top[0][0]}'; "
         f"check {check} against quarantine.rows"
