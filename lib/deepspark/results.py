@@ -25,6 +25,7 @@ class CleanCounts(TypedDict):
     quarantine_reasons: dict[str, int]
     top_rules: NotRequired[list[tuple[str, int]]]  # the rules that rejected most rows, with counts
     batches: list[str]
+    rebuilt: NotRequired[bool]  # silver built again from every batch: the rules changed
 
 
 ClassScores = TypedDict(  # "class" is a keyword, so the functional form

@@ -260,7 +260,8 @@ def test_clean_dataset_accounts_for_every_row(spark):
         cleaned.release()
 
 
-def test_incremental_runs_merge_into_silver_latest_wins(spark, config, tables):
+def test_incremental_runs_merge_into_silver_latest_wins(spark, config, engine_tables):
+    tables = engine_tables
     landing = config.landing_root / "shop"
     landing.mkdir(parents=True)
     source = SourceConfig(format="csv", path="shop", columns=["id", "price", "updated"])
@@ -299,3 +300,52 @@ def test_incremental_runs_merge_into_silver_latest_wins(spark, config, tables):
     third = Run(narrowed, spark, tables, "day-3")
     run_pipeline(third, ["ingest", "clean"])
     assert third.results["clean"].metrics["shop"]["rows_in"] == 0  # nothing new: nothing cleaned twice
+
+
+def test_changed_rules_clean_every_batch_again_into_a_new_silver_and_quarantine(spark, config, engine_tables):
+    tables = engine_tables  # delta-spark too: each rewrite reads the table it overwrites
+    sources = {
+        "shop": SourceConfig(format="csv", path="shop", columns=["id", "price"], options={"sep": ";"}),
+        "other": SourceConfig(format="csv", path="other", columns=["id"]),
+    }
+    other = DatasetCleaning.model_validate({"keys": ["id"], "columns": {"id": {"type": "bigint"}}})
+
+    def run(run_id: str, price: dict) -> Run:
+        shop = DatasetCleaning.model_validate(
+            {"keys": ["id"], "columns": {"id": {"type": "bigint"}, "price": price}}
+        )
+        clean = CleanConfig(datasets={"shop": shop, "other": other})
+        done = Run(
+            config.model_copy(update={"ingest": IngestConfig(sources=sources), "clean": clean}),
+            spark,
+            tables,
+            run_id,
+        )
+        run_pipeline(done, ["ingest", "clean"])
+        return done
+
+    for folder in ("shop", "other"):
+        (config.landing_root / folder).mkdir(parents=True)
+    (config.landing_root / "other" / "o.csv").write_text("id\n1\nx\n")  # one row quarantined, kept throughout
+    (config.landing_root / "shop" / "day1.csv").write_text("id;price\n1;10,5\n2;20\n")
+    run("day-1", {"type": "double"})
+    (config.landing_root / "shop" / "day2.csv").write_text("id;price\n3;1.234,5\n")
+    run("day-2", {"type": "double"})
+    assert {r.id: r.price for r in tables.read("silver.shop").collect()} == {2: 20.0}
+
+    fixed = run("fixed", {"type": "double", "decimal": ","})
+    counts = fixed.results["clean"].metrics["shop"]
+    assert (counts["rows_in"], counts["rows_out"], counts["rows_quarantined"]) == (3, 3, 0)
+    assert (
+        counts["balanced"]
+        and "rules changed, so all 2 batch(es) cleaned again" in fixed.results["clean"].details[0]
+    )
+    assert {r.id: r.price for r in tables.read("silver.shop").collect()} == {1: 10.5, 2: 20.0, 3: 1234.5}
+    quarantined = {
+        r["dataset"]: r["count"] for r in tables.read("quarantine.rows").groupBy("dataset").count().collect()
+    }
+    assert quarantined == {"other": 1}  # shop's two went; other's row stayed
+    assert fixed.results["clean"].metrics["other"]["rows_in"] == 0  # its rules did not change
+
+    again = run("again", {"type": "double", "decimal": ","})
+    assert again.results["clean"].metrics["shop"]["rows_in"] == 0  # the same rules: nothing cleaned twice

@@ -21,6 +21,8 @@ merge took, and the rows marked duplicate or superseded;
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -410,6 +412,8 @@ def dataset_line(dataset: str, counts: CleanCounts) -> str:
         f"{dataset}: in={counts['rows_in']} out={counts['rows_out']} "
         f"quarantined={counts['rows_quarantined']} deduplicated={counts['rows_deduplicated']}"
     )
+    if counts.get("rebuilt"):
+        line += f"; rules changed, so all {len(counts['batches'])} batch(es) cleaned again into a new silver"
     top = counts.get("top_rules") or []
     if top:
         line += "; top: " + ", ".join(f"{rule} ({count})" for rule, count in top)
@@ -518,7 +522,9 @@ def clean_one(
         rules,
         lambda key, problem: run.config.error(f"clean.datasets.{dataset}.{key}", problem),
     )
-    batches = _new_batches(run, bronze_name, dataset)
+    null_values = source.null_values if source else []
+    digest = rules_digest(rules, null_values)
+    batches, rebuild = _batches_to_clean(run, bronze_name, dataset, digest)
     if not batches:
         return no_rows()
     # Not cached: read twice (its count, then the tagged rows' cache), from files each time.
@@ -528,8 +534,7 @@ def clean_one(
         for rule in rules.columns.values()
         if rule.references and run.tables.exists(rule.referenced_table)
     }
-    current = run.tables.read(silver_name) if run.tables.exists(silver_name) else None
-    null_values = source.null_values if source else []
+    current = run.tables.read(silver_name) if run.tables.exists(silver_name) and not rebuild else None
     frames = clean_dataset(bronze, rules, hmac_key, references, current, null_values)
 
     # Each count comes from a different frame, so a row lost or doubled on the way shows. The
@@ -541,11 +546,17 @@ def clean_one(
         written = run.tables.write(frames.silver, silver_name, mode="overwrite", evolve_schema=True)
     else:  # a merge reads its source four times
         silver = frames.silver.persist()
+        # Cached by an action of Spark's own, which the fates' Observation hears of: given an
+        # empty source, delta-spark's merge runs no such action, and fates.get waited for ever.
+        silver.count()
         written = run.tables.merge(silver, silver_name, rules.keys)
         silver.unpersist()
     versions[silver_name] = written.version
     fates = frames.fates.get
     rows_quarantined, reasons, top = 0, {}, []
+    if rebuild:  # what the old rules quarantined goes; bronze still holds every row
+        mine = (F.col("dataset") == dataset) & F.col("stage").isin("ingest", "clean")
+        _drop_rows(run, QUARANTINE, mine, versions)
     rejected = to_quarantine(frames.rejected, frames.content, dataset, run.run_id).persist()
     by_rule = rejected.groupBy("reason", "rule").count().collect()
     if by_rule:
@@ -558,10 +569,16 @@ def clean_one(
         versions[QUARANTINE] = quarantine.version
     rejected.unpersist()
     frames.release()
+    # The commit point: until the batches are recorded under these rules, a rerun cleans them again.
     entries = run.spark.createDataFrame(
-        [(dataset, b, run.run_id) for b in batches], "dataset string, batch_id string, run_id string"
+        [(dataset, b, run.run_id, digest) for b in batches],
+        "dataset string, batch_id string, run_id string, rules string",
     )
-    versions[CLEANED] = run.tables.write(entries, CLEANED).version
+    if rebuild:  # one commit: the dataset's entries under the old rules go as the new ones come
+        kept = run.tables.read(CLEANED).filter(~F.coalesce(F.col("dataset") == dataset, F.lit(False)))
+        entries = kept.unionByName(entries, allowMissingColumns=True)
+    mode = "overwrite" if rebuild else "append"
+    versions[CLEANED] = run.tables.write(entries, CLEANED, mode=mode, evolve_schema=True).version
 
     deduplicated = (rows_in - unique_rows) + fates.get("duplicate_key", 0) + fates.get("superseded", 0)
     counts = CleanCounts(
@@ -576,6 +593,7 @@ def clean_one(
         quarantine_reasons=reasons,
         top_rules=top,
         batches=batches,
+        rebuilt=rebuild,
     )
     counts["balanced"] = balanced(counts)
     return counts
@@ -589,13 +607,32 @@ def balanced(counts: CleanCounts) -> bool:
     return counts["exact_duplicates"] >= 0 and counts["rows_in"] == out
 
 
-def _new_batches(run: Run, bronze_name: str, dataset: str) -> list[str]:
-    """Bronze batch ids not yet cleaned for ``dataset`` (a handful of ids, not data)."""
+def rules_digest(rules: DatasetCleaning, null_values: list[str]) -> str:
+    """What a dataset's silver follows from besides bronze: its rules and the source's null tokens."""
+    text = json.dumps([rules.model_dump(mode="json"), sorted(null_values)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _batches_to_clean(run: Run, bronze_name: str, dataset: str, digest: str) -> tuple[list[str], bool]:
+    """The bronze batch ids to clean for ``dataset`` (a handful of ids, not data), and whether
+    silver is rebuilt: every batch when one was cleaned under other rules (or before the rules
+    were recorded), else the batches not cleaned yet."""
     batches = {r[0] for r in run.tables.read(bronze_name).select("_batch_id").distinct().collect()}
-    if run.tables.exists(CLEANED):
-        done = run.tables.read(CLEANED)
-        batches -= {r[0] for r in done.filter(F.col("dataset") == dataset).select("batch_id").collect()}
-    return sorted(batches)
+    if not run.tables.exists(CLEANED):
+        return sorted(batches), False
+    done = run.tables.read(CLEANED).filter(F.col("dataset") == dataset)
+    recorded = F.col("rules") if "rules" in done.columns else F.lit(None).cast("string")
+    cleaned = done.select("batch_id", recorded.alias("rules")).collect()
+    if any(r.rules != digest for r in cleaned):
+        return sorted(batches), True
+    return sorted(batches - {r.batch_id for r in cleaned}), False
+
+
+def _drop_rows(run: Run, name: str, condition: Column, versions: dict) -> None:
+    """Overwrite table ``name`` without the rows meeting ``condition`` (one commit)."""
+    if run.tables.exists(name):
+        kept = run.tables.read(name).filter(~F.coalesce(condition, F.lit(False)))
+        versions[name] = run.tables.write(kept, name, mode="overwrite").version
 
 
 def _null_items(items: Column) -> Column:
