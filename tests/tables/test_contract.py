@@ -162,6 +162,27 @@ def test_merge_of_an_empty_source_changes_nothing_and_says_so(spark, tables):
     assert rows_of(tables.read("silver.same"), "id") == [(1,)]
 
 
+def test_an_overwrite_replaces_the_schema_only_when_asked(spark, tables):
+    tables.write(frame(spark, [(1, "FR", 1.0)]), "silver.rebuilt")
+    rebuilt = spark.createDataFrame([(1, 7)], "id long, amount int")  # country gone, amount int
+    with pytest.raises(SchemaMismatchError, match=r"'amount': table has double, write has int"):
+        tables.write(rebuilt, "silver.rebuilt", mode="overwrite")
+    with pytest.raises(TableError, match=r"replace_schema needs mode 'overwrite'"):
+        tables.write(rebuilt, "silver.rebuilt", replace_schema=True)
+    result = tables.write(rebuilt, "silver.rebuilt", mode="overwrite", replace_schema=True)
+    assert (result.version, result.rows_written) == (1, 1)
+    table = tables.read("silver.rebuilt")
+    assert [(f.name, f.dataType.simpleString()) for f in table.schema] == [
+        ("id", "bigint"),
+        ("amount", "int"),
+    ]
+    assert rows_of(table) == [(1, 7)]
+    assert [f.name for f in DeltaTable(tables.path("silver.rebuilt")).schema().fields] == [
+        "id",
+        "amount",
+    ]  # the log
+
+
 def test_merge_into_a_new_table_creates_it(spark, tables):
     result = tables.merge(frame(spark, [(1, "FR", 1.0)]), "silver.fresh", ["id"])
     assert (result.version, result.rows_written) == (0, 1)

@@ -112,13 +112,20 @@ class Tables:
         partition_by: list[str] | None = None,
         evolve_schema: bool = False,
         txn: Txn | None = None,
+        replace_schema: bool = False,
     ) -> WriteResult:
-        """Append or overwrite atomically; a schema change needs ``evolve_schema=True``. With
+        """Append or overwrite atomically; new columns need ``evolve_schema=True``. With
         ``txn``, the write commits only if the table has not committed that transaction yet
-        (``skipped`` in the result says it had): a batch is never written twice."""
+        (``skipped`` in the result says it had): a batch is never written twice. An overwrite
+        with ``replace_schema=True`` makes the data's columns and types the table's (a table
+        built again from scratch); its partitioning stays."""
         if mode not in ("append", "overwrite"):
             raise TableError(f"{name}: write mode must be 'append' or 'overwrite', got {mode!r}")
-        result = self.engine.write(df, self.path(name), mode, partition_by, evolve_schema, txn)
+        if replace_schema and mode != "overwrite":
+            raise TableError(f"{name}: replace_schema needs mode 'overwrite', got {mode!r}")
+        result = self.engine.write(
+            df, self.path(name), mode, partition_by, evolve_schema, txn, replace_schema
+        )
         return _named(result, name)
 
     def txn_version(self, name: str, app_id: str) -> int | None:

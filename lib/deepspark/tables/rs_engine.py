@@ -146,6 +146,7 @@ class DeltaRsEngine:
         partition_by: list[str] | None,
         evolve_schema: bool,
         txn: Txn | None = None,
+        replace_schema: bool = False,
     ) -> WriteResult:
         check_storable(df.schema, path)
         table = self._open(path) if self.exists(path) else None
@@ -160,8 +161,9 @@ class DeltaRsEngine:
                     f"{partition_by}; a table's partitioning cannot change"
                 )
             partition_by = list(current)
-            table_schema = spark_schema_from_delta(table.schema().to_json())
-            df, new_fields = align_to_table(df, table_schema, evolve_schema, path)
+            if not replace_schema:
+                table_schema = spark_schema_from_delta(table.schema().to_json())
+                df, new_fields = align_to_table(df, table_schema, evolve_schema, path)
         partition_by = list(partition_by or [])
         missing = [c for c in partition_by if c not in df.columns]
         if missing:
@@ -195,7 +197,8 @@ class DeltaRsEngine:
             table.alter.add_columns([_delta_field(f) for f in new_fields])
             table = self._open(path)
         removed = len(table.file_uris()) if mode == "overwrite" else 0
-        version = self._commit(table, adds, [], mode, path, txn)
+        schema = delta_schema_json(df.schema) if replace_schema else None
+        version = self._commit(table, adds, [], mode, path, txn, schema)
         if version is None:  # another writer committed this transaction first
             _unstage(adds, path)
             return WriteResult(path, self._open(path).version(), 0, skipped=True)
@@ -311,11 +314,18 @@ class DeltaRsEngine:
         return adds
 
     def _commit(
-        self, table: DeltaTable, adds, removes, mode: str, path: str, txn: Txn | None = None
+        self,
+        table: DeltaTable,
+        adds,
+        removes,
+        mode: str,
+        path: str,
+        txn: Txn | None = None,
+        schema_json: str | None = None,
     ) -> int | None:
-        """Step 3: one atomic delta-rs commit; returns the version it made, or None when another
-        writer committed ``txn`` first."""
-        schema_json = table.schema().to_json()
+        """Step 3: one atomic delta-rs commit (with ``schema_json``, the table's new schema);
+        returns the version it made, or None when another writer committed ``txn`` first."""
+        schema_json = schema_json or table.schema().to_json()
         blind_append = mode == "append" and not removes
         # The commit is found again by this id: the version it made, not a later writer's.
         # With a transaction, delta-rs must not commit again on top of a winner by itself (its

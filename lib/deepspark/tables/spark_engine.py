@@ -110,6 +110,7 @@ class DeltaSparkEngine:
         partition_by: list[str] | None,
         evolve_schema: bool,
         txn: Txn | None = None,
+        replace_schema: bool = False,
     ) -> WriteResult:
         check_storable(df.schema, path)
         new_fields = []
@@ -122,8 +123,9 @@ class DeltaSparkEngine:
                     f"{path}: partitioned by {current}, the write asks for "
                     f"{partition_by}; a table's partitioning cannot change"
                 )
-            partition_by = None  # the table's own
-            df, new_fields = align_to_table(df, table.toDF().schema, evolve_schema, path)
+            partition_by = current if replace_schema else None  # the table's own
+            if not replace_schema:
+                df, new_fields = align_to_table(df, table.toDF().schema, evolve_schema, path)
         elif partition_by:
             missing = [c for c in partition_by if c not in df.columns]
             if missing:
@@ -133,6 +135,7 @@ class DeltaSparkEngine:
             df.write.format("delta")
             .mode(mode)
             .option("mergeSchema", str(bool(new_fields)).lower())
+            .option("overwriteSchema", str(replace_schema).lower())
             .option("maxRecordsPerFile", self.config.max_records_per_file)
             .option("userMetadata", write_id)
         )
