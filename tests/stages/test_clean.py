@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from deepspark.config import CleanConfig, ColumnRule, ConfigError, DatasetCleaning, IngestConfig, SourceConfig
@@ -333,19 +334,20 @@ def test_changed_rules_clean_every_batch_again_into_a_new_silver_and_quarantine(
     run("day-2", {"type": "double"})
     assert {r.id: r.price for r in tables.read("silver.shop").collect()} == {2: 20.0}
 
-    fixed = run("fixed", {"type": "double", "decimal": ","})
+    fixed = run("fixed", {"type": "decimal(10,2)", "decimal": ","})  # a new type for silver too
     counts = fixed.results["clean"].metrics["shop"]
     assert (counts["rows_in"], counts["rows_out"], counts["rows_quarantined"]) == (3, 3, 0)
     assert (
         counts["balanced"]
         and "rules changed, so all 2 batch(es) cleaned again" in fixed.results["clean"].details[0]
     )
-    assert {r.id: r.price for r in tables.read("silver.shop").collect()} == {1: 10.5, 2: 20.0, 3: 1234.5}
+    prices = {r.id: r.price for r in tables.read("silver.shop").collect()}
+    assert prices == {1: Decimal("10.50"), 2: Decimal("20.00"), 3: Decimal("1234.50")}
     quarantined = {
         r["dataset"]: r["count"] for r in tables.read("quarantine.rows").groupBy("dataset").count().collect()
     }
     assert quarantined == {"other": 1}  # shop's two went; other's row stayed
     assert fixed.results["clean"].metrics["other"]["rows_in"] == 0  # its rules did not change
 
-    again = run("again", {"type": "double", "decimal": ","})
+    again = run("again", {"type": "decimal(10,2)", "decimal": ","})
     assert again.results["clean"].metrics["shop"]["rows_in"] == 0  # the same rules: nothing cleaned twice

@@ -543,7 +543,9 @@ def clean_one(
     rows_in = bronze.count()
     unique_rows = frames.tagged.count()
     if current is None:
-        written = run.tables.write(frames.silver, silver_name, mode="overwrite", evolve_schema=True)
+        written = run.tables.write(
+            frames.silver, silver_name, mode="overwrite", evolve_schema=True, replace_schema=rebuild
+        )
     else:  # a merge reads its source four times
         silver = frames.silver.persist()
         # Cached by an action of Spark's own, which the fates' Observation hears of: given an
