@@ -24,6 +24,7 @@ from deepspark.stages.clean.stage import (
     normalize_text,
     outlier_bounds,
     quarantine_warning,
+    rules_digest,
     tag_orphans,
     tag_row_rules,
 )
@@ -301,6 +302,14 @@ def test_incremental_runs_merge_into_silver_latest_wins(spark, config, engine_ta
     third = Run(narrowed, spark, tables, "day-3")
     run_pipeline(third, ["ingest", "clean"])
     assert third.results["clean"].metrics["shop"]["rows_in"] == 0  # nothing new: nothing cleaned twice
+
+
+def test_the_rules_digest_follows_the_rules_the_null_tokens_and_a_hashing_columns_key():
+    plain = DatasetCleaning.model_validate({"keys": ["id"], "columns": {"id": {"type": "bigint"}}})
+    hashed = DatasetCleaning.model_validate({"keys": ["id"], "columns": {"email": {"privacy": "hmac"}}})
+    assert rules_digest(plain, []) == rules_digest(plain, [], b"key-1") == rules_digest(plain, [], b"key-2")
+    assert rules_digest(plain, ["NA"]) != rules_digest(plain, [])
+    assert rules_digest(hashed, [], b"key-1") != rules_digest(hashed, [], b"key-2")
 
 
 def test_changed_rules_clean_every_batch_again_into_a_new_silver_and_quarantine(spark, config, engine_tables):

@@ -523,7 +523,7 @@ def clean_one(
         lambda key, problem: run.config.error(f"clean.datasets.{dataset}.{key}", problem),
     )
     null_values = source.null_values if source else []
-    digest = rules_digest(rules, null_values)
+    digest = rules_digest(rules, null_values, hmac_key)
     batches, rebuild = _batches_to_clean(run, bronze_name, dataset, digest)
     if not batches:
         return no_rows()
@@ -609,9 +609,13 @@ def balanced(counts: CleanCounts) -> bool:
     return counts["exact_duplicates"] >= 0 and counts["rows_in"] == out
 
 
-def rules_digest(rules: DatasetCleaning, null_values: list[str]) -> str:
-    """What a dataset's silver follows from besides bronze: its rules and the source's null tokens."""
-    text = json.dumps([rules.model_dump(mode="json"), sorted(null_values)], sort_keys=True)
+def rules_digest(rules: DatasetCleaning, null_values: list[str], hmac_key: bytes | None = None) -> str:
+    """What a dataset's silver follows from besides bronze: its rules, the source's null tokens
+    and, when a column is keyed-hashed, the PII key (a hash of it: a new key rebuilds silver,
+    so no table mixes two keys' hashes)."""
+    keyed = any(r.privacy and r.privacy.method == "hmac" for r in rules.columns.values())
+    key = hashlib.sha256(hmac_key).hexdigest() if keyed and hmac_key else None
+    text = json.dumps([rules.model_dump(mode="json"), sorted(null_values), key], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
