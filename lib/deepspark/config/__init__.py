@@ -4,6 +4,7 @@ shows it to a user (``deepspark config show | schema``, ``docs/config.md``)."""
 
 from deepspark.config.loader import DEFAULT_CONF_DIR, SECRET_ENV_PREFIX, SECRETS_FILE, load_config
 from deepspark.config.schema import (
+    INTEGRAL_TYPES,
     SURROGATE_KEY,
     WINDOW_KEY,
     AnalyticsConfig,
@@ -43,6 +44,7 @@ from deepspark.config.schema import (
 )
 
 __all__ = [
+    "INTEGRAL_TYPES",
     "SURROGATE_KEY",
     "WINDOW_KEY",
     "DEFAULT_CONF_DIR",

@@ -189,9 +189,10 @@ class SourceConfig(Section):
         return self
 
 
+INTEGRAL_TYPES = ("tinyint", "byte", "smallint", "short", "int", "integer", "bigint", "long")
+"""Spark SQL's names of its integer types."""
 NUMERIC_TYPE = re.compile(
-    r"(tinyint|byte|smallint|short|int|integer|bigint|long|float|real|double|dec|decimal|numeric)"
-    r"(\(\s*\d+\s*(,\s*\d+\s*)?\))?",
+    rf"({'|'.join(INTEGRAL_TYPES)}|float|real|double|dec|decimal|numeric)(\(\s*\d+\s*(,\s*\d+\s*)?\))?",
     re.IGNORECASE,
 )
 

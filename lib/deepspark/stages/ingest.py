@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial, reduce
@@ -437,19 +438,19 @@ def count_committed(table: DataFrame, paths: list[str]) -> tuple[dict[str, int],
     grouped = mine.groupBy("_source_file", "_ingest_issue", *lists).agg(
         F.count(F.lit(1)).alias("count"), F.count(F.when(open_quote, True)).alias("open_quote")
     )
-    per_file: dict[str, int] = {}
-    issues: dict[str, dict[str, int]] = {}
-    redecoded: dict[str, int] = {}
+    per_file: Counter[str] = Counter()
+    issues: dict[str, Counter[str]] = {}
+    redecoded: Counter[str] = Counter()
     for row in grouped.collect():
-        per_file[row["_source_file"]] = per_file.get(row["_source_file"], 0) + row["count"]
+        per_file[row["_source_file"]] += row["count"]
         if row["_ingest_issue"]:
-            found = issues.setdefault(row["_source_file"], {})
-            found[row["_ingest_issue"]] = found.get(row["_ingest_issue"], 0) + row["count"]
+            found = issues.setdefault(row["_source_file"], Counter())
+            found[row["_ingest_issue"]] += row["count"]
             if row["open_quote"]:
-                found["open_quote"] = found.get("open_quote", 0) + row["open_quote"]
+                found["open_quote"] += row["open_quote"]
         for column in row.asDict().get(REDECODED) or []:
-            redecoded[column] = redecoded.get(column, 0) + row["count"]
-    return per_file, issues, redecoded
+            redecoded[column] += row["count"]
+    return dict(per_file), {path: dict(found) for path, found in issues.items()}, dict(redecoded)
 
 
 def multiline_hint(name: str, source: SourceConfig, per_file: dict[str, int], issues: dict) -> str | None:

@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, NumericType, StringType
 
 from deepspark.bronze import INGEST_ISSUES, METADATA, PROBLEMS
-from deepspark.config import ColumnRule, ConfigError, DatasetCleaning
+from deepspark.config import INTEGRAL_TYPES, ColumnRule, ConfigError, DatasetCleaning
 from deepspark.errors import describe
 from deepspark.quarantine import KEYS as QUARANTINE_KEYS
 from deepspark.quarantine import QUARANTINE, to_quarantine
@@ -46,7 +46,6 @@ from deepspark.stages.clean.privacy import protect
 log = logging.getLogger(__name__)
 
 CLEANED = "meta.cleaned_batches"
-INTEGRAL_TYPES = {"tinyint", "byte", "smallint", "short", "int", "integer", "bigint", "long"}
 WARN_QUARANTINED_SHARE = 0.5  # a batch losing more than this to quarantine is a warning
 TOP_RULES = 3
 TYPED = "__typed_"  # prefix of the converted copy of a column, next to its text
@@ -556,9 +555,10 @@ def clean_one(
     versions[silver_name] = written.version
     fates = frames.fates.get
     rows_quarantined, reasons, top = 0, {}, []
-    if rebuild:  # what the old rules quarantined goes; bronze still holds every row
+    if rebuild and run.tables.exists(QUARANTINE):  # what the old rules quarantined goes; bronze keeps it
         mine = (F.col("dataset") == dataset) & F.col("stage").isin("ingest", "clean")
-        _drop_rows(run, QUARANTINE, mine, versions)
+        kept = _rows_without(run, QUARANTINE, mine)
+        versions[QUARANTINE] = run.tables.write(kept, QUARANTINE, mode="overwrite").version
     rejected = to_quarantine(frames.rejected, frames.content, dataset, run.run_id).persist()
     by_rule = rejected.groupBy("reason", "rule").count().collect()
     if by_rule:
@@ -577,7 +577,7 @@ def clean_one(
         "dataset string, batch_id string, run_id string, rules string",
     )
     if rebuild:  # one commit: the dataset's entries under the old rules go as the new ones come
-        kept = run.tables.read(CLEANED).filter(~F.coalesce(F.col("dataset") == dataset, F.lit(False)))
+        kept = _rows_without(run, CLEANED, F.col("dataset") == dataset)
         entries = kept.unionByName(entries, allowMissingColumns=True)
     mode = "overwrite" if rebuild else "append"
     versions[CLEANED] = run.tables.write(entries, CLEANED, mode=mode, evolve_schema=True).version
@@ -634,11 +634,9 @@ def _batches_to_clean(run: Run, bronze_name: str, dataset: str, digest: str) -> 
     return sorted(batches - {r.batch_id for r in cleaned}), False
 
 
-def _drop_rows(run: Run, name: str, condition: Column, versions: dict) -> None:
-    """Overwrite table ``name`` without the rows meeting ``condition`` (one commit)."""
-    if run.tables.exists(name):
-        kept = run.tables.read(name).filter(~F.coalesce(condition, F.lit(False)))
-        versions[name] = run.tables.write(kept, name, mode="overwrite").version
+def _rows_without(run: Run, name: str, condition: Column) -> DataFrame:
+    """Table ``name``'s rows that do not meet ``condition`` (null counts as not meeting it)."""
+    return run.tables.read(name).filter(~F.coalesce(condition, F.lit(False)))
 
 
 def _null_items(items: Column) -> Column:
