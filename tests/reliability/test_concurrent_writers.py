@@ -1,11 +1,13 @@
-"""Two writers on one table at once: the slow one opens its snapshot, stages its files while the
-fast one commits, then commits on a stale snapshot. Whatever the outcome, the table stays a
-valid Delta table (delta-rs reads it) and no committed or retried row is lost."""
+"""Two writers on one table at once: the slow one opens its snapshot and starts computing its
+rows, and waits there while the fast one commits; then it commits on a stale snapshot. Whatever
+the outcome, the table stays a valid Delta table (delta-rs reads it) and no committed or retried
+row is lost."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from deepspark.tables import ConcurrentWriteError
@@ -14,25 +16,45 @@ from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.slow
 SCHEMA = "id long, who string"
-SLOW_SECONDS = 8  # the fast writer's whole write fits in it, even on a loaded machine
+WAIT_SECONDS = 120  # a gate not opened by then lets the slow writer go, and the test fails
+
+
+class Gate:
+    """Two files in a folder: ``started`` once the slow writer computes its first row,
+    ``opened`` once the fast writer is done; between them the slow writer waits."""
+
+    def __init__(self, folder: Path) -> None:
+        self.started, self.opened = folder / "started", folder / "opened"
+
+    def hold(self, df):
+        """``df``'s rows, computed by one task that marks ``started`` and waits for ``opened`` (a
+        Python UDF on the local executor); cached, so a merge's several passes wait once."""
+        started, opened = str(self.started), str(self.opened)
+
+        @F.udf("boolean")
+        def wait(_):
+            Path(started).touch()
+            deadline = time.monotonic() + WAIT_SECONDS
+            while not Path(opened).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return True
+
+        return df.coalesce(1).filter(wait(F.col("id"))).cache()
+
+
+@pytest.fixture
+def gate(tmp_path):
+    return Gate(tmp_path)
 
 
 def frame(spark, ids, who):
     return spark.createDataFrame([(i, who) for i in ids], SCHEMA)
 
 
-def slowly(df, seconds=SLOW_SECONDS):
-    """The same rows, computed once in ``seconds`` (the JVM sleeps on the first row; the result
-    is cached, so a merge's several passes over its source pay once)."""
-    pause = F.expr(f"reflect('java.lang.Thread', 'sleep', cast({seconds * 1000} as bigint))")
-    first = F.col("id") == df.agg(F.min("id")).first()[0]
-    return df.coalesce(1).filter(~first | pause.isNull() | pause.isNotNull()).cache()
-
-
-def race(slow, fast, head_start=1.0):
-    """Run ``slow`` in a thread (it opens the table's snapshot at once, then computes its rows
-    for SLOW_SECONDS), then ``fast`` here after ``head_start``;
-    returns (slow's outcome, fast's outcome): a result or the exception raised."""
+def race(gate, slow, fast):
+    """Run ``slow`` in a thread until it computes its rows (its snapshot is open by then), run
+    ``fast`` here, then let ``slow`` go on; returns (slow's outcome, fast's outcome): a result
+    or the exception raised."""
     outcome = {}
 
     def run_slow():
@@ -43,9 +65,15 @@ def race(slow, fast, head_start=1.0):
 
     thread = threading.Thread(target=run_slow)
     thread.start()
-    time.sleep(head_start)
-    outcome["fast"] = fast()
-    thread.join(timeout=120)
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not gate.started.exists() and thread.is_alive():
+            assert time.monotonic() < deadline, "the slow writer never computed its rows"
+            time.sleep(0.02)
+        outcome["fast"] = fast()
+    finally:
+        gate.opened.touch()
+        thread.join(timeout=WAIT_SECONDS)
     assert not thread.is_alive()
     return outcome["slow"], outcome["fast"]
 
@@ -62,10 +90,11 @@ def assert_valid(tables, name, expected_ids):
     )
 
 
-def test_two_appends_both_land(spark, tables):
+def test_two_appends_both_land(spark, tables, gate):
     tables.write(frame(spark, [0], "base"), "bronze.c")
-    slow_rows = slowly(frame(spark, [1, 2], "slow"))
+    slow_rows = gate.hold(frame(spark, [1, 2], "slow"))
     slow, fast = race(
+        gate,
         lambda: tables.write(slow_rows, "bronze.c"),
         lambda: tables.write(frame(spark, [3], "fast"), "bronze.c"),
     )
@@ -73,10 +102,11 @@ def test_two_appends_both_land(spark, tables):
     assert_valid(tables, "bronze.c", [0, 1, 2, 3])
 
 
-def test_an_append_that_loses_to_an_overwrite_is_committed_again_on_top_of_it(spark, tables):
+def test_an_append_that_loses_to_an_overwrite_is_committed_again_on_top_of_it(spark, tables, gate):
     tables.write(frame(spark, [0], "base"), "bronze.c")
-    slow_rows = slowly(frame(spark, [1], "slow"))
+    slow_rows = gate.hold(frame(spark, [1], "slow"))
     slow, fast = race(
+        gate,
         lambda: tables.write(slow_rows, "bronze.c"),
         lambda: tables.write(frame(spark, [9], "fast"), "bronze.c", mode="overwrite"),
     )
@@ -84,10 +114,11 @@ def test_an_append_that_loses_to_an_overwrite_is_committed_again_on_top_of_it(sp
     assert_valid(tables, "bronze.c", [9, 1])  # as if the overwrite came first, then the append
 
 
-def test_a_merge_that_loses_to_another_merge_fails_and_its_rerun_lands(spark, tables):
+def test_a_merge_that_loses_to_another_merge_fails_and_its_rerun_lands(spark, tables, gate):
     tables.write(frame(spark, [1, 2], "base"), "silver.c")
-    slow_rows = slowly(frame(spark, [2, 3], "slow"))
+    slow_rows = gate.hold(frame(spark, [2, 3], "slow"))
     slow, fast = race(
+        gate,
         lambda: tables.merge(slow_rows, "silver.c", ["id"]),
         lambda: tables.merge(frame(spark, [2, 4], "fast"), "silver.c", ["id"]),
     )
@@ -105,9 +136,10 @@ def test_a_merge_that_loses_to_another_merge_fails_and_its_rerun_lands(spark, ta
     assert owners == {1: "base", 2: "slow", 3: "slow", 4: "fast"}
 
 
-def test_two_writers_creating_one_table_both_land(spark, tables):
-    slow_rows = slowly(frame(spark, [1], "slow"))
+def test_two_writers_creating_one_table_both_land(spark, tables, gate):
+    slow_rows = gate.hold(frame(spark, [1], "slow"))
     slow, fast = race(
+        gate,
         lambda: tables.write(slow_rows, "bronze.new"),
         lambda: tables.write(frame(spark, [2], "fast"), "bronze.new"),
     )
@@ -115,10 +147,11 @@ def test_two_writers_creating_one_table_both_land(spark, tables):
     assert_valid(tables, "bronze.new", [1, 2])
 
 
-def test_a_creator_with_another_schema_is_refused_and_writes_nothing(spark, tables):
+def test_a_creator_with_another_schema_is_refused_and_writes_nothing(spark, tables, gate):
     other = spark.createDataFrame([(1, 2.5)], "id long, amount double")
-    slow_rows = slowly(other)
+    slow_rows = gate.hold(other)
     slow, fast = race(
+        gate,
         lambda: tables.write(slow_rows, "bronze.new"),
         lambda: tables.write(frame(spark, [2], "fast"), "bronze.new"),
     )
