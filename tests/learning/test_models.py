@@ -12,9 +12,10 @@ from deepspark.stages.train.evaluate import (
     mean_baseline,
     regression_metrics,
 )
-from deepspark.stages.train.models import build_cnn, build_mlp, build_model, build_rnn
+from deepspark.stages.train.models import build_cnn, build_mlp, build_model, build_rnn, smallest_side
 from deepspark.stages.train.ranks import choose_device
 from deepspark.stages.train.schedule import learning_rate_at
+from deepspark.stages.train.stage import check_network
 from deepspark.tensors import InputShape
 
 MNIST = InputShape("pixels", (28, 28, 1), 10)
@@ -59,6 +60,28 @@ def test_the_cnn_follows_its_config():
         ("Dense", 3),
     ]
     assert model.output_shape == (None, 3)
+
+
+@pytest.mark.parametrize("conv, kernel_size", [([32, 64, 64], 3), ([8], 3), ([8, 16], 5)])
+def test_the_smallest_side_is_where_the_cnn_starts_to_build(conv, kernel_size):
+    spec = CnnConfig(conv=conv, kernel_size=kernel_size)
+    side = smallest_side(len(conv), kernel_size)
+    assert build_cnn(spec, InputShape("pixels", (side, side, 1), 10)).output_shape == (None, 10)
+    with pytest.raises(ValueError):
+        build_cnn(spec, InputShape("pixels", (side - 1, side, 1), 10))
+
+
+def test_a_cnn_too_deep_for_its_images_is_refused_before_any_rank_starts():
+    config = load_config(env="local")
+    spec = config.train.models["digits_cnn"]  # conv [32, 64, 64], kernel 3: 18x18 at least
+    with pytest.raises(
+        ConfigError,
+        match=r"key 'train.models.digits_cnn.cnn.conv' = \[32, 64, 64\] with kernel_size 3 needs images of "
+        r"at least 18x18 pixels; gold.digits holds 8x8 ones: expected fewer conv layers \(e.g. \[32, 64\]\), "
+        r"a smaller kernel_size or a larger train.datasets.digits.images.size$",
+    ):
+        check_network(spec, InputShape("pixels", (8, 8, 1), 10), config, "train.models.digits_cnn")
+    check_network(spec, InputShape("pixels", (18, 18, 1), 10), config, "train.models.digits_cnn")
 
 
 def test_pixel_bytes_become_images_the_net_sees_in_0_to_1():

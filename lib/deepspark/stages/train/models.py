@@ -78,6 +78,16 @@ def build_cnn(spec: CnnConfig, inputs: InputShape) -> Any:
     return model
 
 
+def smallest_side(convolutions: int, kernel_size: int) -> int:
+    """The smallest image side that :func:`build_cnn`'s ``convolutions`` layers take: each
+    convolution (no padding) takes ``kernel_size - 1`` pixels off a side, each 2x2 max-pool
+    between two halves it, and the last convolution must leave at least one pixel."""
+    side = kernel_size
+    for _ in range(convolutions - 1):
+        side = 2 * side + kernel_size - 1
+    return side
+
+
 def build_rnn(spec: RnnConfig, inputs: InputShape) -> Any:
     keras = tf_keras()
     layers = keras.layers

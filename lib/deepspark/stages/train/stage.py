@@ -359,8 +359,11 @@ def input_shape(
 
 
 def check_network(spec: ModelConfig, inputs: InputShape, config: Config, key: str) -> None:
-    """A custom builder's network, built once here before any rank starts: it must import, take
-    the example shape and end in one output per class (a regressor: one output)."""
+    """Before any rank starts: a CNN's layers must fit the images, and a custom builder's network,
+    built once here, must import, take the example shape and end in one output per class (a
+    regressor: one output)."""
+    if spec.kind == "cnn":
+        check_cnn_fits(spec, inputs, config, key)
     if spec.kind != "custom":
         return
     from deepspark.stages.train.models import build_model
@@ -381,6 +384,26 @@ def check_network(spec: ModelConfig, inputs: InputShape, config: Config, key: st
             f"= {spec.builder!r} returned a network with output {outputs}; expected a tf-keras model "
             f"taking {(None, *inputs.shape)} and ending in {ending}",
         )
+
+
+def check_cnn_fits(spec: ModelConfig, inputs: InputShape, config: Config, key: str) -> None:
+    """Refuse a CNN whose convolutions and poolings would shrink ``inputs``' images to nothing
+    (TensorFlow's own error comes from every rank, as a negative dimension size)."""
+    from deepspark.stages.train.models import smallest_side
+
+    cnn = spec.cnn
+    height, width = inputs.shape[:2]
+    needed = smallest_side(len(cnn.conv), cnn.kernel_size)
+    if min(height, width) >= needed:
+        return
+    fitting = [n for n in range(1, len(cnn.conv)) if smallest_side(n, cnn.kernel_size) <= min(height, width)]
+    fewer = f"fewer conv layers (e.g. {cnn.conv[: fitting[-1]]}), " if fitting else ""
+    raise config.error(
+        f"{key}.cnn.conv",
+        f"= {cnn.conv} with kernel_size {cnn.kernel_size} needs images of at least {needed}x{needed} "
+        f"pixels; {spec.table} holds {height}x{width} ones: expected {fewer}a smaller kernel_size "
+        f"or a larger train.datasets.{spec.dataset}.images.size",
+    )
 
 
 LAUNCHERS = {"horovod": horovod.launch, "tf_distribute": distribute.launch}
