@@ -705,7 +705,8 @@ class CnnConfig(Section):
     (a softmax over the classes, or one linear unit for a regression dataset)."""
 
     conv: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=1)
-    """Filters of each convolution layer, in order."""
+    """Filters of each convolution layer, in order; a 2x2 max-pool follows each but the last, so
+    images need a side of at least 18 for three layers of kernel 3 (8 for two, 3 for one)."""
     kernel_size: int = Field(3, ge=1)
     """Side of each convolution kernel."""
     dense: list[int] = Field(default_factory=lambda: [64])
