@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv} airflow_venv=${AIRFLOW_VENV:-.airflow-venv}
 # Every JVM the tests start (the session's, the CLI's, spark-submit's, Airflow tasks', the
-# standalone daemons') compiles with C1 only: they are short-lived and touch tiny tables, and on
+# standalone daemons', and their executors through tests/small_conf.py) compiles with C1 only: they are short-lived and touch tiny tables, and on
 # 2 cores the suite is CPU-bound, so CPU is wall time. Measured as busy CPU-s (/proc/stat): a
 # cold iris `deepspark run --only ingest,clean,validate,features` 58 with C2, 35-42 with C1
 # (same wall alone); a warm session over tests/stages/test_bad_input.py 229 and 191 (wall +7%

@@ -14,8 +14,11 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# A standalone cluster's executors are JVMs of their own, started by its workers: they take the
+# options of the JVMs the tests start (tests/run.sh: C1 only, 240 MiB of code cache) from here.
+EXECUTOR_JAVA = {"spark.executor.extraJavaOptions": os.environ.get("SPARK_SUBMIT_OPTS", "")}
 SMALL = {
-    "spark": {"master": "local[2]", "shuffle_partitions": 2},
+    "spark": {"master": "local[2]", "shuffle_partitions": 2, "conf": EXECUTOR_JAVA},
     "generate": {"customers": 150},
     # One fit per k over a short range: tests/analytics holds k-means to scikit-learn.
     "analytics": {"kmeans": {"k": [2, 4], "n_init": 1}},

@@ -21,7 +21,7 @@ from deepspark.tables import Tables
 
 from tests.cluster.standalone import free_port, standalone_cluster, submit
 from tests.conftest import TEST_HMAC_KEY
-from tests.small_conf import load_small_config, write_small_conf
+from tests.small_conf import EXECUTOR_JAVA, load_small_config, write_small_conf
 
 pytestmark = pytest.mark.slow
 RUN_ID = "executor-loss"
@@ -81,7 +81,7 @@ def kill_a_busy_executor(cluster, ui_port: int, after_jobs: int, record: dict) -
 
 
 def small_config(folder: Path, ui_port: int | None = None):
-    spark = {"ui_enabled": True, "conf": {"spark.ui.port": str(ui_port)}} if ui_port else {}
+    spark = {"ui_enabled": True, "conf": {**EXECUTOR_JAVA, "spark.ui.port": str(ui_port)}} if ui_port else {}
     conf = write_small_conf(folder, generate={"customers": CUSTOMERS}, spark=spark)
     return conf, load_small_config(conf)
 

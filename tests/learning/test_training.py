@@ -461,7 +461,7 @@ def test_horovod_starts_again_by_itself_when_a_rank_is_killed(spark, base_config
 
 
 GPU_SCRIPT = """
-import json, pickle, sys
+import json, os, pickle, sys
 from deepspark.config import CnnConfig, load_config
 from deepspark.config.schema import EarlyStopping
 from deepspark.session import get_spark
@@ -473,7 +473,8 @@ config = load_config(env="local", overrides=[
     f"spark.gpu_discovery_script={folder}/gpus.sh", f"spark.scratch_dir={folder}/spark",
 ], environ={})
 conf = {**config.spark.conf, "spark.worker.resource.gpu.amount": "2",
-        "spark.worker.resource.gpu.discoveryScript": f"{folder}/gpus.sh", "spark.executor.memory": "512m"}
+        "spark.worker.resource.gpu.discoveryScript": f"{folder}/gpus.sh", "spark.executor.memory": "512m",
+        "spark.executor.extraJavaOptions": os.environ.get("SPARK_SUBMIT_OPTS", "")}  # tests/run.sh's
 config = config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})})
 spark = get_spark(config)
 job = pickle.loads(open(f"{folder}/job.pkl", "rb").read())
