@@ -9,23 +9,25 @@ from __future__ import annotations
 
 from xdist.scheduler import LoadFileScheduling
 
-# Longest first, minutes on 2 cores in CI beside Airflow's suite (pytest temp folders' times).
+# Longest first, minutes on 2 cores beside Airflow's suite (junit times, make test of 9f2d8a8).
 # tests/cluster is one unit: each module starts its own standalone cluster, and two clusters
 # side by side would share 2 cores between four executors. It comes fourth, not first: a
 # standalone run beside the training module once passed its 900 s timeout.
 LONGEST_FIRST = (
-    "tests/learning/test_training.py",  # 20
-    "tests/test_pipeline.py",  # 9
-    "tests/test_examples.py",  # 7.5
-    "tests/cluster",  # 18.5
-    "tests/learning/test_own_datasets.py",  # 7
-    "tests/tables/test_contract.py",  # 7
-    "tests/tables/test_engines_agree.py",  # 5
-    "tests/tables/test_interop.py",  # 5
-    "tests/stages/test_bad_input.py",  # 4.5
-    "tests/reliability/test_concurrent_writers.py",  # 4
-    "tests/reliability/test_killed_driver.py",  # 3.5
-    "tests/stages/test_own_data.py",  # 3
+    "tests/learning/test_training.py",  # 8.1
+    "tests/test_pipeline.py",  # 5.1
+    "tests/test_examples.py",  # 3.6
+    "tests/cluster",  # 8.2
+    "tests/learning/test_own_datasets.py",  # 2
+    "tests/tables/test_contract.py",  # 1.8
+    "tests/tables/test_engines_agree.py",  # 1.3
+    "tests/tables/test_interop.py",  # 1.2
+    "tests/reliability/test_concurrent_writers.py",  # 3.1 then; 51 s alone since its gate
+    "tests/stages/test_clean.py",  # 0.9
+    "tests/reliability/test_storage_faults.py",  # 0.6
+    "tests/stages/test_bad_input.py",  # 0.6
+    "tests/reliability/test_killed_driver.py",  # 0.3
+    "tests/stages/test_own_data.py",  # 0.3
 )
 ONE_UNIT = ("tests/cluster",)
 
