@@ -393,11 +393,12 @@ def check_cnn_fits(spec: ModelConfig, inputs: InputShape, config: Config, key: s
 
     cnn = spec.cnn
     height, width = inputs.shape[:2]
+    side = min(height, width)
     needed = smallest_side(len(cnn.conv), cnn.kernel_size)
-    if min(height, width) >= needed:
+    if side >= needed:
         return
-    fitting = [n for n in range(1, len(cnn.conv)) if smallest_side(n, cnn.kernel_size) <= min(height, width)]
-    fewer = f"fewer conv layers (e.g. {cnn.conv[: fitting[-1]]}), " if fitting else ""
+    fit = max((n for n in range(1, len(cnn.conv)) if smallest_side(n, cnn.kernel_size) <= side), default=0)
+    fewer = f"fewer conv layers (e.g. {cnn.conv[:fit]}), " if fit else ""
     raise config.error(
         f"{key}.cnn.conv",
         f"= {cnn.conv} with kernel_size {cnn.kernel_size} needs images of at least {needed}x{needed} "
