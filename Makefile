@@ -24,12 +24,13 @@ conf/local/secrets.yaml:
 	umask 077 && $(VENV)/bin/python -c "import secrets; print('pii_hmac_key:', secrets.token_hex(32))" > $@
 
 # Two suites at once (tests/run.sh): the package's on two workers, the Airflow DAG's in Airflow's
-# environment. test-fast leaves out the end-to-end runs, the cluster, Horovod and the faults.
+# environment. test-fast leaves out the end-to-end runs, the cluster, Horovod and the faults,
+# and the JVMs' shared class archive, which pays for itself only over the whole suite.
 test: install-test
 	VENV=$(VENV) AIRFLOW_VENV=$(AIRFLOW_VENV) tests/run.sh
 
 test-fast: install-test
-	VENV=$(VENV) AIRFLOW_VENV=$(AIRFLOW_VENV) tests/run.sh -m "not slow"
+	VENV=$(VENV) AIRFLOW_VENV=$(AIRFLOW_VENV) JVM_ARCHIVE=no tests/run.sh -m "not slow"
 
 # The wheel and conf archive for clusters; `deploy/package.sh --env` also packs the environment.
 package: install
