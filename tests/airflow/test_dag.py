@@ -98,10 +98,12 @@ def _land(conf_dir: Path) -> None:
     assert generated.returncode == 0, generated.stderr[-3000:]
 
 
-def _run(dag, conf_dir: Path):
-    """One DAG run as a manual trigger (no logical date), every task a real spark-submit.
-    Returns the DAG run and each task's final state."""
-    dag_run = dag.test(logical_date=None, run_conf={"conf_dir": str(conf_dir), "env": "small"})
+def _run(dag, conf_dir: Path, mark_success: str | None = None):
+    """One DAG run as a manual trigger (no logical date), every task a real spark-submit but those
+    ``mark_success`` matches (marked successful, not run). Returns the DAG run and each task's
+    final state."""
+    run_conf = {"conf_dir": str(conf_dir), "env": "small"}
+    dag_run = dag.test(logical_date=None, run_conf=run_conf, mark_success_pattern=mark_success)
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     return dag_run, states
 
@@ -152,8 +154,8 @@ def test_a_manual_run_executes_every_stage_through_spark_submit(manual_run):
 
 @pytest.mark.slow
 def test_a_failed_critical_expectation_stops_every_downstream_task(dag, manual_run, tmp_path):
-    """A second DAG run over the first one's data (landed already: nothing new to ingest or
-    clean) with a suite no table can pass."""
+    """A second DAG run over the first one's tables with a suite no table can pass. Its ingest
+    and clean are marked successful, not run: the first run left nothing new for them."""
     impossible = [
         {
             "expectation": "expect_table_row_count_to_be_between",
@@ -167,9 +169,10 @@ def test_a_failed_critical_expectation_stops_every_downstream_task(dag, manual_r
         validate={"suites": {"customers": impossible}},
         run={"data_root": str(data), "runs_dir": str(tmp_path / "runs")},
     )
-    dag_run, states = _run(dag, conf)
+    dag_run, states = _run(dag, conf, mark_success="ingest|clean")
 
     assert dag_run.state == "failed"
-    assert states["ingest"] == states["clean"] == "success"
     assert states["validate"] == "failed"
     assert {states[t] for t in STAGES[3:]} == {"upstream_failed"}
+    [log] = (tmp_path / "runs").glob("*/logs/validate.log")
+    assert "critical expectations failed: " in log.read_text()
