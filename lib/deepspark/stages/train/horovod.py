@@ -62,7 +62,7 @@ def launch(job: TrainingJob, num_proc: int, start_timeout: int) -> list[RankRepo
 
     # horovod.spark.run first checks that Horovod was built with Gloo in a forked child, which
     # imports horovod.tensorflow; imported here, the child finds it loaded (the driver imports
-    # TensorFlow for the evaluation anyway). Measured: one less TensorFlow import, 2.4 s a process.
+    # TensorFlow for the evaluation anyway): one TensorFlow import less, about 2 CPU-s a process.
     Path(job.folder).mkdir(parents=True, exist_ok=True)
     log.info("training %s on %d Horovod rank(s) in %s", job.name, num_proc, job.folder)
     reports = horovod.spark.run(
