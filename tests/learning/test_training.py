@@ -461,11 +461,12 @@ def test_horovod_starts_again_by_itself_when_a_rank_is_killed(spark, base_config
 
 
 GPU_SCRIPT = """
-import json, os, pickle, sys
+import json, pickle, sys
 from deepspark.config import CnnConfig, load_config
 from deepspark.config.schema import EarlyStopping
 from deepspark.session import get_spark
 from deepspark.stages.train.horovod import launch
+from tests.small_conf import EXECUTOR_JAVA  # tests/run.sh's JVM options
 
 folder = sys.argv[1]
 config = load_config(env="local", overrides=[
@@ -474,7 +475,7 @@ config = load_config(env="local", overrides=[
 ], environ={})
 conf = {**config.spark.conf, "spark.worker.resource.gpu.amount": "2",
         "spark.worker.resource.gpu.discoveryScript": f"{folder}/gpus.sh", "spark.executor.memory": "512m",
-        "spark.executor.extraJavaOptions": os.environ.get("SPARK_SUBMIT_OPTS", "")}  # tests/run.sh's
+        **EXECUTOR_JAVA}
 config = config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})})
 spark = get_spark(config)
 job = pickle.loads(open(f"{folder}/job.pkl", "rb").read())
