@@ -118,10 +118,10 @@ def measure(
         0,
         str(work / "training"),
     )
-    pinning = launch(
-        replace(job, spec=spec.model_copy(update={"epochs": 1}), folder=str(work / "pin")), executors, 300
+    (pinning,) = launch(
+        [replace(job, spec=spec.model_copy(update={"epochs": 1}), folder=str(work / "pin"))], executors, 300
     )
-    speed = launch(replace(job, folder=str(work / "speed")), 1, 300)
+    (speed,) = launch([replace(job, folder=str(work / "speed"))], 1, 300)
     spark.stop()
     job_path = work / "job.pkl"
     job_path.write_bytes(pickle.dumps(job))

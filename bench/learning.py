@@ -152,7 +152,7 @@ def measure(copies: int, epochs: int, repeats: int, batch_size: int) -> dict:
         for backend, launch in backends.items():
             for ranks in (1, 2) if attempt % 2 == 0 else (2, 1):
                 folder = str(work / f"training-{backend}-{ranks}-{attempt}")
-                reports = launch(replace(job, folder=folder), ranks, 120)
+                (reports,) = launch([replace(job, folder=folder)], ranks, 120)
                 # Examples/s of the epochs after the first, added over the ranks.
                 speeds[f"{backend} {ranks} rank{'s' if ranks > 1 else ''}"].append(
                     sum(r.examples_per_second() for r in reports)

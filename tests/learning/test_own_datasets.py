@@ -288,6 +288,7 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
     run = Run(settings, spark, Tables(spark, settings), "four-models")
     result = train(run)
     assert set(result.metrics) == set(models)
+    assert {(m["attempts"], m["ranks"]) for m in result.metrics.values()} == {(1, 2)}  # one start, all four
     assert {t: v for t, v in result.tables.items() if t.startswith("gold.")} == {
         f"gold.{d}": 0 for d in datasets
     }

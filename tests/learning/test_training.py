@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -272,7 +273,8 @@ def tiny(request, spark, base_config, tmp_path_factory):
         decay_epochs=[2],
         early_stopping=stopping,
     )
-    return job, LAUNCHERS[request.param](job, num_proc=2, start_timeout=120)
+    (reports,) = LAUNCHERS[request.param]([job], num_proc=2, start_timeout=120)
+    return job, reports
 
 
 def test_two_ranks_end_with_identical_weights_after_training(tiny):
@@ -310,7 +312,7 @@ def test_mixed_precision_trains_in_float16_with_ranks_in_sync(spark, base_config
     """mixed_float16 (loss scaling under hvd.DistributedOptimizer): the layers compute in float16,
     the softmax in float32, both ranks end equal and the network learns."""
     job = _tiny_job(spark, _config_in(base_config, tmp_path), tmp_path, epochs=3, precision="mixed_float16")
-    reports = launch(job, 2, 120)
+    (reports,) = launch([job], 2, 120)
     assert len({r.weights_digest for r in reports}) == 1
     assert reports[0].history["val_accuracy"][-1] > 0.6  # ten classes: chance is 0.1
     model = tf_keras().models.load_model(str(Path(job.folder) / FINAL_MODEL), compile=False)
@@ -447,14 +449,28 @@ def test_tf_distribute_survives_a_killed_rank_and_reaches_97_percent(spark, base
 
 
 def test_horovod_starts_again_by_itself_when_a_rank_is_killed(spark, base_config, tmp_path):
-    """Horovod rank 1 SIGKILLed after 2 epochs: horovod.spark.run fails, and the ranks start again
-    from the latest checkpoint (train.attempts), continue the epoch count and end in sync."""
+    """Two jobs on one start of the ranks; rank 1 SIGKILLed after the second's 2nd epoch:
+    horovod.spark.run fails, and the ranks start again (train.attempts) for the second job alone,
+    from its latest checkpoint; the epoch count continues and the ranks end in sync. The first
+    job, finished before the kill, keeps its reports and is not trained again."""
     config = _config_in(base_config, tmp_path, attempts=2)
-    job = _tiny_job(spark, config, tmp_path, epochs=8)
+    first = _tiny_job(spark, config, tmp_path, epochs=2)
+    job = replace(
+        first,
+        name="tiny-2",
+        spec=first.spec.model_copy(update={"epochs": 8}),
+        folder=str(tmp_path / "second"),
+    )
     killed = _kill_a_rank_after(Path(job.folder), "checkpoints", 2, b"HOROVOD_RANK=1\x00")
-    reports, starts = train_with_retries(job, config)
+    trained, starts = train_with_retries([first, job], config)
     assert killed, "no rank was running after 2 epochs"
-    assert starts == 2 and len({r.weights_digest for r in reports}) == 1
+    assert starts == {"tiny": 1, "tiny-2": 2}
+    assert [r.initial_epoch for r in trained["tiny"]] == [0, 0] and trained["tiny"][0].epochs == [0, 1]
+    reports = trained[job.name]
+    assert (
+        len({r.weights_digest for r in reports}) == 1
+        and len({r.weights_digest for r in trained["tiny"]}) == 1
+    )
     assert killed["epoch"] <= reports[0].initial_epoch == reports[1].initial_epoch < 8
     state = read_state(Path(job.folder) / "checkpoints")
     assert [row["epoch"] for row in state["history"]] == list(range(8))
@@ -479,7 +495,7 @@ conf = {**config.spark.conf, "spark.worker.resource.gpu.amount": "2",
 config = config.model_copy(update={"spark": config.spark.model_copy(update={"conf": conf})})
 spark = get_spark(config)
 job = pickle.loads(open(f"{folder}/job.pkl", "rb").read())
-print(json.dumps([r.device for r in launch(job, 2, 120)]))
+print(json.dumps([r.device for r in launch([job], 2, 120)[0]]))
 """
 
 

@@ -39,6 +39,8 @@ from deepspark.stages.train.ranks import (
     fit_rank,
     place_rank,
     rank_environment,
+    report_file,
+    write_report,
 )
 
 log = logging.getLogger(__name__)
@@ -51,21 +53,26 @@ class RankFailedError(RuntimeError):
     """A rank's process ended with an error; the message is its last line and the log's path."""
 
 
-def launch(job: TrainingJob, num_proc: int, start_timeout: int) -> list[RankReport]:
-    """Run ``job`` on ``num_proc`` MultiWorkerMirroredStrategy workers, one barrier task each;
-    reports by rank. Spark's barrier scheduling waits for ``num_proc`` free slots, and fails the
-    stage when the cluster cannot have that many (``start_timeout`` is Horovod's alone)."""
+def launch(jobs: list[TrainingJob], num_proc: int, start_timeout: int) -> list[list[RankReport]]:
+    """Run each job on ``num_proc`` MultiWorkerMirroredStrategy workers, one barrier stage of
+    ``num_proc`` tasks per job (a strategy's collectives serve one process's life); for each
+    job, its reports by rank. Spark's barrier scheduling waits for ``num_proc`` free slots, and
+    fails the stage when the cluster cannot have that many (``start_timeout`` is Horovod's
+    alone)."""
     from pyspark.sql import SparkSession
 
     spark = SparkSession.getActiveSession()
     if spark is None:
         raise RuntimeError("train.backend tf_distribute needs an active Spark session")
-    Path(job.folder, "logs").mkdir(parents=True, exist_ok=True)
-    log.info("training %s on %d tf.distribute worker(s) in %s", job.name, num_proc, job.folder)
-    env = rank_environment(job)
-    tasks = spark.sparkContext.parallelize(range(num_proc), num_proc).barrier()
-    reports = tasks.mapPartitions(lambda _rows: [run_rank(job, env)]).collect()
-    return sorted(reports, key=lambda report: report.rank)
+    trained = []
+    for job in jobs:
+        Path(job.folder, "logs").mkdir(parents=True, exist_ok=True)
+        log.info("training %s on %d tf.distribute worker(s) in %s", job.name, num_proc, job.folder)
+        env = rank_environment(job)
+        tasks = spark.sparkContext.parallelize(range(num_proc), num_proc).barrier()
+        reports = tasks.mapPartitions(lambda _rows, job=job, env=env: [run_rank(job, env)]).collect()
+        trained.append(sorted(reports, key=lambda report: report.rank))
+    return trained
 
 
 def run_rank(job: TrainingJob, env: dict[str, str]) -> RankReport:
@@ -83,14 +90,14 @@ def run_rank(job: TrainingJob, env: dict[str, str]) -> RankReport:
     tf_config = {"cluster": {"worker": peers}, "task": {"type": "worker", "index": rank}}
     folder = Path(job.folder)
     log_path = folder / "logs" / f"rank-{rank}.log"
-    report_path = folder / "logs" / f".rank-{rank}.report"
+    report_path = report_file(job, rank)
     report_path.unlink(missing_ok=True)
     rank_env = {
         **env,
         "TF_CONFIG": json.dumps(tf_config),
         "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),  # --py-files included
     }
-    order = (job, rank, len(peers), local_rank, gpus, str(report_path))
+    order = (job, rank, len(peers), local_rank, gpus)
     with log_path.open("ab") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", __name__],
@@ -105,9 +112,7 @@ def run_rank(job: TrainingJob, env: dict[str, str]) -> RankReport:
         code = process.returncode
         how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"failed: {last_line(log_path)}"
         raise RankFailedError(f"tf_distribute rank {rank} of {len(peers)} {how} (log: {log_path})")
-    report = pickle.loads(report_path.read_bytes())
-    report_path.unlink()
-    return report
+    return pickle.loads(report_path.read_bytes())
 
 
 def train_worker(job: TrainingJob, rank: int, size: int, local_rank: int, gpus: list[str]) -> RankReport:
@@ -159,9 +164,8 @@ def _die_with_parent() -> None:
 
 
 def main() -> None:
-    job, rank, size, local_rank, gpus, report_path = pickle.load(sys.stdin.buffer)
-    report = train_worker(job, rank, size, local_rank, gpus)
-    Path(report_path).write_bytes(pickle.dumps(report))
+    job, rank, size, local_rank, gpus = pickle.load(sys.stdin.buffer)
+    write_report(job, train_worker(job, rank, size, local_rank, gpus))
 
 
 if __name__ == "__main__":

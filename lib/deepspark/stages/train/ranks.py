@@ -17,8 +17,11 @@ the scope the network is built in and how each rank's batches are distributed. T
   history), TensorBoard logs and the final model. A job started again with the same folder
   resumes from the latest checkpoint: the epoch counter continues.
 
-Each rank returns a :class:`RankReport`, including a digest of its final weights: the driver
-checks that every rank ended with the same weights.
+Each rank returns a :class:`RankReport` per job, including a digest of its final weights: the
+driver checks that every rank ended with the same weights. :func:`fit_each` trains a stage's
+jobs in turn in one start of the ranks (a start costs each rank its TensorFlow and Horovod
+imports), each from the seed it would start from alone, and keeps each finished job's report in
+its folder: a start that fails at a later job does not lose the finished ones.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -154,8 +158,50 @@ def place_rank(job: TrainingJob, tf, assigned: list[str], local_rank: int) -> st
     tf.config.set_visible_devices([gpus[index]] if index is not None else [], "GPU")
     if index is not None:
         tf.config.experimental.set_memory_growth(gpus[index], True)
-    tf.keras.utils.set_random_seed(job.seed)  # same start everywhere; rank 0's wins anyway
     return device
+
+
+def fit_each(
+    jobs: list[TrainingJob], rank: int, size: int, device: str, distribution: Distribution
+) -> list[RankReport]:
+    """The jobs in turn, in this rank's one process; their reports in order, each also kept in
+    its job's folder (:func:`read_reports`)."""
+    from deepspark.tensors import tf_keras
+
+    reports = []
+    for job in jobs:
+        if reports:
+            tf_keras().backend.clear_session()  # the earlier network, its graph and layer names gone
+        report = fit_rank(job, rank, size, device, distribution)
+        write_report(job, report)
+        reports.append(report)
+    return reports
+
+
+def report_file(job: TrainingJob, rank: int) -> Path:
+    return Path(job.folder) / "logs" / f"rank-{rank}.report"
+
+
+def write_report(job: TrainingJob, report: RankReport) -> None:
+    path = report_file(job, report.rank)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(pickle.dumps(report))
+    os.replace(temporary, path)  # whole or absent: a rank killed while writing leaves none
+
+
+def read_reports(job: TrainingJob, size: int) -> list[RankReport] | None:
+    """Every rank's report of a finished job, by rank; None unless all ``size`` are there."""
+    paths = [report_file(job, rank) for rank in range(size)]
+    if not all(path.is_file() for path in paths):
+        return None
+    return [pickle.loads(path.read_bytes()) for path in paths]
+
+
+def clear_reports(job: TrainingJob) -> None:
+    """Before the ranks start: no report of an earlier start is taken for one of this start."""
+    for path in (Path(job.folder) / "logs").glob("rank-*.report"):
+        path.unlink()
 
 
 def fit_rank(job: TrainingJob, rank: int, size: int, device: str, distribution: Distribution) -> RankReport:
@@ -168,6 +214,7 @@ def fit_rank(job: TrainingJob, rank: int, size: int, device: str, distribution: 
     from deepspark.tensors import tf_keras
 
     keras = tf_keras()
+    keras.utils.set_random_seed(job.seed)  # the start it has alone; rank 0's wins anyway
     spec = job.spec
     folder = Path(job.folder)
     checkpoints = folder / "checkpoints"

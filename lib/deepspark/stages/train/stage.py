@@ -11,6 +11,11 @@ A model is identified by its fingerprint: its config, the table and Delta versio
 number of ranks and the seed. A finished model with the same fingerprint is reused (registered
 once, when trained; a reuse leaves its manifest alone); an unfinished one (a run that failed or
 was killed) resumes from its latest checkpoint.
+
+Every model is checked against its table before any rank starts (a mistake in the last model's
+config costs no training of the first). The models to train then train in turn on one start of
+the ranks (Horovod: one launch for all; tf.distribute: a barrier stage each), and each is then
+evaluated and registered.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +66,14 @@ from deepspark.stages.train.evaluate import (
     regression_metrics,
     summary_metrics,
 )
-from deepspark.stages.train.ranks import FINAL_MODEL, RankReport, TrainingJob, read_state
+from deepspark.stages.train.ranks import (
+    FINAL_MODEL,
+    RankReport,
+    TrainingJob,
+    clear_reports,
+    read_reports,
+    read_state,
+)
 from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
 from deepspark.tracking import Logged, log_model_run, mlflow_record, register_network
@@ -80,6 +92,7 @@ def train(run: Run) -> StageResult:
         return skipped("no train.models in conf")
     result = StageResult()
     prepared: dict[str, PreparedTable] = {}
+    plans = []
     for name, spec in config.train.models.items():
         if spec.dataset not in prepared:
             table = prepared[spec.dataset] = prepare_dataset(run.tables, config, spec.dataset, run.run_id)
@@ -92,9 +105,11 @@ def train(run: Run) -> StageResult:
                 warning = f"{spec.dataset}: {table.quarantined} {what} could not be read; see quarantine.rows"
                 result.notes.append(warning)
                 result.details.append(warning)
-        outcome = train_model(run, name, spec, prepared[spec.dataset])
-        result.metrics[name] = outcome
-        line = f"{name}: {headline(outcome['test'])} on {outcome['test']['rows']} rows" + (
+        plans.append(plan_model(run, name, spec, prepared[spec.dataset]))
+    trained = train_planned(run, plans)
+    for plan in plans:
+        outcome = result.metrics[plan.name] = finish_model(run, plan, *trained.get(plan.name, ([], 0)))
+        line = f"{plan.name}: {headline(outcome['test'])} on {outcome['test']['rows']} rows" + (
             " (reused)"
             if outcome["reused"]
             else f" ({outcome['ranks']} {outcome['backend']} ranks, {outcome['device']}{_retried(outcome)})"
@@ -107,8 +122,30 @@ def train(run: Run) -> StageResult:
     return result
 
 
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model, checked and located before any rank starts: ``job`` is None when a finished
+    model with its fingerprint is reused."""
+
+    name: str
+    spec: ModelConfig
+    prepared: PreparedTable | None
+    pinned: PinnedTable
+    inputs: InputShape
+    identity: str
+    folder: Path
+    job: TrainingJob | None
+
+
 def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable | None) -> TrainOutcome:
     """Train (or reuse, or resume) one model, evaluate it on the test split and register it."""
+    plan = plan_model(run, name, spec, prepared)
+    return finish_model(run, plan, *train_planned(run, [plan]).get(name, ([], 0)))
+
+
+def plan_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable | None) -> ModelPlan:
+    """The model's pinned table, input shape and fingerprint, its config checked against them,
+    and the job its ranks run (none when it is reused)."""
     config, tables = run.config, run.tables
     key = f"train.models.{name}"
     check_task_slots(run.spark, config)
@@ -124,15 +161,17 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             f"expected train.splits.validation > 0 or a monitor of loss or {inputs.metric()}",
         )
     check_network(spec, inputs, config, key)
-    backend = config.train.backend
     identity = fingerprint(
-        spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed, backend
+        spec.model_dump(mode="json"),
+        spec.table,
+        version,
+        config.train.num_proc,
+        config.run.seed,
+        config.train.backend,
     )
     folder = config.models_root / "training" / name / identity
-    reused = (folder / FINAL_MODEL).is_file()
-    reports: list[RankReport] = []
-    attempts = 0
-    if not reused:
+    job = None
+    if not (folder / FINAL_MODEL).is_file():
         job = TrainingJob(
             name=name,
             spec=spec,
@@ -147,9 +186,27 @@ def train_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable 
             threads=config.train.threads_per_rank,
             pin_cores=config.train.pin_cores,
         )
-        with watch_epochs(run, name, folder, spec.epochs):
-            reports, attempts = train_with_retries(job, config)
-        check_in_sync(reports)
+    return ModelPlan(name, spec, prepared, pinned, inputs, identity, folder, job)
+
+
+def train_planned(run: Run, plans: list[ModelPlan]) -> dict[str, tuple[list[RankReport], int]]:
+    """Train every planned job on one start of the ranks (more where it fails and starts again);
+    for each model trained, its ranks' reports and how many starts it took part in."""
+    jobs = [plan.job for plan in plans if plan.job is not None]
+    if not jobs:
+        return {}
+    with watch_epochs(run, jobs):
+        reports, starts = train_with_retries(jobs, run.config)
+    for job in jobs:
+        check_in_sync(reports[job.name])
+    return {job.name: (reports[job.name], starts[job.name]) for job in jobs}
+
+
+def finish_model(run: Run, plan: ModelPlan, reports: list[RankReport], attempts: int) -> TrainOutcome:
+    """Evaluate a trained (or reused) model on the test split, plot it, and register it."""
+    config, tables, backend = run.config, run.tables, run.config.train.backend
+    name, spec, prepared, inputs, folder = plan.name, plan.spec, plan.prepared, plan.inputs, plan.folder
+    pinned, version, identity, reused = plan.pinned, plan.pinned.version, plan.identity, plan.job is None
 
     # The prepared table's recipe (and class names) when the model reads the version just prepared.
     recipe = prepared.recipe() if prepared and prepared.version == version else None
@@ -286,20 +343,21 @@ def model_manifest(
 
 
 @contextmanager
-def watch_epochs(run: Run, name: str, folder: Path, epochs: int, every: float = 2.0) -> Iterator[None]:
-    """Report the epochs rank 0 has checkpointed while training runs (the ranks are other
-    processes, so the driver reads their checkpoint state)."""
+def watch_epochs(run: Run, jobs: list[TrainingJob], every: float = 2.0) -> Iterator[None]:
+    """Report the epochs rank 0 has checkpointed of each job while training runs (the ranks are
+    other processes, so the driver reads their checkpoint state)."""
     stop = threading.Event()
 
     def report() -> None:
-        state = read_state(folder / "checkpoints")
-        run.step(f"train {name} (epochs)", state["epoch"] if state else 0, epochs)
+        for job in jobs:
+            state = read_state(Path(job.folder) / "checkpoints")
+            run.step(f"train {job.name} (epochs)", state["epoch"] if state else 0, job.spec.epochs)
 
     def poll() -> None:
         while not stop.wait(every):
             report()
 
-    watcher = threading.Thread(target=poll, name=f"watch-{name}", daemon=True)
+    watcher = threading.Thread(target=poll, name="watch-epochs", daemon=True)
     watcher.start()
     try:
         yield
@@ -410,20 +468,34 @@ def check_cnn_fits(spec: ModelConfig, inputs: InputShape, config: Config, key: s
 LAUNCHERS = {"horovod": horovod.launch, "tf_distribute": distribute.launch}
 
 
-def train_with_retries(job: TrainingJob, config: Config) -> tuple[list[RankReport], int]:
-    """Train on ``train.backend``'s ranks; when they fail (a lost executor, a killed rank), start
-    them again, up to ``train.attempts`` times in all: each start resumes from the latest
-    checkpoint. Returns the ranks' reports and the number of starts."""
+def train_with_retries(
+    jobs: list[TrainingJob], config: Config
+) -> tuple[dict[str, list[RankReport]], dict[str, int]]:
+    """Train the jobs on ``train.backend``'s ranks, started once for all; when they fail (a lost
+    executor, a killed rank), start them again for the jobs not finished, up to
+    ``train.attempts`` times in all: each start resumes from the latest checkpoint. Returns each
+    job's reports by rank, and the number of starts each took part in."""
     launch = LAUNCHERS[config.train.backend]
+    size = config.train.num_proc
+    reports: dict[str, list[RankReport]] = {}
+    starts = dict.fromkeys((job.name for job in jobs), 0)
     for attempt in range(1, config.train.attempts + 1):
+        pending = [job for job in jobs if job.name not in reports]
+        for job in pending:
+            clear_reports(job)
+            starts[job.name] += 1
         try:
-            return launch(job, config.train.num_proc, config.train.start_timeout), attempt
+            trained = launch(pending, size, config.train.start_timeout)
+            reports.update(zip((job.name for job in pending), trained, strict=True))
+            return reports, starts
         except Exception as error:  # a Spark job, Horovod or a rank: each fails its own way
+            # The jobs that finished before the failure keep their ranks' reports.
+            reports.update((job.name, done) for job in pending if (done := read_reports(job, size)))
             if attempt == config.train.attempts:
                 raise
             log.warning(
                 "training %s failed (%s); starting it again from its latest checkpoint (start %d of %d)",
-                job.name,
+                ", ".join(job.name for job in pending if job.name not in reports),
                 " ".join(describe(error).split()),  # one line: Horovod's message runs over four
                 attempt + 1,
                 config.train.attempts,
