@@ -24,7 +24,10 @@ trap 'rm -rf "$airflow_log" "$jvm_archive"' EXIT
 #   compiles more: 57 MiB at its peak (-XX:+PrintCodeCache, the CLI run of
 #   tests/test_pipeline.py); once in CI its analytics failed with "Out of space in CodeCache for
 #   adapters". So the JVMs keep the 240 MiB that tiered compilation reserves.
-c1_only="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+# - The serial collector: with every core busy, parallel GC threads only take turns. A cold
+#   `deepspark run --only ingest,clean,validate,features` on the sample shop (2026-12-05, a
+#   slower machine than the figures above): 65.2, 66.9 busy CPU-s with G1, 62.0, 63.6 serial.
+c1_only="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
 # - One class-data archive (AppCDS), written by tests/jvm_archive.py while the suites start: a
 #   JVM maps Spark's and delta-spark's classes from it instead of loading them. Busy CPU-s, a
 #   cold `deepspark run --only ingest,clean,validate,features` on the sample shop: 23.6 without,
