@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -288,7 +289,11 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
     run = Run(settings, spark, Tables(spark, settings), "four-models")
     result = train(run)
     assert set(result.metrics) == set(models)
-    assert {(m["attempts"], m["ranks"]) for m in result.metrics.values()} == {(1, 2)}  # one start, all four
+    assert {(m["attempts"], m["ranks"]) for m in result.metrics.values()} == {(1, 1)}
+    reports = [
+        pickle.loads(p.read_bytes()) for p in settings.models_root.glob("training/*/*/logs/rank-0.report")
+    ]
+    assert len(reports) == 4 and len({r.pid for r in reports}) == 1  # one process trained all four
     assert {t: v for t, v in result.tables.items() if t.startswith("gold.")} == {
         f"gold.{d}": 0 for d in datasets
     }

@@ -81,6 +81,7 @@ class RankReport:
     samples: int = 0  # training examples this rank processed
     epoch_seconds: list[float] = field(default_factory=list)  # each epoch's, validation included
     weights_digest: str = ""  # sha256 of the final weights: equal on every rank
+    pid: int = field(default_factory=os.getpid)  # the rank's process: one for all of a start's jobs
 
     def examples_per_second(self) -> float | None:
         """This rank's steady speed: the epochs after the first (which also traces the graph)."""
