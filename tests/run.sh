@@ -27,7 +27,7 @@ trap 'rm -rf "$airflow_log" "$jvm_archive"' EXIT
 # - The serial collector: with every core busy, parallel GC threads only take turns. A cold
 #   `deepspark run --only ingest,clean,validate,features` on the sample shop (2026-12-05, a
 #   slower machine than the figures above): 65.2, 66.9 busy CPU-s with G1, 62.0, 63.6 serial.
-c1_only="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
+lean_jvm="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
 # - One class-data archive (AppCDS), written by tests/jvm_archive.py while the suites start: a
 #   JVM maps Spark's and delta-spark's classes from it instead of loading them. Busy CPU-s, a
 #   cold `deepspark run --only ingest,clean,validate,features` on the sample shop: 23.6 without,
@@ -39,12 +39,12 @@ c1_only="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC
 sharing=""
 if [ "${JVM_ARCHIVE:-yes}" != no ] && [ -z "${SPARK_SUBMIT_OPTS:-}" ]; then
   sharing="-XX:SharedArchiveFile=$jvm_archive/spark.jsa -Xlog:cds=off -Xlog:cds+dynamic=off"
-  SPARK_SUBMIT_OPTS="$c1_only -XX:ArchiveClassesAtExit=$jvm_archive/writing.jsa" \
+  SPARK_SUBMIT_OPTS="$lean_jvm -XX:ArchiveClassesAtExit=$jvm_archive/writing.jsa" \
     "$venv/bin/python" tests/jvm_archive.py >"$jvm_archive/log" 2>&1 \
     && mv "$jvm_archive/writing.jsa" "$jvm_archive/spark.jsa" &
 fi
-export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$c1_only $sharing}"
-export SPARK_DAEMON_JAVA_OPTS="${SPARK_DAEMON_JAVA_OPTS:-$c1_only $sharing}"
+export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:-$lean_jvm $sharing}"
+export SPARK_DAEMON_JAVA_OPTS="${SPARK_DAEMON_JAVA_OPTS:-$lean_jvm $sharing}"
 
 "$airflow_venv/bin/pytest" tests/airflow --confcutdir tests/airflow "$@" >"$airflow_log" 2>&1 &
 airflow=$!

@@ -161,13 +161,9 @@ def plan_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable |
             f"expected train.splits.validation > 0 or a monitor of loss or {inputs.metric()}",
         )
     check_network(spec, inputs, config, key)
+    backend = config.train.backend
     identity = fingerprint(
-        spec.model_dump(mode="json"),
-        spec.table,
-        version,
-        config.train.num_proc,
-        config.run.seed,
-        config.train.backend,
+        spec.model_dump(mode="json"), spec.table, version, config.train.num_proc, config.run.seed, backend
     )
     folder = config.models_root / "training" / name / identity
     job = None
