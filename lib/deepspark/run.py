@@ -13,11 +13,13 @@ This module knows no stage: the stages and the pipeline (their registry) both im
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, TypeVar, get_args
 
@@ -90,6 +92,11 @@ class Run:
     def run_dir(self) -> Path:
         return run_dir(self.config, self.run_id)
 
+    @cached_property
+    def as_of(self) -> datetime:
+        """The moment this run is as of: see :func:`run_as_of`."""
+        return run_as_of(self.run_dir)
+
     def step(self, what: str, done: int, total: int) -> None:
         """Report progress of a long step (epochs, datasets); a no-op without a listener."""
         if self.on_step is not None:
@@ -112,6 +119,29 @@ def run_dir(config: Config, run_id: str) -> Path:
     if not RUN_ID.fullmatch(run_id):
         raise ValueError(f"run id {run_id!r}: expected letters, digits and . _ + - (at most 128)")
     return Path(config.run.runs_dir) / run_id
+
+
+AS_OF = "as_of.json"
+
+
+def run_as_of(folder: Path) -> datetime:
+    """The moment a run is as of, what ``now`` means to its stages (the clean stage's ``range``
+    bounds and age bands): when a stage of the run first asked, to the second, kept in the run's
+    folder. Every stage of the run, in whichever process, and every rerun of the run id therefore
+    turn the same rows into the same output, even across midnight."""
+    path = folder / AS_OF
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        moment = datetime.now(UTC).replace(microsecond=0)
+        temporary = folder / f".{AS_OF}.{uuid.uuid4().hex}"
+        temporary.write_text(json.dumps({"as_of": moment.isoformat()}))
+        try:  # a link appears whole, and only once: of two first stages, one moment wins
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return datetime.fromisoformat(json.loads(path.read_text())["as_of"])
 
 
 def new_run_id() -> str:

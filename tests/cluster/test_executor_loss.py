@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from deepspark.pipeline import run_pipeline
-from deepspark.run import Run
+from deepspark.run import AS_OF, Run
 from deepspark.tables import Tables
 
 from tests.cluster.standalone import free_port, standalone_cluster, submit
@@ -95,6 +95,9 @@ def test_a_worker_killed_mid_stage_changes_nothing_in_the_output(spark, tmp_path
     conf, disturbed = small_config(tmp_path / "disturbed", ui_port)
     shutil.copytree(reference.run.data_root, disturbed.run.data_root)
     run_pipeline(Run(reference, spark, tables, RUN_ID), ["clean"])
+    # The same run's moment ('now' to clean's rules and age bands), as a rerun of the run id has.
+    (disturbed.run.runs_dir / RUN_ID).mkdir(parents=True)
+    shutil.copy(reference.run.runs_dir / RUN_ID / AS_OF, disturbed.run.runs_dir / RUN_ID / AS_OF)
 
     with standalone_cluster(tmp_path / "cluster") as cluster:
         record: dict = {}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from deepspark.config import CleanConfig, ColumnRule, ConfigError, DatasetCleaning, IngestConfig, SourceConfig
 from deepspark.pipeline import run_pipeline
-from deepspark.run import Run
+from deepspark.run import Run, run_as_of
 from deepspark.stages.clean.privacy import MissingKeyError, age_band, hmac_pads, mask, protect
 from deepspark.stages.clean.stage import (
     TYPED,
@@ -30,13 +30,15 @@ from deepspark.stages.clean.stage import (
 )
 from pyspark.sql import functions as F
 
+AS_OF = datetime(2026, 6, 1, 12, tzinfo=UTC)  # a run's moment: what 'now' means to clean
+
 
 def rules(**columns) -> dict[str, ColumnRule]:
     return {name: ColumnRule.model_validate(rule) for name, rule in columns.items()}
 
 
 def hmac_of(df, key: bytes) -> list:
-    protected = protect(df, rules(email={"privacy": "hmac"}), key)
+    protected = protect(df, rules(email={"privacy": "hmac"}), key, AS_OF)
     return [r.email_hmac for r in protected.orderBy(F.col("email_hmac").asc_nulls_last()).collect()]
 
 
@@ -52,7 +54,7 @@ def test_hmac_matches_pythons_hmac_and_differs_by_key(spark):
 def test_the_hmac_key_never_appears_in_a_query_plan(spark):
     key = b"plan-sentinel-key"
     df = spark.createDataFrame([("anna@example.com",)], "email string")
-    protected = protect(df, rules(email={"privacy": "hmac"}), key)
+    protected = protect(df, rules(email={"privacy": "hmac"}), key, AS_OF)
     execution = protected._jdf.queryExecution()
     plans = execution.toString() + execution.executedPlan().toString()
     assert protected.columns == ["email_hmac"]
@@ -72,20 +74,34 @@ def test_mask_age_band_and_prefix_hide_what_they_should(spark):
         born={"privacy": "age_band"},
         zip={"privacy": {"method": "prefix", "length": 2}},
     )
-    out = protect(df, columns, key=None)
+    out = protect(df, columns, key=None, as_of=AS_OF)
     assert out.columns == ["phone_masked", "age_band", "zip_prefix"]
     first, second = out.collect()
     assert first.phone_masked == "**********5678" and first.zip_prefix == "75"
-    assert first.age_band in ("25-34", "35-44")
+    assert first.age_band == "35-44"  # 36 on the run's day
     assert (second.phone_masked, second.age_band, second.zip_prefix) == ("12", None, None)
     assert df.select(mask(F.col("phone"), 0)).first()[0] == "*" * 14
-    assert df.select(age_band(F.lit(date.today()))).first()[0] == "<18"
+
+
+def test_an_age_band_is_the_age_on_the_runs_day_not_the_day_it_is_computed(spark):
+    born = F.lit(date(1991, 6, 2))  # 35 on 2026-06-02
+    bands = [age_band(born, AS_OF + timedelta(days=d)).alias(str(d)) for d in (0, 1)]
+    assert tuple(spark.range(1).select(*bands).first()) == ("25-34", "35-44")
+    assert spark.range(1).select(age_band(F.lit(AS_OF.date()), AS_OF)).first()[0] == "<18"
+
+
+def test_a_runs_moment_is_kept_for_its_later_stages_and_reruns(tmp_path):
+    first = run_as_of(tmp_path / "run-1")
+    assert first.tzinfo is not None and first.microsecond == 0
+    assert (tmp_path / "run-1" / "as_of.json").exists()
+    assert run_as_of(tmp_path / "run-1") == first  # a later stage, or a rerun of the run id
+    assert [p.name for p in (tmp_path / "run-1").iterdir()] == ["as_of.json"]  # no temporary left
 
 
 def test_an_hmac_rule_without_a_key_is_a_clear_error(spark):
     df = spark.createDataFrame([("a@b.c",)], "email string")
     with pytest.raises(MissingKeyError, match="DEEPSPARK_SECRET_PII_HMAC_KEY"):
-        protect(df, rules(email={"privacy": "hmac"}), key=None)
+        protect(df, rules(email={"privacy": "hmac"}), key=None, as_of=AS_OF)
 
 
 def test_normalize_trims_cases_collapses_and_composes_unicode(spark):
@@ -109,7 +125,7 @@ def test_row_rules_name_the_first_rule_each_row_breaks(spark):
         qty={"type": "int", "range": {"min": 0}},
         channel={"allowed": ["web", "app"]},
     )
-    tagged = tag_row_rules(df, columns).select("_reason", "_rule").collect()
+    tagged = tag_row_rules(df, columns, AS_OF).select("_reason", "_rule").collect()
     assert [(r._reason, r._rule) for r in tagged] == [
         (None, None),
         ("type_coercion", "id: not a bigint"),
@@ -119,11 +135,25 @@ def test_row_rules_name_the_first_rule_each_row_breaks(spark):
     ]
 
 
+def test_a_now_bound_is_the_runs_moment(spark):  # the session's time zone is UTC
+    second, day = timedelta(seconds=1), AS_OF.strftime("%Y-%m-%d")
+    seen = [(AS_OF - second, day), (AS_OF, None), (AS_OF + second, None), (None, "2026-06-02")]
+    df = spark.createDataFrame(
+        [(t and t.strftime("%Y-%m-%d %H:%M:%S"), d) for t, d in seen], "ts string, day string"
+    )
+    columns = rules(
+        ts={"type": "timestamp", "formats": ["yyyy-MM-dd HH:mm:ss"], "range": {"max": "now"}},
+        day={"type": "date", "range": {"max": "now"}},
+    )
+    tagged = [r._rule for r in tag_row_rules(df, columns, AS_OF).collect()]
+    assert tagged == [None, None, "ts: above now", "day: above now"]
+
+
 def test_a_decimal_comma_reads_grouped_thousands_and_quarantines_a_decimal_point(spark):
     values = ["3,5", "1.234,5", " -1.234.567,89 ", "517", "1.5", "1,2,3", None]
     df = spark.createDataFrame([(v, v) for v in values], "price string, qty string")
     columns = rules(price={"type": "double", "decimal": ","}, qty={"type": "int", "decimal": ","})
-    tagged = tag_row_rules(df, columns).select(f"{TYPED}price", f"{TYPED}qty", "_rule").collect()
+    tagged = tag_row_rules(df, columns, AS_OF).select(f"{TYPED}price", f"{TYPED}qty", "_rule").collect()
     assert [tuple(r) for r in tagged] == [
         (3.5, None, "qty: not a int with decimal ','"),
         (1234.5, None, "qty: not a int with decimal ','"),
@@ -134,7 +164,7 @@ def test_a_decimal_comma_reads_grouped_thousands_and_quarantines_a_decimal_point
         (None, None, None),
     ]
     whole = spark.createDataFrame([("1.234",), ("517,0",)], "qty string")
-    typed = tag_row_rules(whole, rules(qty={"type": "bigint", "decimal": ","})).select(f"{TYPED}qty")
+    typed = tag_row_rules(whole, rules(qty={"type": "bigint", "decimal": ","}), AS_OF).select(f"{TYPED}qty")
     assert [r[0] for r in typed.collect()] == [1234, 517]
 
 
@@ -151,6 +181,7 @@ def test_orphans_are_tagged_against_the_referenced_table(spark):
     orders = tag_row_rules(
         spark.createDataFrame([("1", "10"), ("2", "99"), ("3", None)], "id string, cust string"),
         rules(cust={"type": "bigint", "references": "silver.customers.customer_id"}),
+        AS_OF,
     )
     customers = spark.createDataFrame([(10,), (10,), (11,)], "customer_id long")
     tagged = tag_orphans(
@@ -165,7 +196,7 @@ def test_orphans_are_tagged_against_the_referenced_table(spark):
 def test_iqr_caps_outliers_but_leaves_nulls_for_the_imputer(spark):
     values = [("a", str(v)) for v in [10, 11, 12, 13, 14, 15, 1000]] + [("b", None)]
     columns = rules(amount={"type": "double", "outliers": {"method": "iqr", "k": 1.5}, "nulls": "median"})
-    tagged = tag_row_rules(spark.createDataFrame(values, "k string, amount string"), columns)
+    tagged = tag_row_rules(spark.createDataFrame(values, "k string, amount string"), columns, AS_OF)
     low, high = outlier_bounds(tagged, columns)["amount"]
     assert 4 < low < 10 and 15 < high < 25
     typed = tagged.select(F.col(f"{TYPED}amount").alias("amount"))
@@ -253,7 +284,7 @@ def test_clean_dataset_accounts_for_every_row(spark):
     dataset = DatasetCleaning.model_validate(
         {"keys": ["id"], "columns": {"id": {"type": "bigint"}, "email": {"privacy": "hmac"}}}
     )
-    cleaned = clean_dataset(bronze, dataset, b"key")
+    cleaned = clean_dataset(bronze, dataset, b"key", AS_OF)
     try:
         assert cleaned.silver.columns == ["id", "email_hmac", "_batch_id", "_row_hash"]
         assert cleaned.silver.count() == 2 and cleaned.rejected.count() == 1 and cleaned.tagged.count() == 3

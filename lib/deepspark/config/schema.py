@@ -222,12 +222,14 @@ class IngestConfig(Section):
 
 
 class Range(Section):
-    """Inclusive bounds: numbers, or ISO dates / 'now' for date and timestamp columns."""
+    """Inclusive bounds: numbers, or ISO dates / 'now' for date and timestamp columns. 'now' is
+    the run's moment (runs/<id>/as_of.json, written when its clean first runs), so a rerun of
+    the run id checks the same rows the same way."""
 
     min: float | str | None = None
-    """Lowest value accepted: a number, an ISO date, or 'now'."""
+    """Lowest value accepted: a number, an ISO date, or 'now' (the run's moment)."""
     max: float | str | None = None
-    """Highest value accepted: a number, an ISO date, or 'now'."""
+    """Highest value accepted: a number, an ISO date, or 'now' (the run's moment)."""
 
 
 class Outliers(Section):

@@ -18,6 +18,7 @@ The key comes from ``secrets.pii_hmac_key`` (``DEEPSPARK_SECRET_PII_HMAC_KEY`` o
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -65,8 +66,9 @@ def mask(value: Column, keep: int) -> Column:
     return F.when(value.isNotNull(), F.concat(F.repeat(F.lit("*"), hidden), tail))
 
 
-def age_band(birth_date: Column) -> Column:
-    age = F.floor(F.months_between(F.current_date(), birth_date) / 12)
+def age_band(birth_date: Column, as_of: datetime) -> Column:
+    """The band of the age on ``as_of``'s date (the run's, not the day the row is computed)."""
+    age = F.floor(F.months_between(F.lit(as_of).cast("date"), birth_date) / 12)
     band = F.when(age < AGE_BANDS[0][0], AGE_BANDS[0][1])
     for upper, label in AGE_BANDS[1:]:
         band = band.when(age < upper, label)
@@ -80,8 +82,9 @@ def output_name(column: str, rule: Privacy) -> str:
     return "age_band" if rule.method == "age_band" else column + suffix.get(rule.method, "")
 
 
-def protect(df: DataFrame, columns: dict[str, ColumnRule], key: bytes | None) -> DataFrame:
-    """Replace every column with a privacy rule by its protected form (or drop it)."""
+def protect(df: DataFrame, columns: dict[str, ColumnRule], key: bytes | None, as_of: datetime) -> DataFrame:
+    """Replace every column with a privacy rule by its protected form (or drop it); ages are
+    banded as of ``as_of``."""
     rules = {c: r.privacy for c, r in columns.items() if r.privacy is not None and c in df.columns}
     keyed = any(r.method == "hmac" for r in rules.values())
     if keyed and not key:
@@ -105,7 +108,7 @@ def protect(df: DataFrame, columns: dict[str, ColumnRule], key: bytes | None) ->
         elif rule.method == "mask":
             selected.append(mask(column.cast("string"), rule.keep).alias(output_name(name, rule)))
         elif rule.method == "age_band":
-            selected.append(age_band(column.cast("date")).alias(output_name(name, rule)))
+            selected.append(age_band(column.cast("date"), as_of).alias(output_name(name, rule)))
         elif rule.method == "prefix":
             selected.append(F.substring(column.cast("string"), 1, rule.length).alias(output_name(name, rule)))
         # drop: not selected

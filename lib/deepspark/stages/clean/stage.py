@@ -27,6 +27,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from pyspark.errors import PySparkException
 from pyspark.ml.feature import Imputer
@@ -147,9 +148,9 @@ def comma_decimal(text: Column) -> Column:
     return F.when(text.rlike(written), F.translate(text, ",.", "."))
 
 
-def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
+def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule], as_of: datetime) -> DataFrame:
     """Add each declared column's converted copy and the first row-local rule the row breaks
-    (``_reason``, ``_rule``, ``_stage``); null when it breaks none."""
+    (``_reason``, ``_rule``, ``_stage``); null when it breaks none. A ``now`` bound is ``as_of``."""
     declared = {c: r for c, r in columns.items() if c in df.columns}
     typed = df.select("*", *[convert(c, r).alias(TYPED + c) for c, r in declared.items()])
     checks: list[tuple[Column, str, str]] = []
@@ -174,7 +175,9 @@ def tag_row_rules(df: DataFrame, columns: dict[str, ColumnRule]) -> DataFrame:
                 if bound is not None:
                     label = "below" if compare == value.__lt__ else "above"
                     shown = f"{bound:g}" if isinstance(bound, float) else bound
-                    checks.append((compare(_bound(bound, rule)), "out_of_range", f"{name}: {label} {shown}"))
+                    checks.append(
+                        (compare(_bound(bound, rule, as_of)), "out_of_range", f"{name}: {label} {shown}")
+                    )
         if rule.nulls == "drop":
             checks.append((value.isNull(), "null", f"{name}: null"))
     reason = F.lit(None).cast("string")
@@ -345,19 +348,23 @@ def clean_dataset(
     bronze: DataFrame,
     rules: DatasetCleaning,
     hmac_key: bytes | None,
+    as_of: datetime,
     references: dict[str, DataFrame] | None = None,
     current: DataFrame | None = None,
     null_values: list[str] | tuple[str, ...] = (),
 ) -> Cleaned:
     """The pure part of the stage: new bronze rows in, every row's fate out. Like pyspark.ml's
     estimators it caches the intermediate its statistics read twice; ``release()`` frees it.
-    ``null_values``: the source's tokens for "no value"."""
+    ``as_of``: what ``now`` means to the rules (the run's moment); ``null_values``: the source's
+    tokens for "no value"."""
     # Dropped first: carried through deduplication's shuffle and the cache, they cost bytes on
     # every row (a file's URI each) that no output keeps.
     kept = bronze.drop(*UNKEPT_METADATA)
     normalized = reshape(null_tokens(normalize_text(kept, rules.columns), list(null_values)), rules)
     unique = drop_exact_duplicates(normalized)
-    tagged = tag_orphans(tag_row_rules(unique, rules.columns), rules.columns, references or {}).persist()
+    tagged = tag_orphans(
+        tag_row_rules(unique, rules.columns, as_of), rules.columns, references or {}
+    ).persist()
     bounds = outlier_bounds(tagged, rules.columns)
     checked = tag_outliers(tagged, rules.columns, bounds)
     rejected = checked.filter(F.col("_reason").isNotNull()).withColumn(FATE, F.lit("quarantine"))
@@ -376,6 +383,7 @@ def clean_dataset(
         marked.filter(F.col(FATE) == "silver").drop(FATE),
         rules.columns,
         hmac_key,
+        as_of,
     )
     return Cleaned(tagged, fates, silver, rejected, content_columns(bronze))
 
@@ -534,7 +542,7 @@ def clean_one(
         if rule.references and run.tables.exists(rule.referenced_table)
     }
     current = run.tables.read(silver_name) if run.tables.exists(silver_name) and not rebuild else None
-    frames = clean_dataset(bronze, rules, hmac_key, references, current, null_values)
+    frames = clean_dataset(bronze, rules, hmac_key, run.as_of, references, current, null_values)
 
     # Each count comes from a different frame, so a row lost or doubled on the way shows. The
     # unique rows are counted from the tagged cache: its reference joins are to distinct keys,
@@ -683,8 +691,8 @@ def _nfc(column: Column) -> Column:
     return nfc(column)
 
 
-def _bound(bound: float | str, rule: ColumnRule) -> Column:
+def _bound(bound: float | str, rule: ColumnRule, as_of: datetime) -> Column:
     kind = (rule.type or "double").lower()
     if bound == "now":
-        return F.current_date() if kind == "date" else F.current_timestamp()
+        return F.lit(as_of).cast("date" if kind == "date" else "timestamp")
     return F.lit(bound).cast(kind)
