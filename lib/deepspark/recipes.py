@@ -201,7 +201,7 @@ class ImageConverter:
     def read(self, *values) -> np.ndarray:
         """One image as a (height, width, channels) uint8 array."""
         if self.form == "levels":
-            return levels_image(values[0], self.spec.width, self.spec.depth)
+            return levels_image(values[0], self.spec.width, self.spec.depth, self.spec.max_level)
         if self.form == "encoded":
             return encoded_image(values[0])
         data, height, width, channels = values
@@ -214,14 +214,20 @@ class ImageConverter:
         return fit_image(pixels, self.spec.channels, self.spec.size, self.spec.fit)
 
 
-def levels_image(values, width: int | None, depth: int) -> np.ndarray:
+def levels_image(values, width: int | None, depth: int, max_level: float = 255) -> np.ndarray:
+    """Levels 0..``max_level`` -> a (height, width, depth) uint8 image of levels 0..255."""
     if values is None or len(values) == 0:
         raise ValueError("no pixel values")
     levels = np.asarray(values, dtype=np.float64)
     if np.isnan(levels).any():
         raise ValueError(f"{int(np.isnan(levels).sum())} pixel value(s) missing or not numbers")
-    if levels.min() < 0 or levels.max() > 255:
-        raise ValueError(f"pixel values {levels.min():g}..{levels.max():g}; expected levels 0..255")
+    if levels.min() < 0 or levels.max() > max_level:
+        raise ValueError(
+            f"pixel values {levels.min():g}..{levels.max():g}; expected levels 0..{max_level:g} "
+            "(images.max_level: the level of a white pixel)"
+        )
+    if max_level != 255:
+        levels = levels * (255 / max_level)
     pixels = len(levels) // depth
     side = width or int(round(pixels**0.5))
     if len(levels) % depth or pixels % side or (width is None and side * side != pixels):

@@ -102,6 +102,22 @@ def test_images_are_converted_resized_and_padded_to_the_configured_shape():
     assert bad["pixels"].isna().all() and bad["problem"].str.contains("image").all()
 
 
+def test_levels_of_another_scale_are_rescaled_to_0_255_and_a_level_above_it_is_a_problem():
+    from deepspark.config import ImageInput
+
+    def problems_and_pixels(max_level: float, rows: list[list[float]]) -> list:
+        out = ImageConverter("levels", ImageInput(columns="p*", max_level=max_level))(pd.Series(rows))
+        found = zip(out["problem"], out["pixels"], strict=True)
+        return [(problem, pixels and list(pixels)) for problem, pixels in found]
+
+    assert problems_and_pixels(16, [[0, 4, 8, 16]]) == [(None, [0, 64, 128, 255])]  # sklearn's digits
+    assert problems_and_pixels(1, [[0, 0.5, 0.25, 1]]) == [(None, [0, 128, 64, 255])]  # 0..1 floats
+    ((problem, pixels),) = problems_and_pixels(16, [[0, 4, 8, 17]])
+    assert pixels is None and problem == (
+        "pixel values 0..17; expected levels 0..16 (images.max_level: the level of a white pixel)"
+    )
+
+
 def test_a_pixel_column_csv_reaches_gold_row_for_row_with_the_bad_row_quarantined(spark, config, tables):
     digits = pixel_csv(spark, tables)
     dataset = {"kind": "images", "input": "bronze.digit_export", "images": {"columns": "pixel*"}}

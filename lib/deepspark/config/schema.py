@@ -572,7 +572,7 @@ class ImageInput(Section):
     its ``height``, ``width`` and ``channels``."""
 
     column: str | None = None
-    """The column holding each image: an array of levels 0..255 (row by row, channels
+    """The column holding each image: an array of levels 0..max_level (row by row, channels
     interleaved); a binary column of encoded files (PNG, JPEG, BMP, GIF, TIFF: ingest
     format binaryFile lands them as 'content'); or the struct of Spark's image source (ingest
     format image lands it as 'image')."""
@@ -583,6 +583,10 @@ class ImageInput(Section):
     """Pixels per row of an array or of pixel columns; null: square images."""
     depth: Literal[1, 3] = 1
     """Levels per pixel of an array or of pixel columns: 1 grey, 3 RGB interleaved."""
+    max_level: float = Field(255, gt=0)
+    """The level of a full (white) pixel in an array or pixel columns: 255 for 8-bit images, 16
+    for scikit-learn's 8x8 digits, 1 for levels already scaled to 0..1. Levels are rescaled to
+    0..255 in the gold table; a level above it quarantines its row."""
     channels: Literal[1, 3] = 1
     """What the network reads: 1 grey, 3 RGB; images of the other kind are converted."""
     size: tuple[int, int] | None = None
