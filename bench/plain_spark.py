@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.ml import Pipeline
@@ -163,7 +164,7 @@ def split(df: DataFrame, checks: list[tuple[Column, str, str]], dataset: str):
     return accepted, rejected, tagged
 
 
-def clean_customers(bronze: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame, DataFrame]:
+def clean_customers(bronze: DataFrame, key: bytes, now: datetime) -> tuple[DataFrame, DataFrame, DataFrame]:
     df = bronze.select(
         *[F.trim(c).alias(c) for c in ["customer_id", "first_name", "last_name", "phone", "postcode"]],
         F.lower(F.trim("email")).alias("email"),
@@ -194,14 +195,14 @@ def clean_customers(bronze: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame
             (F.col("id").isNull(), "null", "customer_id: null"),
             (F.col("birth_text").isNotNull() & F.col("birth_date").isNull(), "type_coercion", "birth_date"),
             (F.col("birth_date") < F.lit("1900-01-01").cast("date"), "out_of_range", "birth_date: below"),
-            (F.col("birth_date") > F.current_date(), "out_of_range", "birth_date: above now"),
+            (F.col("birth_date") > F.lit(now).cast("date"), "out_of_range", "birth_date: above now"),
             (F.col("signup_text").isNotNull() & F.col("signup_ts").isNull(), "type_coercion", "signup_ts"),
-            (F.col("signup_ts") > F.current_timestamp(), "out_of_range", "signup_ts: above now"),
+            (F.col("signup_ts") > F.lit(now), "out_of_range", "signup_ts: above now"),
         ],
         "customers",
     )
     inner, outer = hmac_pads(key)
-    age = F.floor(F.months_between(F.current_date(), F.col("birth_date")) / 12)
+    age = F.floor(F.months_between(F.lit(now).cast("date"), F.col("birth_date")) / 12)
     band = F.when(age < AGE_BANDS[0][0], AGE_BANDS[0][1])
     for upper, label in AGE_BANDS[1:]:
         band = band.when(age < upper, label)
@@ -225,7 +226,9 @@ def clean_customers(bronze: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame
     return silver, rejected, tagged
 
 
-def clean_orders(bronze: DataFrame, customers: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+def clean_orders(
+    bronze: DataFrame, customers: DataFrame, now: datetime
+) -> tuple[DataFrame, DataFrame, DataFrame]:
     df = bronze.select(
         *[F.trim(c).alias(c) for c in ["order_id", "customer_id", "order_ts", "amount"]],
         "items",
@@ -249,7 +252,7 @@ def clean_orders(bronze: DataFrame, customers: DataFrame) -> tuple[DataFrame, Da
             (F.col("customer_id").isNotNull() & F.col("customer").isNull(), "type_coercion", "customer_id"),
             (F.col("customer").isNull(), "null", "customer_id: null"),
             (F.col("order_ts").isNotNull() & F.col("ts").isNull(), "type_coercion", "order_ts"),
-            (F.col("ts") > F.current_timestamp(), "out_of_range", "order_ts: above now"),
+            (F.col("ts") > F.lit(now), "out_of_range", "order_ts: above now"),
             (F.col("ts").isNull(), "null", "order_ts: null"),
             (F.col("amount").isNotNull() & F.col("value").isNull(), "type_coercion", "amount: not a double"),
             (F.isnan("value") | F.col("value").isin(float("inf"), float("-inf")), "not_finite", "amount"),
@@ -279,7 +282,9 @@ def clean_orders(bronze: DataFrame, customers: DataFrame) -> tuple[DataFrame, Da
     return latest_per_key(filled, "order_id", "order_ts").drop("_row_hash"), rejected, tagged
 
 
-def clean_reviews(bronze: DataFrame, customers: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+def clean_reviews(
+    bronze: DataFrame, customers: DataFrame, now: datetime
+) -> tuple[DataFrame, DataFrame, DataFrame]:
     @F.pandas_udf("string")
     def nfc(values):
         import unicodedata
@@ -311,7 +316,7 @@ def clean_reviews(bronze: DataFrame, customers: DataFrame) -> tuple[DataFrame, D
             (F.col("stars") > 5, "out_of_range", "rating: above 5"),
             (F.col("stars").isNull(), "null", "rating: null"),
             (F.col("posted_at").isNotNull() & F.col("ts").isNull(), "type_coercion", "posted_at"),
-            (F.col("ts") > F.current_timestamp(), "out_of_range", "posted_at: above now"),
+            (F.col("ts") > F.lit(now), "out_of_range", "posted_at: above now"),
             (F.col("customer").isNotNull() & F.col("is_known").isNull(), "orphan", "customer_id: orphan"),
         ],
         "reviews",
@@ -333,7 +338,10 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
-def clean(spark: SparkSession, out: Path, key: bytes) -> None:
+def clean(spark: SparkSession, out: Path, key: bytes, now: datetime | None = None) -> None:
+    """``now``: what 'now' means to the rules and age bands (default: when the job starts)."""
+    now = now or datetime.now(UTC)
+
     def bronze(name: str) -> DataFrame:
         return spark.read.format("delta").load(str(out / "bronze" / name))
 
@@ -344,9 +352,9 @@ def clean(spark: SparkSession, out: Path, key: bytes) -> None:
         tagged.unpersist()
         return spark.read.format("delta").load(str(out / "silver" / name))
 
-    customers = save(clean_customers(bronze("customers"), key), "customers")
-    save(clean_orders(bronze("orders"), customers), "orders")
-    save(clean_reviews(bronze("reviews"), customers), "reviews")
+    customers = save(clean_customers(bronze("customers"), key, now), "customers")
+    save(clean_orders(bronze("orders"), customers, now), "orders")
+    save(clean_reviews(bronze("reviews"), customers, now), "reviews")
 
 
 # ---------------------------------------------------------------- features

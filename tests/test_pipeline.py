@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from deepspark.config import Expectation, load_config
 from deepspark.pipeline import STAGE_NAMES, run_pipeline
-from deepspark.run import Run, StageFailed
+from deepspark.run import Run, StageFailed, run_as_of
 from deepspark.stages.generate.retail import generate_customers
 from deepspark.stages.predict import latest_model
 from deepspark.tables import Tables
@@ -159,9 +159,9 @@ def test_the_benchmarks_plain_pyspark_job_cleans_the_shop_as_deepspark_does(spar
     import anchors
     import plain_spark
 
-    config, tables, _, _ = finished
+    config, tables, _, run_dir = finished
     plain_spark.ingest(spark, config.landing_root, tmp_path)
-    plain_spark.clean(spark, tmp_path, SECRET_KEY.encode())
+    plain_spark.clean(spark, tmp_path, SECRET_KEY.encode(), run_as_of(run_dir))  # the run's 'now'
     for table, key in anchors.SILVER.items():
         theirs = spark.read.format("delta").load(str(tmp_path / "silver" / table))
         assert anchors.spark_digest(theirs, key) == anchors.spark_digest(tables.read(f"silver.{table}"), key)
