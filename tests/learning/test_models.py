@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from deepspark.config import CnnConfig, ConfigError, ModelConfig, RnnConfig, load_config
@@ -13,7 +15,7 @@ from deepspark.stages.train.evaluate import (
     regression_metrics,
 )
 from deepspark.stages.train.models import build_cnn, build_mlp, build_model, build_rnn, smallest_side
-from deepspark.stages.train.ranks import choose_device
+from deepspark.stages.train.ranks import KEEP_FREED_MEMORY, choose_device, rank_environment
 from deepspark.stages.train.schedule import learning_rate_at
 from deepspark.stages.train.stage import check_network
 from deepspark.tensors import InputShape
@@ -119,6 +121,17 @@ def test_the_rnn_embeds_masks_padding_and_reads_in_order(cell, layer):
 )
 def test_a_rank_takes_the_gpu_spark_assigned_or_falls_back(assigned, visible, local_rank, expected):
     assert choose_device(assigned, visible, local_rank) == expected
+
+
+def test_a_ranks_process_keeps_freed_memory_unless_its_caller_says_otherwise(monkeypatch):
+    for name in KEEP_FREED_MEMORY:
+        monkeypatch.delenv(name, raising=False)
+    job = SimpleNamespace(threads=2)  # all rank_environment reads of a TrainingJob
+    env = rank_environment(job)
+    assert {name: env[name] for name in KEEP_FREED_MEMORY} == KEEP_FREED_MEMORY
+    assert env["TF_USE_LEGACY_KERAS"] == "1" and env["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    assert rank_environment(job)["MALLOC_TRIM_THRESHOLD_"] == "0"
 
 
 def test_metrics_match_scikit_learn():

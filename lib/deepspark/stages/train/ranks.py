@@ -139,9 +139,21 @@ def bind_cores(local_rank: int, count: int) -> list[int]:
     return cores
 
 
+KEEP_FREED_MEMORY = {
+    "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    "MALLOC_TOP_PAD_": str(64 << 20),
+}
+"""glibc's malloc keeps what TensorFlow frees for its next step. By default each step's large
+tensors are mapped and unmapped again, and a CPU rank spent a third of its time in the kernel
+zeroing fresh pages (perf, the sample CNN on 2 ranks): with these its epochs took 40% less time,
+the 2-rank training fixture 23% less CPU. A variable already set wins."""
+
+
 def rank_environment(job: TrainingJob) -> dict[str, str]:
-    """The environment each rank's process starts with: tf-keras, TensorFlow's C++ log quiet."""
-    env = dict(os.environ)
+    """The environment each rank's process starts with: tf-keras, TensorFlow's C++ log quiet,
+    freed memory kept (:data:`KEEP_FREED_MEMORY`)."""
+    env = {**KEEP_FREED_MEMORY, **os.environ}
     env.update({"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2")})
     if job.threads:
         env["OMP_NUM_THREADS"] = str(job.threads)
