@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from deepspark.config import Config, load_config  # noqa: E402
+from deepspark.run import AS_OF, run_as_of  # noqa: E402
 from deepspark.session import get_spark  # noqa: E402
 from deepspark.tables import Tables  # noqa: E402
 
@@ -82,6 +85,14 @@ def engine(request) -> str:
 
 def on_engine(config: Config, engine: str) -> Config:
     return config.model_copy(update={"tables": config.tables.model_copy(update={"engine": engine})})
+
+
+def share_moment(run_dir: Path, other_run_dir: Path) -> None:
+    """Give the run in ``other_run_dir`` the moment of the run in ``run_dir`` (made now if it has
+    none yet): 'now' to clean is then the same for both, as for two runs of one run id."""
+    run_as_of(run_dir)
+    other_run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / AS_OF, other_run_dir / AS_OF)
 
 
 @pytest.fixture

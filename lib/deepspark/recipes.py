@@ -214,7 +214,7 @@ class ImageConverter:
         return fit_image(pixels, self.spec.channels, self.spec.size, self.spec.fit)
 
 
-def levels_image(values, width: int | None, depth: int, max_level: float = 255) -> np.ndarray:
+def levels_image(values, width: int | None, depth: int, max_level: float) -> np.ndarray:
     """Levels 0..``max_level`` -> a (height, width, depth) uint8 image of levels 0..255."""
     if values is None or len(values) == 0:
         raise ValueError("no pixel values")
@@ -226,8 +226,7 @@ def levels_image(values, width: int | None, depth: int, max_level: float = 255) 
             f"pixel values {levels.min():g}..{levels.max():g}; expected levels 0..{max_level:g} "
             "(images.max_level: the level of a white pixel)"
         )
-    if max_level != 255:
-        levels = levels * (255 / max_level)
+    levels = levels * (255 / max_level)  # exact where max_level is 255
     pixels = len(levels) // depth
     side = width or int(round(pixels**0.5))
     if len(levels) % depth or pixels % side or (width is None and side * side != pixels):

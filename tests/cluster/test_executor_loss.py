@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from deepspark.pipeline import run_pipeline
-from deepspark.run import AS_OF, Run
+from deepspark.run import Run
 from deepspark.tables import Tables
 
 from tests.cluster.standalone import free_port, standalone_cluster, submit
-from tests.conftest import TEST_HMAC_KEY
+from tests.conftest import TEST_HMAC_KEY, share_moment
 from tests.small_conf import EXECUTOR_JAVA, load_small_config, write_small_conf
 
 pytestmark = pytest.mark.slow
@@ -95,9 +95,7 @@ def test_a_worker_killed_mid_stage_changes_nothing_in_the_output(spark, tmp_path
     conf, disturbed = small_config(tmp_path / "disturbed", ui_port)
     shutil.copytree(reference.run.data_root, disturbed.run.data_root)
     run_pipeline(Run(reference, spark, tables, RUN_ID), ["clean"])
-    # The same run's moment ('now' to clean's rules and age bands), as a rerun of the run id has.
-    (disturbed.run.runs_dir / RUN_ID).mkdir(parents=True)
-    shutil.copy(reference.run.runs_dir / RUN_ID / AS_OF, disturbed.run.runs_dir / RUN_ID / AS_OF)
+    share_moment(reference.run.runs_dir / RUN_ID, disturbed.run.runs_dir / RUN_ID)  # as a rerun's
 
     with standalone_cluster(tmp_path / "cluster") as cluster:
         record: dict = {}

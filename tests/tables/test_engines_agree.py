@@ -5,15 +5,14 @@ counts, and a hash of the sorted rows, the columns naming the run or its time le
 from __future__ import annotations
 
 import hashlib
-import shutil
 
 import pytest
 from deepspark.pipeline import run_pipeline
-from deepspark.run import AS_OF, Run, run_as_of
+from deepspark.run import Run
 from deepspark.tables import Tables
 from pyspark.sql import functions as F
 
-from tests.conftest import on_engine
+from tests.conftest import on_engine, share_moment
 from tests.small_conf import load_small_config, write_small_conf
 
 pytestmark = pytest.mark.slow
@@ -32,15 +31,13 @@ def contents(tables: Tables, name: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def runs(spark, tmp_path_factory):
     found = {}
-    moment = tmp_path_factory.mktemp("moment")
-    run_as_of(moment)  # one moment ('now' to clean) for both runs, even across midnight
+    moment = tmp_path_factory.mktemp("moment")  # one 'now' to clean for both runs, even across midnight
     for engine in ("rs", "spark"):
         conf = write_small_conf(tmp_path_factory.mktemp(f"agree-{engine}") / "conf")
         config = on_engine(load_small_config(conf), engine)
         tables = Tables(spark, config)
         run = Run(config, spark, tables, f"agree-{engine}")
-        run.run_dir.mkdir(parents=True)
-        shutil.copy(moment / AS_OF, run.run_dir / AS_OF)
+        share_moment(moment, run.run_dir)
         run_pipeline(run, STAGES)
         found[engine] = tables
     return found
