@@ -136,6 +136,34 @@ def test_a_pixel_column_csv_reaches_gold_row_for_row_with_the_bad_row_quarantine
     assert reason == "unreadable_image" and "missing or not numbers" in rule and "csv_digits" in rule
 
 
+def test_levels_that_never_pass_1_without_a_max_level_name_the_key_and_max_level_1_reads_them(
+    spark, config, tables, tmp_path
+):
+    digits = load_digits()
+    fractions = pd.DataFrame(digits.data[:60] / 16, columns=[f"px{i}" for i in range(64)])
+    fractions.insert(0, "label", digits.target[:60])
+    tables.write(spark.createDataFrame(fractions), "bronze.fractions", mode="overwrite")
+    conf = tmp_path / "conf" / "base"
+    conf.mkdir(parents=True)
+    dataset = "datasets:\n  fractions: {kind: images, input: bronze.fractions, images: {columns: 'px*'}}\n"
+    (conf / "train.yaml").write_text(dataset)
+    settings = load_config(tmp_path / "conf", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
+    settings = settings.model_copy(update={"run": config.run})
+    with pytest.raises(ConfigError) as raised:
+        prepare_dataset(tables, settings, "fractions")
+    assert str(raised.value) == (
+        f"{conf / 'train.yaml'}: key 'train.datasets.fractions.images.max_level' is unset, so levels "
+        "run 0..255, but no pixel value is above 1: every image would be black; expected "
+        "max_level: 1 if the levels are fractions of white (or 255, set, if they really are that dark)"
+    )
+    (conf / "train.yaml").write_text(dataset.replace("'px*'}", "'px*', max_level: 1}"))
+    settings = load_config(tmp_path / "conf", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
+    prepared = prepare_dataset(tables, settings.model_copy(update={"run": config.run}), "fractions")
+    assert prepared.rows == 60 and prepared.quarantined == 0
+    gold = tables.read("gold.fractions").orderBy("row_id").toPandas()
+    assert max(max(bytes(p)) for p in gold["pixels"]) == 255  # white is white again
+
+
 def test_a_folder_of_pngs_lands_and_reaches_gold_at_one_shape_labelled_by_folder(spark, config, tables):
     land_pngs(config.landing_root / "pets")
     sources = {

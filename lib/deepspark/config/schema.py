@@ -586,7 +586,8 @@ class ImageInput(Section):
     max_level: float = Field(255, gt=0)
     """The level of a full (white) pixel in an array or pixel columns: 255 for 8-bit images, 16
     for scikit-learn's 8x8 digits, 1 for levels already scaled to 0..1. Levels are rescaled to
-    0..255 in the gold table; a level above it quarantines its row."""
+    0..255 in the gold table; a level above it quarantines its row. Unset while no level is
+    above 1: an error, since every image would be black."""
     channels: Literal[1, 3] = 1
     """What the network reads: 1 grey, 3 RGB; images of the other kind are converted."""
     size: tuple[int, int] | None = None

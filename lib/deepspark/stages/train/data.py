@@ -47,6 +47,7 @@ from deepspark.config import (
     WINDOW_KEY,
     Config,
     DatasetConfig,
+    ImageInput,
     SequenceInput,
     gold_table,
 )
@@ -61,6 +62,7 @@ from deepspark.recipes import (
     TrainingDataError,
     assign_split,
     feature_scaling,
+    image_source,
     numeric_steps,
     series_of,
     to_training_images,
@@ -242,6 +244,7 @@ def prepare_dataset(tables: Tables, settings: Config, name: str, run_id: str = "
         if spec.kind == "sequences":
             return sequence_frame(tables, raw, spec, settings, where, name, run_id, labels)
         labelled = with_key_and_label(raw, spec, where, labels).filter(F.col("label").isNotNull())
+        check_white_level(labelled, spec.images, settings, where)
         # Read five times (quarantine count and rows, sizes, classes, the write): converted once.
         converted = to_training_images(labelled, spec.images, where).persist()
         persisted.append(converted)
@@ -261,6 +264,26 @@ def text_frame(
     words, classes = prepare_labels(words, spec, where)
     vocabulary = learn_vocabulary(words.filter(F.col("split") == "train"), spec.text.vocab_size)
     return to_sequences(words, spec, vocabulary), {"vocabulary": vocabulary, "classes": classes}
+
+
+def check_white_level(frame: DataFrame, images: ImageInput, settings: Config, where: str) -> None:
+    """Levels in an array or pixel columns that never pass 1, under the default max_level of 255,
+    are fractions of white read as 8-bit levels: every image would come out black and the
+    network would learn nothing. One aggregation over the levels says so before any image is
+    converted; a max_level the conf sets is taken as given."""
+    if "max_level" in images.model_fields_set:
+        return
+    form, arguments = image_source(frame, images, where)
+    if form != "levels":
+        return
+    peak = frame.select(F.max(F.array_max(arguments[0]))).first()[0]
+    if peak is not None and 0 < peak <= 1:
+        raise settings.error(
+            f"{where}.images.max_level",
+            f"is unset, so levels run 0..255, but no pixel value is above {peak:g}: every image "
+            "would be black; expected max_level: 1 if the levels are fractions of white (or 255, "
+            "set, if they really are that dark)",
+        )
 
 
 def image_frame(
