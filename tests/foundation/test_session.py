@@ -41,6 +41,17 @@ def test_under_spark_submit_the_master_is_left_to_spark_submit(base_config, tmp_
     assert spark_settings(base_config, tmp_path)["spark.master"] == "local[2]"
 
 
+def test_pysparks_call_site_capture_is_off_here_and_under_spark_submit(
+    spark, base_config, tmp_path, monkeypatch
+):
+    from pyspark.errors.utils import is_debugging_enabled
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert not is_debugging_enabled()  # what PySpark read, once for the process
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "12345")
+    assert spark_settings(base_config, tmp_path)["spark.python.sql.dataFrameDebugging.enabled"] == "false"
+
+
 def test_extra_spark_conf_passes_through(base_config, tmp_path):
     config = base_config.model_copy(
         update={
