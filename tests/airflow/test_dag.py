@@ -116,9 +116,10 @@ def manual_run(dag, tmp_path_factory):
     return conf, *_run(dag, conf)
 
 
+# With the whole DAG run it sets up: 612 s beside the package suite on a slow 2-core VM
+# (2026-12-06), too near the suite's 900.
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # with the whole DAG run it sets up: 612 s beside the package suite on
-# a slow 2-core VM (2026-12-06), too near the suite's 900
+@pytest.mark.timeout(1800)
 def test_a_manual_run_executes_every_stage_through_spark_submit(manual_run):
     conf, dag_run, states = manual_run
 

@@ -148,17 +148,15 @@ def test_levels_that_never_pass_1_without_a_max_level_name_the_key_and_max_level
     dataset = "datasets:\n  fractions: {kind: images, input: bronze.fractions, images: {columns: 'px*'}}\n"
     (conf / "train.yaml").write_text(dataset)
     settings = load_config(tmp_path / "conf", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
-    settings = settings.model_copy(update={"run": config.run})
-    with pytest.raises(ConfigError) as raised:
-        prepare_dataset(tables, settings, "fractions")
+    with pytest.raises(ConfigError) as raised:  # from the YAML, so the line can name its file
+        prepare_dataset(tables, settings.model_copy(update={"run": config.run}), "fractions")
     assert str(raised.value) == (
         f"{conf / 'train.yaml'}: key 'train.datasets.fractions.images.max_level' is unset, so levels "
         "run 0..255, but no pixel value is above 1: every image would be black; expected "
         "max_level: 1 if the levels are fractions of white (or 255, set, if they really are that dark)"
     )
-    (conf / "train.yaml").write_text(dataset.replace("'px*'}", "'px*', max_level: 1}"))
-    settings = load_config(tmp_path / "conf", environ={"DEEPSPARK_SECRET_PII_HMAC_KEY": TEST_HMAC_KEY})
-    prepared = prepare_dataset(tables, settings.model_copy(update={"run": config.run}), "fractions")
+    scaled = {"kind": "images", "input": "bronze.fractions", "images": {"columns": "px*", "max_level": 1}}
+    prepared = prepare_dataset(tables, with_train(config, datasets={"fractions": scaled}), "fractions")
     assert prepared.rows == 60 and prepared.quarantined == 0
     gold = tables.read("gold.fractions").orderBy("row_id").toPandas()
     assert max(max(bytes(p)) for p in gold["pixels"]) == 255  # white is white again
