@@ -32,6 +32,7 @@ from deepspark.tables import Tables
 from deepspark.tensors import InputShape, tf_keras
 from mlflow import MlflowClient
 
+from tests.cluster.standalone import descendants
 from tests.conftest import TEST_HMAC_KEY
 from tests.learning.conftest import land_digits, land_reviews
 
@@ -398,20 +399,21 @@ def test_killed_training_resumes_from_its_checkpoint(spark, base_config, tmp_pat
 
 def _kill_a_rank_after(root: Path, checkpoints: str, epochs: int, marker: bytes) -> dict:
     """Once rank 0 has checkpointed ``epochs`` epochs in ``root.glob(checkpoints)``, SIGKILL
-    every Python process whose environment holds ``marker`` (one rank's); the returned dict
+    every Python process of this test whose environment holds ``marker`` (one rank's; the ranks
+    of a test running beside it, on another pytest-xdist worker, hold it too); the returned dict
     says at which epoch (filled in by a background thread)."""
     killed: dict = {}
 
     def ranks() -> list[int]:
         pids = []
-        for entry in Path("/proc").iterdir():
+        for pid in descendants(os.getpid()):  # through Spark's JVM and its Python workers
             try:
-                command = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-                environ = (entry / "environ").read_bytes() if b"python" in command else b""
-            except OSError:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                environ = Path(f"/proc/{pid}/environ").read_bytes() if b"python" in command else b""
+            except OSError:  # ended meanwhile
                 continue
             if marker in environ:
-                pids.append(int(entry.name))
+                pids.append(pid)
         return pids
 
     def watch() -> None:
