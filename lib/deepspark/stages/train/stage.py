@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -461,17 +461,21 @@ def check_cnn_fits(spec: ModelConfig, inputs: InputShape, config: Config, key: s
     )
 
 
-LAUNCHERS = {"horovod": horovod.launch, "tf_distribute": distribute.launch}
+Launch = Callable[[list[TrainingJob], int, int], list[list[RankReport]]]
+"""Start ``num_proc`` ranks once for the jobs (the second argument; then the start timeout);
+each job's reports by rank."""
+LAUNCHERS: dict[str, Launch] = {"horovod": horovod.launch, "tf_distribute": distribute.launch}
 
 
 def train_with_retries(
-    jobs: list[TrainingJob], config: Config
+    jobs: list[TrainingJob], config: Config, launch: Launch | None = None
 ) -> tuple[dict[str, list[RankReport]], dict[str, int]]:
-    """Train the jobs on ``train.backend``'s ranks, started once for all; when they fail (a lost
-    executor, a killed rank), start them again for the jobs not finished, up to
-    ``train.attempts`` times in all: each start resumes from the latest checkpoint. Returns each
-    job's reports by rank, and the number of starts each took part in."""
-    launch = LAUNCHERS[config.train.backend]
+    """Train the jobs on ``train.backend``'s ranks (or ``launch``'s), started once for all; when
+    they fail (a lost executor, a killed rank), start them again for the jobs not finished, up to
+    ``train.attempts`` times in all: each start resumes from the latest checkpoint. A failure
+    after every job's ranks reported (a rank lost on its way out) ends training as finished.
+    Returns each job's reports by rank, and the number of starts each took part in."""
+    launch = launch or LAUNCHERS[config.train.backend]
     size = config.train.num_proc
     reports: dict[str, list[RankReport]] = {}
     starts = dict.fromkeys((job.name for job in jobs), 0)
@@ -487,12 +491,17 @@ def train_with_retries(
         except Exception as error:  # a Spark job, Horovod or a rank: each fails its own way
             # The jobs that finished before the failure keep their ranks' reports.
             reports.update((job.name, done) for job in pending if (done := read_reports(job, size)))
+            unfinished = [job.name for job in pending if job.name not in reports]
+            why = " ".join(describe(error).split())  # one line: Horovod's message runs over four
+            if not unfinished:  # a rank lost after its last report: every model is saved
+                log.warning("training's ranks failed after every job had finished (%s)", why)
+                return reports, starts
             if attempt == config.train.attempts:
                 raise
             log.warning(
                 "training %s failed (%s); starting it again from its latest checkpoint (start %d of %d)",
-                ", ".join(job.name for job in pending if job.name not in reports),
-                " ".join(describe(error).split()),  # one line: Horovod's message runs over four
+                ", ".join(unfinished),
+                why,
                 attempt + 1,
                 config.train.attempts,
             )
