@@ -462,8 +462,8 @@ def check_cnn_fits(spec: ModelConfig, inputs: InputShape, config: Config, key: s
 
 
 Launch = Callable[[list[TrainingJob], int, int], list[list[RankReport]]]
-"""Start ``num_proc`` ranks once for the jobs (the second argument; then the start timeout);
-each job's reports by rank."""
+"""``(jobs, num_proc, start_timeout)``: ``num_proc`` ranks started once, training the jobs in
+turn; returns each job's reports by rank."""
 LAUNCHERS: dict[str, Launch] = {"horovod": horovod.launch, "tf_distribute": distribute.launch}
 
 
