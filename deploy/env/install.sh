@@ -119,7 +119,8 @@ main() {
     project=("$DEEPSPARK_WHEEL") with_horovod=("$DEEPSPARK_WHEEL[train]")
   fi
   pip_ install --quiet -c "$lock" "${project[@]}"
-  pip_ install --quiet --no-deps "$(build_horovod_wheel)"
+  # Forced: a wheel of an earlier patch has the same version, and pip would keep it.
+  pip_ install --quiet --no-deps --force-reinstall "$(build_horovod_wheel)"
   pip_ install --quiet -c "$lock" "${with_horovod[@]}"
   install_jars
   TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" 2>/dev/null -c \
