@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +24,19 @@ SPARK_HOME = Path(pyspark.__file__).parent
 WORKERS = 2
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports, free now. Each socket stays bound until all are chosen: one
+    closed at once can be handed out again (the master's RPC port and web UI port once came out
+    the same, and the UI moved to the next port, where no one looked for it)."""
+    with ExitStack() as bound:
+        sockets = [bound.enter_context(socket.socket()) for _ in range(count)]
+        for each in sockets:
+            each.bind(("127.0.0.1", 0))
+        return [each.getsockname()[1] for each in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def descendants(pid: int) -> list[int]:
@@ -82,14 +91,14 @@ def standalone_cluster(home: Path, workers: int = WORKERS):
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
-    port, ui_port = free_port(), free_port()
+    port, ui_port, *worker_ui_ports = free_ports(2 + workers)
     url = f"spark://127.0.0.1:{port}"
     commands = [
         [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
         + ["--port", str(port), "--webui-port", str(ui_port)]
     ] + [
         [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "1"]
-        + ["--memory", "4g", "--work-dir", str(home / f"work-{i}"), "--webui-port", str(free_port())]
+        + ["--memory", "4g", "--work-dir", str(home / f"work-{i}"), "--webui-port", str(worker_ui_ports[i])]
         for i in range(workers)
     ]
     processes = []

@@ -91,13 +91,13 @@ def test_a_worker_killed_mid_stage_changes_nothing_in_the_output(spark, tmp_path
     _, reference = small_config(tmp_path / "reference")
     tables = Tables(spark, reference)
     run_pipeline(Run(reference, spark, tables, "bronze"), ["generate", "ingest"])
-    ui_port = free_port()
-    conf, disturbed = small_config(tmp_path / "disturbed", ui_port)
-    shutil.copytree(reference.run.data_root, disturbed.run.data_root)
-    run_pipeline(Run(reference, spark, tables, RUN_ID), ["clean"])
-    share_moment(reference.run.runs_dir / RUN_ID, disturbed.run.runs_dir / RUN_ID)  # as a rerun's
 
     with standalone_cluster(tmp_path / "cluster") as cluster:
+        ui_port = free_port()  # chosen once the cluster's daemons hold theirs, so none of theirs
+        conf, disturbed = small_config(tmp_path / "disturbed", ui_port)
+        shutil.copytree(reference.run.data_root, disturbed.run.data_root)
+        run_pipeline(Run(reference, spark, tables, RUN_ID), ["clean"])
+        share_moment(reference.run.runs_dir / RUN_ID, disturbed.run.runs_dir / RUN_ID)  # as a rerun's
         record: dict = {}
         killer = threading.Thread(target=kill_a_busy_executor, args=(cluster, ui_port, 3, record))
         killer.start()
