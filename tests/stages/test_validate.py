@@ -28,20 +28,36 @@ def run_validate(spark, config, tables, settings: ValidateConfig, run_id="v-1") 
     return run
 
 
-def test_an_unknown_expectation_or_bad_argument_names_the_key(config):
+def test_an_unknown_expectation_or_bad_argument_names_the_file_and_key(config):
     open_context(Path(config.run.data_root) / "gx")
-    with pytest.raises(ConfigError, match=r"validate.suites.orders\[1\].expectation' = 'expect_magic'"):
+    misspelt = suite_config(
+        orders=[
+            {"expectation": "expect_table_row_count_to_be_between"},
+            {"expectation": "expect_column_values_to_be_betwen"},
+        ]
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^\S*conf/base/validate.yaml: key 'validate.suites.orders\[1\].expectation' = "
+        r"'expect_column_values_to_be_betwen': "
+        r"did you mean 'expect_column_values_to_be_between'\? expected the ",
+    ):
+        build_suite(config.model_copy(update={"validate_": misspelt}), "orders")
+    with pytest.raises(
+        ConfigError,
+        match=r"'expect_magic': expected the snake_case name.*e.g. expect_column_values_to_not_be_null$",
+    ):
         build_suite(
+            config.model_copy(update={"validate_": suite_config(orders=[{"expectation": "expect_magic"}])}),
             "orders",
-            [
-                Expectation(expectation="expect_table_row_count_to_be_between"),
-                Expectation(expectation="expect_magic"),
-            ],
         )
-    with pytest.raises(ConfigError, match=r"validate.suites.orders\[0\].kwargs"):
-        build_suite(
-            "orders", [Expectation(expectation="expect_column_values_to_not_be_null", kwargs={"col": "x"})]
-        )
+    wrong_argument = suite_config(
+        orders=[{"expectation": "expect_column_values_to_not_be_null", "kwargs": {"col": "x"}}]
+    )
+    with pytest.raises(
+        ConfigError, match=r"^\S*conf/base/validate.yaml: key 'validate.suites.orders\[0\].kwargs'"
+    ):
+        build_suite(config.model_copy(update={"validate_": wrong_argument}), "orders")
 
 
 def test_warnings_are_recorded_and_the_run_goes_on(spark, config, tables, silver_orders):

@@ -40,7 +40,9 @@ from deepspark.config.schema import (
     TrainConfig,
     TreeConfig,
     ValidateConfig,
+    did_you_mean,
     gold_table,
+    one_of,
 )
 
 __all__ = [
@@ -83,6 +85,8 @@ __all__ = [
     "TrainConfig",
     "TreeConfig",
     "ValidateConfig",
+    "did_you_mean",
     "gold_table",
     "load_config",
+    "one_of",
 ]

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from deepspark.config.schema import Config, ConfigError, ModelConfig
+from deepspark.config.schema import Config, ConfigError, ModelConfig, one_of
 
 SECRETS_FILE = "secrets.yaml"
 DEFAULT_ENV = "local"  # the overlay a project may leave out
@@ -279,8 +279,7 @@ def _describe(error: ValidationError, origin: dict[tuple[str, ...], str]) -> str
         if problem["type"] == "extra_forbidden":
             model = _model_at(loc[:-1])
             names = [field.alias or name for name, field in model.model_fields.items()] if model else ["?"]
-            known = ", ".join(sorted(names))
-            lines.append(f"{source}: unknown key '{key}'; expected one of: {known}")
+            lines.append(f"{source}: unknown key '{key}'; {one_of(loc[-1], sorted(names))}")
         elif isinstance(problem.get("input"), dict):  # a section's own check: name every file in it
             sources = dict.fromkeys(source for k, source in origin.items() if k[: len(loc)] == loc)
             message = problem["msg"].removeprefix("Value error, ")

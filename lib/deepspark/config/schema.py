@@ -7,10 +7,12 @@ Each key's description is the docstring under it: pydantic reads them into the J
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +29,18 @@ from pydantic import (
 
 class ConfigError(ValueError):
     """A configuration problem a user can fix: names the file, the key and what was expected."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``did you mean 'x'? `` for the choice closest to a misspelt ``word``; empty when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def one_of(word: str, choices: Iterable[str]) -> str:
+    """``expected one of: a, b, c``, led by ``did you mean 'b'?`` when one is close to ``word``."""
+    choices = list(choices)
+    return f"{did_you_mean(word, choices)}expected one of: {', '.join(choices)}"
 
 
 class Section(BaseModel):

@@ -43,7 +43,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
-from deepspark.config import Config, FeatureSet
+from deepspark.config import Config, FeatureSet, one_of
 from deepspark.lineage import LATEST, fingerprint, model_uri, read_latest, read_manifest, save_model
 from deepspark.run import Run, StageResult, skipped
 from deepspark.tables import Tables

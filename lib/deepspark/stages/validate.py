@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import DataFrame
 
-from deepspark.config import ConfigError, Expectation
+from deepspark.config import Config, did_you_mean
 from deepspark.lineage import fingerprint, record_work, recorded_work
 from deepspark.run import Run, StageFailed, StageResult, skipped
 
@@ -60,30 +61,39 @@ class Outcome:
         return f"{self.expectation} on {where}: {seen}"
 
 
-def build_suite(dataset: str, expectations: list[Expectation]):
-    """A GX ExpectationSuite from its conf/ declaration (GX needs an open context first); a
-    wrong name or argument is a ConfigError naming the key."""
+def build_suite(config: Config, dataset: str):
+    """A GX ExpectationSuite from ``validate.suites.<dataset>`` (GX needs an open context first);
+    a wrong name or argument is a ConfigError naming the file and key, with the nearest name."""
     import great_expectations as gx
 
     suite = gx.ExpectationSuite(name=dataset)
-    for index, declared in enumerate(expectations):
+    for index, declared in enumerate(config.validate_.suites[dataset]):
         key = f"validate.suites.{dataset}[{index}]"
         class_name = "".join(part.capitalize() for part in declared.expectation.split("_"))
         cls = getattr(gx.expectations, class_name, None)
         if cls is None or not declared.expectation.startswith("expect_"):
-            raise ConfigError(
-                f"conf/*/validate.yaml: key '{key}.expectation' = {declared.expectation!r}: expected "
-                "the snake_case name of a Great Expectations 1.x expectation, "
-                "e.g. expect_column_values_to_not_be_null"
+            raise config.error(
+                f"{key}.expectation",
+                f"= {declared.expectation!r}: {did_you_mean(declared.expectation, expectation_names())}"
+                "expected the snake_case name of a Great Expectations 1.x expectation, "
+                "e.g. expect_column_values_to_not_be_null",
             )
         try:
             suite.add_expectation(cls(**declared.kwargs, meta={"severity": declared.severity}))
         except Exception as error:  # pydantic's ValidationError from GX, or a TypeError
-            raise ConfigError(
-                f"conf/*/validate.yaml: key '{key}.kwargs' = {declared.kwargs!r}: "
-                f"not valid for {declared.expectation}: {error}"
+            raise config.error(
+                f"{key}.kwargs",
+                f"= {declared.kwargs!r}: not valid for {declared.expectation}: {error}",
             ) from None
     return suite
+
+
+def expectation_names() -> list[str]:
+    """The snake_case names of GX's core expectations (expect_column_values_to_be_between, ...)."""
+    import great_expectations as gx
+
+    names = (re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in dir(gx.expectations))
+    return [name for name in names if name.startswith("expect_")]
 
 
 def open_context(root: Path):
@@ -236,7 +246,7 @@ def validate(run: Run) -> StageResult:
 
     if due:
         context = open_context(gx_root)
-        suites = {d: build_suite(d, settings.suites[d]) for d in due}  # every wrong key before any run
+        suites = {d: build_suite(run.config, d) for d in due}  # every wrong key before any run
         for dataset, (version, identity) in run.track("validate (suites)", due.items()):
             table = f"silver.{dataset}"
             frame = run.tables.read(table, version=version)
