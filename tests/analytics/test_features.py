@@ -226,8 +226,14 @@ def test_a_view_over_two_tables_with_a_composite_key_reaches_gold_pinned(spark, 
             "expected one of: id, spend, visits, country, seen, note, rating",
         ),
         (
+            "features.sets.people.numeric=[spend, visit]",
+            "names column 'visit', which silver.people does not have; "
+            "did you mean 'visits'? expected one of:",
+        ),
+        (
             "features.sets.people.numeric=[country]",
-            "names 'country' of type string: expected a numeric column",
+            "names 'country' of type string: expected a numeric column "
+            "(give it one in clean: clean.datasets.people.columns.country.type, e.g. double)",
         ),
         ("features.sets.people.text={column: rating}", "key 'features.sets.people.text.column' = 'rating'"),
         (

@@ -177,6 +177,21 @@ def test_a_configured_column_missing_from_the_data_fails_naming_its_key(spark):
         check_rules(df, dataset, lambda key, problem: ConfigError(f"{key}: {problem}"))
 
 
+@pytest.mark.parametrize(
+    "written,hint",
+    [("float64", "did you mean 'double'? "), ("int64", "did you mean 'bigint'? "), ("doubel", "")],
+)
+def test_a_type_spark_does_not_know_names_its_key_and_the_spark_name(spark, written, hint):
+    df = spark.createDataFrame([("1", "2.5")], "id string, qty string")
+    dataset = DatasetCleaning.model_validate({"keys": ["id"], "columns": {"qty": {"type": written}}})
+    with pytest.raises(ConfigError) as error:
+        check_rules(df, dataset, lambda key, problem: ConfigError(f"{key}: {problem}"))
+    assert str(error.value) == (
+        f"columns.qty.type: = '{written}': not a Spark SQL type; {hint}expected one such as "
+        "int, bigint, double, decimal(12,2), boolean, string, date, timestamp"
+    )
+
+
 def test_orphans_are_tagged_against_the_referenced_table(spark):
     orders = tag_row_rules(
         spark.createDataFrame([("1", "10"), ("2", "99"), ("3", None)], "id string, cust string"),

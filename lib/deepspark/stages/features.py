@@ -196,17 +196,27 @@ def check_columns(df: DataFrame, spec: FeatureSet, key: str, config: Config) -> 
             if column not in available:
                 raise config.error(
                     f"{key}.{field}",
-                    f"names column '{column}', which {spec.input} does not have; "
-                    f"expected one of: {', '.join(available)}",
+                    f"names column '{column}', which {spec.input} does not have; {one_of(column, available)}",
                 )
     for column in [*spec.numeric, *spec.buckets]:
         if column in types and not isinstance(types[column], NumericType):
             raise config.error(
                 f"{key}.numeric",
-                f"names '{column}' of type {types[column].simpleString()}: expected a numeric column",
+                f"names '{column}' of type {types[column].simpleString()}: expected a numeric column"
+                + _how_to_type(config, spec.input, column),
             )
     if spec.text and not isinstance(types.get(spec.text.column), StringType):
         raise config.error(f"{key}.text.column", f"= '{spec.text.column}': expected a string column")
+
+
+def _how_to_type(config: Config, table: str, column: str) -> str:
+    """Where an input column gets its type: clean for a silver table, its SQL for a view."""
+    layer, _, dataset = table.partition(".")
+    if layer == "silver":
+        return f" (give it one in clean: clean.datasets.{dataset}.columns.{column}.type, e.g. double)"
+    if table in config.features.views:
+        return f" (cast it in the view: CAST({column} AS double) AS {column})"
+    return ""
 
 
 # --- the stage ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, NumericType, StringType
 
 from deepspark.bronze import INGEST_ISSUES, METADATA, PROBLEMS
-from deepspark.config import INTEGRAL_TYPES, ColumnRule, ConfigError, DatasetCleaning
+from deepspark.config import INTEGRAL_TYPES, ColumnRule, ConfigError, DatasetCleaning, one_of
 from deepspark.errors import describe
 from deepspark.quarantine import KEYS as QUARANTINE_KEYS
 from deepspark.quarantine import QUARANTINE, to_quarantine
@@ -53,6 +53,21 @@ TYPED = "__typed_"  # prefix of the converted copy of a column, next to its text
 FATE = "_fate"  # silver | quarantine | duplicate_key | superseded
 UNKEPT_METADATA = ["_source_file", "_ingested_at", "_redecoded"]  # in neither silver nor the quarantine
 ACCEPTED_FATES = ("silver", "duplicate_key", "superseded")  # the fates of rows no rule rejected
+# Type names a pandas or NumPy user writes, and the Spark SQL type each means.
+NUMPY_TYPES = {
+    "float64": "double",
+    "float32": "float",
+    "int64": "bigint",
+    "int32": "int",
+    "int16": "smallint",
+    "int8": "tinyint",
+    "bool": "boolean",
+    "object": "string",
+    "str": "string",
+    "datetime64": "timestamp",
+    "datetime64[ns]": "timestamp",
+    "datetime": "timestamp",
+}
 
 
 @dataclass
@@ -481,7 +496,7 @@ def check_rules(bronze: DataFrame, rules: DatasetCleaning, error: Callable[[str,
         if column not in available:
             raise error(
                 key,
-                f"names column '{column}', which is not in the data; expected one of: {', '.join(available)}",
+                f"names column '{column}', which is not in the data; {one_of(column, available)}",
             )
     types = {f.name: f.dataType for f in shaped.schema}
     for column, rule in rules.columns.items():
@@ -496,9 +511,18 @@ def check_rules(bronze: DataFrame, rules: DatasetCleaning, error: Callable[[str,
         try:
             _ = shaped.select(convert(column, rule)).schema  # analysis only: no job runs
         except PySparkException as failure:
+            reason = describe(failure)
+            if "UNSUPPORTED_DATATYPE" in reason or "PARSE_SYNTAX_ERROR" in reason:
+                spark_name = NUMPY_TYPES.get(rule.type.lower())
+                hint = f"did you mean '{spark_name}'? " if spark_name else ""
+                raise error(
+                    f"columns.{column}.type",
+                    f"= {rule.type!r}: not a Spark SQL type; {hint}expected one such as "
+                    "int, bigint, double, decimal(12,2), boolean, string, date, timestamp",
+                ) from None
             raise error(
                 f"columns.{column}.type",
-                f"= {rule.type!r}: cannot convert {types[column].simpleString()} to it ({describe(failure)})",
+                f"= {rule.type!r}: cannot convert {types[column].simpleString()} to it ({reason})",
             ) from None
 
 
