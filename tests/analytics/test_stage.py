@@ -117,3 +117,32 @@ def test_a_rerun_on_the_same_inputs_keeps_the_results_and_new_data_or_config_red
     stricter = configured(tmp_path, "analytics.rules.min_support=0.05", "analytics.rules.min_confidence=0.9")
     assert not rules_of("new-config", stricter).notes
     assert rules_of("same-again", stricter).notes  # and kept once more for that config
+
+
+def test_a_tree_that_is_one_leaf_is_a_warning_saying_what_to_try_also_when_kept(spark, tmp_path):
+    configured_trees = configured(
+        tmp_path,
+        "features.sets.flat={input: silver.flat, key: id, label: y, numeric: [x]}",
+        "analytics.trees.flat={features: flat, kind: regressor, impurity: variance}",
+    )
+    only_flat = configured_trees.analytics.model_copy(
+        update={"trees": {"flat": configured_trees.analytics.trees["flat"]}}
+    )
+    config = configured_trees.model_copy(update={"analytics": only_flat})
+    tables = Tables(spark, config)
+    rows = [(i, float(i % 7), float(i % 2)) for i in range(40)]  # y alternates: x (i mod 7) cannot tell it
+    tables.write(spark.createDataFrame(rows, "id long, x double, y double"), "silver.flat", mode="overwrite")
+    build_feature_set(tables, config, "flat", config.features.sets["flat"])
+
+    first = analyze(Run(config, spark, tables, "one-leaf", parts=("trees",)))
+    again = analyze(Run(config, spark, tables, "kept", parts=("trees",)))
+    assert first.metrics["trees"]["flat"]["leaves"] == 1
+    (warning,) = first.notes
+    assert first.status == again.status == "warning" and warning in again.notes
+    assert warning.startswith(
+        "tree flat: a single leaf, the same prediction for every row: no split of the 40 rows"
+    )
+    assert warning.endswith(
+        "the features may not tell 'y', or the rows are too few: "
+        "try a smaller analytics.trees.flat.min_instances_per_node or more features"
+    )

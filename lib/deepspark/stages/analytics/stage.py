@@ -13,6 +13,7 @@ plots copied into this run's folder).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pyspark.sql import functions as F
@@ -33,6 +34,7 @@ from deepspark.run import Run, StageResult, skipped
 from deepspark.stages.analytics import kmeans, rules, tree
 from deepspark.tracking import log_model_run, mlflow_record
 
+log = logging.getLogger(__name__)
 CLUSTER_PLOT_POINTS = 3000
 TOP_RULES = 10
 
@@ -74,9 +76,25 @@ def analyze(run: Run) -> StageResult:
         result.metrics["trees"] = unless_done(
             run, "trees", identity, lambda mine: grow_trees(run, trees, mine), result
         )
+        for name, summary in result.metrics["trees"].items():
+            if summary["leaves"] == 1:
+                result.status = "warning"
+                result.notes.append(single_leaf(name, summary))
+                log.warning(result.notes[-1])
     if not result.metrics:
         return skipped(f"nothing configured in conf analytics for {', '.join(sorted(wanted))}")
     return result
+
+
+def single_leaf(name: str, summary: TreeSummary) -> str:
+    """What a tree that is one leaf (the same prediction for every row) tells, and what to try."""
+    chosen = ", ".join(f"{key} {value}" for key, value in summary["chosen"].items())
+    return (
+        f"tree {name}: a single leaf, the same prediction for every row: no split of the "
+        f"{summary['rows']} rows beat it in tuning (chosen {chosen}); the features may not tell "
+        f"'{summary['label']}', or the rows are too few: try a smaller "
+        f"analytics.trees.{name}.min_instances_per_node or more features"
+    )
 
 
 def feature_versions(run: Run, sets: list[str]) -> dict[str, int | None]:
