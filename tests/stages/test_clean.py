@@ -18,6 +18,7 @@ from deepspark.stages.clean.stage import (
     cap_outliers,
     check_rules,
     clean_dataset,
+    expand_globs,
     fill_nulls,
     mark_duplicates,
     no_rows,
@@ -189,6 +190,35 @@ def test_a_type_spark_does_not_know_names_its_key_and_the_spark_name(spark, writ
     assert str(error.value) == (
         f"columns.qty.type: = '{written}': not a Spark SQL type; {hint}expected one such as "
         "int, bigint, double, decimal(12,2), boolean, string, date, timestamp"
+    )
+
+
+def test_a_glob_gives_its_rule_to_every_column_it_matches_that_is_not_named_outright():
+    dataset = DatasetCleaning.model_validate(
+        {
+            "keys": ["id"],
+            "derive": {"ratio_mean": "area_mean / radius_mean"},
+            "columns": {
+                "radius_mean": {"type": "int"},
+                "*_mean": {"type": "double"},
+                "r*": {"type": "string"},
+            },
+        }
+    )
+    bronze = ["id", "radius_mean", "area_mean", "radius_se", "_batch_id", "_ingest_issue"]
+    expanded = expand_globs(dataset, bronze, lambda key, problem: ConfigError(f"{key}: {problem}"))
+    assert {name: rule.type for name, rule in expanded.columns.items()} == {
+        "radius_mean": "int",  # named outright
+        "area_mean": "double",
+        "ratio_mean": "double",  # derived columns match too; "r*" came second
+        "radius_se": "string",
+    }
+    unmatched = dataset.model_copy(update={"columns": {"*_worst": ColumnRule(type="double")}})
+    with pytest.raises(ConfigError) as error:
+        expand_globs(unmatched, bronze, lambda key, problem: ConfigError(f"{key}: {problem}"))
+    assert str(error.value) == (
+        "columns.*_worst: matches no column; "
+        "expected a glob over: id, radius_mean, area_mean, radius_se, ratio_mean"
     )
 
 

@@ -352,7 +352,9 @@ class DatasetCleaning(Section):
     surrogate_key: SurrogateKey | None = None
     """A key from the record's content, for data with no natural key; null: the keys are natural."""
     columns: dict[str, ColumnRule] = Field(default_factory=dict)
-    """Column name -> what clean does to it; columns not named pass through trimmed."""
+    """Column name -> what clean does to it; columns not named pass through trimmed. A name may
+    be a glob, quoted in YAML (``"*_mean": {type: double}``): its rule applies to every column
+    it matches that is not named outright (of two globs, the first wins)."""
 
     @model_validator(mode="after")
     def _keyed(self) -> DatasetCleaning:

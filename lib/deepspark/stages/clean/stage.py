@@ -21,6 +21,7 @@ merge took, and the rows marked duplicate or superseded;
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -476,6 +477,34 @@ def no_rows() -> CleanCounts:
     )
 
 
+GLOB = re.compile(r"[*?\[]")
+
+
+def expand_globs(
+    rules: DatasetCleaning, bronze_columns: list[str], error: Callable[[str, str], ConfigError]
+) -> DatasetCleaning:
+    """``rules.columns`` with each glob (``"*_mean"``) replaced by the columns it matches, in the
+    data's order: a column named outright keeps its own rule, and of two globs the first wins. A
+    glob that matches no column is an error naming its key."""
+    if not any(GLOB.search(name) for name in rules.columns):
+        return rules
+    made = [*rules.derive, *([rules.surrogate_key.column] if rules.surrogate_key else [])]
+    available = list(dict.fromkeys(c for c in [*bronze_columns, *made] if c not in METADATA + PROBLEMS))
+    named = {name: rule for name, rule in rules.columns.items() if not GLOB.search(name)}
+    expanded = dict(named)
+    for pattern, rule in rules.columns.items():
+        if not GLOB.search(pattern):
+            continue
+        matches = [c for c in available if fnmatch.fnmatchcase(c, pattern)]
+        if not matches:
+            raise error(
+                f"columns.{pattern}", f"matches no column; expected a glob over: {', '.join(available)}"
+            )
+        for column in matches:
+            expanded.setdefault(column, rule)
+    return rules.model_copy(update={"columns": expanded})
+
+
 def check_rules(bronze: DataFrame, rules: DatasetCleaning, error: Callable[[str, str], ConfigError]) -> None:
     """Before any compute: every column the rules name exists (in bronze or made by derive, split
     or surrogate_key), every expression and type analyses, and an array type has an array to
@@ -548,11 +577,12 @@ def clean_one(
             f"cleans {bronze_name}, which does not exist; expected a source from ingest.sources: "
             f"{', '.join(run.config.ingest.sources) or '(none defined)'}",
         )
-    check_rules(
-        run.tables.read(bronze_name),
-        rules,
-        lambda key, problem: run.config.error(f"clean.datasets.{dataset}.{key}", problem),
-    )
+
+    def error(key: str, problem: str) -> ConfigError:
+        return run.config.error(f"clean.datasets.{dataset}.{key}", problem)
+
+    rules = expand_globs(rules, run.tables.read(bronze_name).columns, error)
+    check_rules(run.tables.read(bronze_name), rules, error)
     null_values = source.null_values if source else []
     digest = rules_digest(rules, null_values, hmac_key)
     batches, rebuild = _batches_to_clean(run, bronze_name, dataset, digest)
