@@ -210,13 +210,21 @@ def test_analytics_must_name_feature_sets_that_exist_and_trees_need_a_label(conf
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("engine: [rs\n", r"tables.yaml: not valid YAML: while parsing a flow sequence"),
+        (
+            "engine: [rs\n",
+            r"tables.yaml: not valid YAML: line 2, column 1: expected ',' or '\]', but got '<stream end>'$",
+        ),
+        (
+            "engine: rs\n*_size: 7\n",
+            r"tables.yaml: not valid YAML: line 2, column 1: found undefined alias '_size' "
+            r'\(a name starting with \*, such as a glob, must be quoted: "\*_size"\)$',
+        ),
         (
             "- engine\n- rs\n",
             r"tables.yaml: expected a mapping of keys to values at the top level, found list",
         ),
     ],
-    ids=["broken YAML", "a list, not a mapping"],
+    ids=["broken YAML", "an unquoted glob", "a list, not a mapping"],
 )
 def test_a_file_that_is_not_a_yaml_mapping_is_named(conf, text, expected):
     (conf / "local" / "tables.yaml").write_text(text)

@@ -20,6 +20,7 @@ redacted whenever the config is dumped or logged.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ def load_config(
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as error:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({error})") from error
+            raise ConfigError(
+                f"--set {item!r}: the value is not valid YAML ({yaml_problem(error)})"
+            ) from error
         parts = tuple(key.strip().split("."))
         if parts[0] == "secrets":
             raise ConfigError(
@@ -212,11 +215,22 @@ def _check_baskets(config: Config) -> None:
         )
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: where, what, and for a bare ``*`` (read as an alias) the fix."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    alias = re.search(r"undefined alias '([^']*)'", problem)
+    if alias:
+        problem += f' (a name starting with *, such as a glob, must be quoted: "*{alias[1]}")'
+    return where + problem
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from error
     if data is None:
         return {}
     if not isinstance(data, dict):
