@@ -581,8 +581,9 @@ def clean_one(
     def error(key: str, problem: str) -> ConfigError:
         return run.config.error(f"clean.datasets.{dataset}.{key}", problem)
 
-    rules = expand_globs(rules, run.tables.read(bronze_name).columns, error)
-    check_rules(run.tables.read(bronze_name), rules, error)
+    whole_bronze = run.tables.read(bronze_name)
+    rules = expand_globs(rules, whole_bronze.columns, error)
+    check_rules(whole_bronze, rules, error)
     null_values = source.null_values if source else []
     digest = rules_digest(rules, null_values, hmac_key)
     batches, rebuild = _batches_to_clean(run, bronze_name, dataset, digest)
