@@ -19,12 +19,13 @@ PEOPLE = (
     "3;Cy;2001-05-06;1.80;NA;NA;NA\n"
     "4;Di;1979-02-14;1.72;10.0;fine;7\n"
 )
-TEXTS = "text,label\ngood,1\nbad,0\ngood,1\n"
+TEXTS = "# exported by a vendor's tool\ntext,label\ngood,1\nbad,0\ngood,1\n"  # a note above the header
 
 
 def test_the_dialect_is_sniffed_from_a_sample():
     assert sniff_csv(PEOPLE.encode()) == {"sep": ";", "multiLine": "true"}
-    assert sniff_csv(TEXTS.encode()) == {}
+    assert sniff_csv(TEXTS.encode()) == {"comment": "#"}
+    assert sniff_csv(TEXTS.partition("\n")[2].encode()) == {}
 
 
 @pytest.fixture
@@ -51,6 +52,8 @@ def test_init_writes_a_conf_that_runs_as_written(spark, project):
     assert rules["columns"]["height"] == {"type": "double"}
     assert rules["columns"]["fee"] == {"type": "double", "decimal": ","}  # 12,50 and 1.234,00
     assert rules["columns"]["born"] == {"type": "date", "formats": ["yyyy-MM-dd"]}
+    assert ingest["sources"]["texts"]["options"] == {"comment": "#"}
+    assert ingest["sources"]["texts"]["columns"] == ["text", "label"]
     assert profiles["texts"].key is None  # "good,1" twice: nothing unique
     assert clean["datasets"]["texts"]["surrogate_key"] == {"column": "texts_id", "columns": ["text", "label"]}
 

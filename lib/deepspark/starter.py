@@ -118,12 +118,17 @@ class SourceProfile:
 
 
 def sniff_csv(sample: bytes) -> dict[str, str]:
-    """Reader options for a CSV sample: its delimiter, and multiLine when a quoted value spans
+    """Reader options for a CSV sample: its delimiter, ``comment: "#"`` when a line starting
+    with ``#`` comes before the header (a vendor's note), and multiLine when a quoted value spans
     lines. (Bytes that are not UTF-8 need no option: ingest decodes them value by value.)"""
     text = sample.decode("latin-1") if not _is_utf8(sample) else sample.decode("utf-8")
     text = text.removeprefix("\ufeff")
-    dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
     options: dict[str, str] = {}
+    lines = text.splitlines(keepends=True)
+    if next((line for line in lines if line.strip()), "").startswith("#"):
+        options["comment"] = "#"
+        text = "".join(line for line in lines if not line.startswith("#"))
+    dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
     if dialect.delimiter != ",":
         options["sep"] = dialect.delimiter
     records = list(csv.reader(io.StringIO(text.rsplit("\n", 1)[0]), dialect))

@@ -254,6 +254,22 @@ def test_a_set_naming_what_its_input_lacks_fails_before_fitting(
     assert not (config.models_root / "features" / "people").exists()  # nothing fitted, nothing saved
 
 
+def test_a_set_over_an_input_with_no_rows_names_the_input_and_where_its_rows_went(
+    spark, people, people_config
+):
+    config = people_config("features.sets.people.numeric=[spend]")
+    tables = Tables(spark, config)
+    tables.write(people.limit(0), "silver.people", mode="overwrite")
+    with pytest.raises(ConfigError) as error:
+        build_feature_set(tables, config, "people", config.features.sets["people"])
+    assert str(error.value) == (
+        "--set features.sets.people.input=silver.people: key 'features.sets.people.input' = "
+        "'silver.people': "
+        "no rows to fit on (read silver.people v0); the rows were quarantined or filtered before this: "
+        "see the clean line and quarantine.rows"
+    )
+
+
 def test_a_set_with_nothing_to_assemble_is_refused():
     with pytest.raises(ValueError, match="needs numeric, categorical, buckets, dates or text"):
         FeaturesConfig.model_validate({"sets": {"empty": {"input": "silver.x", "key": "id"}}})

@@ -20,7 +20,7 @@ from deepspark.recipes import ImageConverter, TrainingDataError, natural_order, 
 from deepspark.run import Run
 from deepspark.stages.predict import latest_model, predict, predict_new, saved_inputs, score
 from deepspark.stages.report.stage import RunRecord, render_markdown
-from deepspark.stages.train.data import prepare_dataset
+from deepspark.stages.train.data import pin_table, prepare_dataset, require_test_rows
 from deepspark.stages.train.stage import train
 from deepspark.tables import Tables
 from PIL import Image
@@ -500,6 +500,29 @@ def test_a_regression_label_that_is_text_says_to_cast_it(spark, config, tables):
     dataset = {**FORECAST, "label": "temperature"}  # a CSV's text
     with pytest.raises(TrainingDataError, match=r"train.datasets.waves.label = 'temperature' .*CAST\("):
         prepare_dataset(tables, with_train(config, datasets={"waves": dataset}), "waves")
+
+
+def test_a_missing_input_or_a_split_with_no_series_names_the_key_before_any_rank(spark, config, tables):
+    waves(spark, tables, series=3, steps=12)
+    misspelt = {**FORECAST, "input": "bronze.wave"}
+    with pytest.raises(ConfigError) as raised:
+        prepare_dataset(tables, with_train(config, datasets={"waves": misspelt}), "waves")
+    assert (
+        "key 'train.datasets.waves.input' = 'bronze.wave': no such table; did you mean 'bronze.waves'?"
+        in (str(raised.value))
+    )
+    # Each series goes whole to one split: 3 series and a test share of 1% leave the test empty.
+    shares = {"train": 0.98, "validation": 0.01, "test": 0.01}
+    settings = with_train(config, datasets={"waves": FORECAST}, splits=shares)
+    prepared = prepare_dataset(tables, settings, "waves", "r1")
+    pinned = pin_table(tables, "gold.waves", prepared.version)
+    with pytest.raises(ConfigError) as raised:
+        require_test_rows(tables, pinned, settings.train.datasets["waves"], settings)
+    assert str(raised.value).endswith(
+        "key 'train.splits' = {train: 0.98, validation: 0.01, test: 0.01}: gold.waves v0 has no test rows; "
+        "by the hash of each, its 3 series went train 3, validation 0, test 0; expected larger validation "
+        "and test shares (e.g. {train: 0.6, validation: 0.2, test: 0.2}) or more series"
+    )
 
 
 def test_a_regressor_watching_accuracy_names_the_key_and_its_metrics(tmp_path):

@@ -127,6 +127,29 @@ def test_a_header_beyond_ascii_is_the_declared_one_in_utf8_and_in_the_fallback(s
     assert sorted(tuple(r) for r in rows) == [("1", "42", "Torino", None), ("2", "43", "Génova", None)]
 
 
+def test_comment_and_blank_lines_before_the_header_are_skipped_as_spark_skips_them(
+    spark, config, tables, land
+):
+    """With ``comment: "#"`` the header is the first line that is neither blank nor a comment
+    (a vendor's note above it); without the option, that note is the header, and the file's
+    drift says to set it."""
+    body = "# Data source: a vendor\n\nid,price\n1,2.5\n# a note\n2,3.0\n"
+    land("noted/a.csv", body)
+    land("noted/notes.csv", "# nothing but a note\n")
+    land("plain/a.csv", body)
+    sources = {
+        name: SourceConfig(format="csv", path=name, columns=["id", "price"], options=options)
+        for name, options in (("noted", {"comment": "#"}), ("plain", {}))
+    }
+    narrowed = config.model_copy(update={"ingest": IngestConfig(sources=sources)})
+    run_pipeline(Run(narrowed, spark, tables, "noted-1"), ["ingest"])
+    noted = tables.read("bronze.noted").select("id", "price", "_ingest_issue").collect()
+    assert sorted(tuple(r) for r in noted) == [("1", "2.5", None), ("2", "3.0", None)]
+    plain = tables.read("bronze.plain").select("_ingest_issue", "_ingest_rule").distinct().collect()
+    assert [r["_ingest_issue"] for r in plain] == ["schema_drift"]
+    assert plain[0]["_ingest_rule"].endswith("set options: {comment: '#'}")
+
+
 def test_a_byte_order_mark_does_not_reach_the_data(land, run_stages, tables):
     land("people/a.csv", "\ufeff" + HEADER + "1,Anna,3.5,1990-01-01\n")
     run = run_stages()

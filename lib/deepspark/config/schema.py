@@ -672,7 +672,8 @@ class DatasetConfig(Section):
     kind: Literal["images", "text", "sequences"]
     """images (for cnn or mlp models), text or numeric sequences (for rnn or mlp models)."""
     input: str
-    """The table the examples come from (bronze.<source>, silver.<dataset>, gold.<set>)."""
+    """The table the examples come from (bronze.<source>, silver.<dataset>, or a feature set's
+    gold.<set>_features)."""
     key: str | None = None
     """The rows' id column (splits are by its hash); null: a surrogate, ``row_id``, a hash of
     the row's values (rows that are equal share it, and a split). Sequences are keyed by their

@@ -310,6 +310,13 @@ def _build_feature_set(tables: Tables, config: Config, name: str, spec: FeatureS
     if reused:
         model = PipelineModel.load(model_uri(folder))
     else:
+        if source.isEmpty():  # the imputer would fail with "surrogate cannot be computed"
+            read = ", ".join(f"{table} v{version}" for table, version in versions.items())
+            raise config.error(
+                f"features.sets.{name}.input",
+                f"= '{spec.input}': no rows to fit on (read {read}); the rows were quarantined or "
+                "filtered before this: see the clean line and quarantine.rows",
+            )
         model = feature_pipeline(spec, config.run.seed).fit(source)
         layout = feature_layout(model, spec)
         size = model.transform(source).schema[ASSEMBLED].metadata["ml_attr"]["num_attrs"]

@@ -88,9 +88,11 @@ def codec_of(spark: SparkSession, path: str):
     return codecs.getCodec(jvm.org.apache.hadoop.fs.Path(path))
 
 
-def read_first_line(spark: SparkSession, path: str) -> str | None:
-    """The first line of a file as Latin-1 text (bytes kept 1:1), or None when it is empty.
-    Compressed files (``.gz``, ``.bz2``, ...) are decompressed by their codec, as Spark does."""
+def read_header_line(spark: SparkSession, path: str, comment: str | None = None) -> str | None:
+    """The line Spark's CSV reader takes for a header: the first that is not blank and, with the
+    ``comment`` option, does not start with it (``# Data source: ...`` above the header); as
+    Latin-1 text (bytes kept 1:1), or None when the file has no such line. Compressed files
+    (``.gz``, ``.bz2``, ...) are decompressed by their codec, as Spark does."""
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     stream = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(hpath)
@@ -99,7 +101,10 @@ def read_first_line(spark: SparkSession, path: str) -> str | None:
         stream = codec.createInputStream(stream)
     reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "ISO-8859-1"))
     try:
-        return reader.readLine()
+        while (line := reader.readLine()) is not None:
+            if line.strip() and not (comment and line.startswith(comment)):
+                return line
+        return None
     except Exception as error:  # py4j's wrapper of an IOException (e.g. a truncated .gz)
         raise UnreadableFileError(f"ingest: cannot read {path}: {describe(error)}") from error
     finally:
@@ -172,11 +177,12 @@ def csv_to_bronze(
     declared = source.columns
     separator = source.options.get("sep", source.options.get("delimiter", ","))
     has_header = source.options.get("header", "true").lower() == "true"
+    comment = source.options.get("comment") or None  # Spark's default: no comment lines
     groups: dict[tuple[tuple[str, ...], bool], list[str]] = {}
     for path in files:
-        first = read_first_line(spark, path)
+        first = read_header_line(spark, path, comment)
         if first is None:
-            continue  # an empty file holds no records
+            continue  # an empty file (or one of comments alone) holds no records
         header = (
             tuple(parse_header(first, separator, source.fallback_encoding)) if has_header else tuple(declared)
         )
@@ -203,6 +209,8 @@ def csv_to_bronze(
         missing = [c for c in declared if c not in names]
         extra = [c for c in names if c not in declared]
         rule = f"csv header {list(header)} is not the declared {declared}: missing {missing}, extra {extra}"
+        if not comment and header[0].startswith("#"):
+            rule += "; a first line starting with '#' is a comment: set options: {comment: '#'}"
         df = read_csv_files(spark, paths, names, source, is_utf8)
         raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in names])))
         frames.append(

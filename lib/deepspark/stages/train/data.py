@@ -50,6 +50,7 @@ from deepspark.config import (
     ImageInput,
     SequenceInput,
     gold_table,
+    one_of,
 )
 from deepspark.errors import describe
 from deepspark.lineage import fingerprint
@@ -406,13 +407,13 @@ def _prepare(
     rows already came from the same versions and settings: a rerun keeps the version, so a failed
     training resumes on the same data. Errors name the dataset's keys, ``where``."""
     config = settings.train
-    source = {spec.input: tables.version(spec.input)}
+    read = {f"{where}.input": spec.input}
     if spec.labels is not None:  # a new labels version is new data, as a new input version is
-        if not tables.exists(spec.labels.table):
-            raise TrainingDataError(
-                f"{where}.labels.table = {spec.labels.table!r}: no such table; ingest or clean it first"
-            )
-        source[spec.labels.table] = tables.version(spec.labels.table)
+        read[f"{where}.labels.table"] = spec.labels.table
+    for key, table in read.items():
+        if not tables.exists(table):
+            raise settings.error(key, f"= {table!r}: no such table; {one_of(table, tables.list())}")
+    source = {table: tables.version(table) for table in read.values()}
     key = fingerprint(
         spec.model_dump(mode="json"), source, config.splits, settings.run.seed, config.files_per_split
     )
@@ -497,6 +498,34 @@ class PinnedTable:
                 f"{self.row_groups[split]} row group(s) for {shards} ranks; each rank reads whole "
                 "row groups, so raise train.files_per_split or lower train.num_proc"
             )
+
+
+def require_test_rows(tables: Tables, pinned: PinnedTable, dataset: DatasetConfig, settings: Config) -> None:
+    """Evaluation reads the test split: a table whose test split drew no rows is refused before
+    any rank starts, naming train.splits and how the units of the split (whole series, or
+    examples) fell."""
+    if pinned.rows["test"]:
+        return
+    series = dataset.kind == "sequences" and bool(dataset.sequences.series)
+    if series:  # a window's key is its series, then its last step
+        units = tables.read(pinned.table, version=pinned.version).select(
+            "split", F.regexp_extract(WINDOW_KEY, r"^(.*)\|[^|]*$", 1).alias("series")
+        )
+        counts = {
+            r["split"]: r["n"]
+            for r in units.groupBy("split").agg(F.countDistinct("series").alias("n")).collect()
+        }
+    else:
+        counts = pinned.rows
+    unit = "series" if series else "examples"
+    fell = ", ".join(f"{split} {counts.get(split, 0)}" for split in SPLITS)
+    shares = ", ".join(f"{split}: {share:g}" for split, share in settings.train.splits.items())
+    raise settings.error(
+        "train.splits",
+        f"= {{{shares}}}: {pinned.table} v{pinned.version} has no test rows; by the hash of each, its "
+        f"{sum(counts.values())} {unit} went {fell}; expected larger validation and test shares "
+        f"(e.g. {{train: 0.6, validation: 0.2, test: 0.2}}) or more {unit}",
+    )
 
 
 def pin_table(tables: Tables, name: str, version: int | None = None) -> PinnedTable:

@@ -56,6 +56,7 @@ from deepspark.stages.train.data import (
     pin_table,
     prepare_dataset,
     read_split,
+    require_test_rows,
 )
 from deepspark.stages.train.evaluate import (
     bag_of_words_baseline,
@@ -152,6 +153,7 @@ def plan_model(run: Run, name: str, spec: ModelConfig, prepared: PreparedTable |
     version = spec.version if spec.version is not None else tables.version(spec.table)
     pinned = pin_table(tables, spec.table, version)
     pinned.require_shards("train", config.train.num_proc)
+    require_test_rows(tables, pinned, config.train.datasets[spec.dataset], config)
     inputs = input_shape(tables, pinned, spec, config, key)
     stopping = spec.early_stopping
     if stopping and stopping.monitor.startswith("val_") and not pinned.rows["validation"]:
