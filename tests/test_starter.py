@@ -11,6 +11,7 @@ from deepspark.pipeline import run_pipeline
 from deepspark.run import Run
 from deepspark.starter import sniff_csv, write_starter
 from deepspark.tables import Tables
+from PIL import Image
 
 PEOPLE = (
     "person_id;name;born;height;visits;note;fee\n"
@@ -79,3 +80,34 @@ def test_init_keeps_an_existing_conf_unless_forced(spark, project):
         write_starter(spark, landing, conf)
     write_starter(spark, landing, conf, force=True)
     assert "people" in yaml.safe_load((conf / "base" / "clean.yaml").read_text())["datasets"]
+
+
+def test_init_on_image_files_lands_them_and_trains_by_class_folder(spark, tmp_path):
+    """PNGs in class folders, of several sizes, grey and colour, one broken: a binaryFile source
+    and a train.yaml that loads; images not in class folders land with no train dataset."""
+    landing, conf = tmp_path / "landing", tmp_path / "conf"
+    sizes = [(40, 30), (40, 30), (40, 30), (200, 150)]  # (width, height): most files' wins
+    for label, mode in (("cat", "L"), ("dog", "RGB")):
+        (landing / "pets" / label).mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            Image.new(mode, size).save(landing / "pets" / label / f"{i}.png")
+    (landing / "pets" / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
+    (landing / "scans").mkdir()
+    Image.new("L", (300, 100)).save(landing / "scans" / "page.png")
+
+    profiles = {p.name: p for p in write_starter(spark, landing, conf)}
+    assert profiles["pets"].summary() == (
+        "pets: 9 image files, read at 30x40x3 (1 sampled file(s) not images: training quarantines them); "
+        "2 class folders (cat, dog): train.yaml trains pets_cnn"
+    )
+    assert profiles["scans"].summary().startswith("scans: 1 image files, read at 21x64x1; no class folders")
+    ingest = yaml.safe_load((conf / "base" / "ingest.yaml").read_text())
+    assert ingest["sources"] == {
+        "pets": {"format": "binaryFile", "path": "pets"},
+        "scans": {"format": "binaryFile", "path": "scans"},
+    }
+    assert not (conf / "base" / "clean.yaml").exists()  # no table to clean
+    train = load_config(conf, environ={}).train
+    assert list(train.datasets) == ["pets"] and train.datasets["pets"].label == "_folder"
+    assert train.datasets["pets"].images.size == (30, 40) and train.datasets["pets"].images.channels == 3
+    assert train.models["pets_cnn"].cnn.conv == [16, 32, 64]  # 30 pixels fit three layers

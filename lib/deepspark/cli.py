@@ -271,7 +271,8 @@ def init(
     conf_dir: Annotated[Path, typer.Option("--conf-dir", help="the project's conf folder to write")],
     force: Annotated[bool, typer.Option(help="overwrite an existing starter conf")] = False,
 ) -> None:
-    """Write a starter conf (ingest, clean, validate) for landed files, from their profile."""
+    """Write a starter conf (ingest, clean, validate; train for images in class folders) for landed
+    files, from their profile."""
     from deepspark.config import Config
     from deepspark.starter import write_starter
 
@@ -284,8 +285,7 @@ def init(
             print(f"error: {error}", file=terminal.err)
             raise typer.Exit(2) from None
         for profile in profiles:
-            key = profile.key or f"none unique: surrogate_key {profile.name}_id"
-            print(f"{profile.name}: {profile.format}, {profile.rows} rows, key {key}", file=terminal.err)
+            print(profile.summary(), file=terminal.err)
         print(f"next: deepspark run --conf-dir {conf_dir}", file=terminal.err)
         print(conf_dir / "base", file=terminal.out)
 

@@ -33,6 +33,7 @@ PAD, UNKNOWN = 0, 1  # token ids below the vocabulary's
 TOKEN_PATTERN = "[^\\p{L}\\p{N}']+"  # what separates words (lower-cased), as Spark's RegexTokenizer takes it
 FOLDER = "_folder"  # the name of a landed file's folder: the class of images in class folders
 FILE = "_file"  # a landed file's own name: what a labels table names it by
+IMAGE_FILES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # by suffix
 
 
 class TrainingDataError(RuntimeError):

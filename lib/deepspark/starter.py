@@ -8,7 +8,10 @@ included), a number, a date or a timestamp, and which common null tokens (``NA``
 ``null``, ...) occur. From that it writes ``ingest.yaml`` (the contract), ``clean.yaml`` (types,
 nulls and a key: a column found unique and never null, else a surrogate key over every column)
 and ``validate.yaml`` (a Great Expectations suite: row count, not-null, unique key, observed
-numeric ranges as warnings). Great Expectations 1.x has no profiler any more (its rule-based
+numeric ranges as warnings). A folder of image files lands as ``binaryFile``; when its files sit
+in class folders (``cat/``, ``dog/``) it also writes ``train.yaml``: an images dataset labelled
+by folder, at the files' most common size (the longer side at most 64 pixels), and a CNN that
+fits that size. Great Expectations 1.x has no profiler any more (its rule-based
 profilers and data assistants were removed in 1.0), so the profile is Spark's.
 
 Everything written is a starting point to read and edit: the file says so at its top.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +30,15 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from deepspark.recipes import FOLDER, IMAGE_FILES
 from deepspark.stages.clean.stage import comma_decimal
 
 NULL_TOKENS = ["NA", "N/A", "n/a", "NaN", "null", "NULL", "None", "-", "?"]
 DATE_FORMATS = ["yyyy-MM-dd", "dd/MM/yyyy", "MM/dd/yyyy", "dd.MM.yyyy"]
 TIMESTAMP_FORMATS = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ssXXX"]
 SAMPLE_BYTES = 1 << 16
+SAMPLE_IMAGES = 500  # files whose headers give the size and colour of a folder of images
+LONGEST_SIDE = 64  # the starter's network input: larger images are scaled down to it
 HEADER = "# Written by `deepspark init` from the files it found: a starting point, read and edit it.\n"
 
 
@@ -48,6 +55,26 @@ class Column:
 
 
 @dataclass
+class ImageProfile:
+    """A folder of image files: its class folders and the size and colour the network reads."""
+
+    classes: list[str]  # the class folders' names; empty when the files are not in two or more
+    size: tuple[int, int]  # [height, width]: most files' size, else the median, scaled to LONGEST_SIDE
+    channels: int  # 3 when any sampled file is in colour
+    unreadable: int  # sampled files that are not images
+
+    def dataset(self, name: str) -> dict:
+        images = {"column": "content", "channels": self.channels, "size": list(self.size), "fit": "pad"}
+        return {"kind": "images", "input": f"bronze.{name}", "key": "path", "label": FOLDER, "images": images}
+
+    def model(self, name: str) -> dict:
+        """A small CNN: each 3x3 convolution takes 2 pixels, each pooling between two halves."""
+        side = min(self.size)
+        conv = [16, 32, 64] if side >= 18 else [16, 32] if side >= 8 else [16]
+        return {"kind": "cnn", "dataset": name, "epochs": 10, "cnn": {"conv": conv, "dense": [32]}}
+
+
+@dataclass
 class SourceProfile:
     name: str
     format: str
@@ -57,6 +84,24 @@ class SourceProfile:
     ddl: str | None = None
     null_values: list[str] = field(default_factory=list)
     key: str | None = None
+    images: ImageProfile | None = None
+
+    def summary(self) -> str:
+        """One line for the console: what was found, and what the starter conf makes of it."""
+        if self.images is None:
+            key = self.key or f"none unique: surrogate_key {self.name}_id"
+            return f"{self.name}: {self.format}, {self.rows} rows, key {key}"
+        images = self.images
+        height, width = images.size
+        found = f"{self.name}: {self.rows} image files, read at {height}x{width}x{images.channels}"
+        if images.unreadable:
+            found += f" ({images.unreadable} sampled file(s) not images: training quarantines them)"
+        if not images.classes:
+            return (
+                f"{found}; no class folders, so no train dataset (label them: train.datasets.<name>.labels)"
+            )
+        shown = ", ".join(images.classes[:5]) + (", ..." if len(images.classes) > 5 else "")
+        return f"{found}; {len(images.classes)} class folders ({shown}): train.yaml trains {self.name}_cnn"
 
     def source(self) -> dict:
         entry: dict = {"format": self.format, "path": self.name}
@@ -204,10 +249,40 @@ def find_key(df: DataFrame, rows: int, columns: list[Column]) -> str | None:
     return None
 
 
+def profile_images(folder: Path, files: list[Path]) -> ImageProfile:
+    """Class folders from the files' paths; size and colour from the headers of a sample."""
+    from PIL import Image, UnidentifiedImageError
+
+    parents = {p.parent for p in files}
+    classes = sorted(p.name for p in parents) if len(parents) > 1 and folder not in parents else []
+    sizes: Counter[tuple[int, int]] = Counter()
+    colour, unreadable = False, 0
+    step = max(1, len(files) // SAMPLE_IMAGES)
+    for path in files[::step]:
+        try:
+            with Image.open(path) as image:
+                sizes[(image.height, image.width)] += 1
+                colour |= image.mode not in ("1", "L", "LA", "I", "I;16", "F")
+        except (OSError, UnidentifiedImageError):
+            unreadable += 1
+    seen = list(sizes.elements())
+    if not seen:
+        height, width = 32, 32
+    elif sizes.most_common(1)[0][1] * 2 >= len(seen):  # one size for most of them
+        height, width = sizes.most_common(1)[0][0]
+    else:  # sizes all over: the median side of each
+        height, width = sorted(h for h, _ in seen)[len(seen) // 2], sorted(w for _, w in seen)[len(seen) // 2]
+    scale = min(1.0, LONGEST_SIDE / max(height, width))
+    size = (max(3, round(height * scale)), max(3, round(width * scale)))
+    return ImageProfile(classes, size, 3 if colour else 1, unreadable)
+
+
 def profile_source(spark: SparkSession, folder: Path) -> SourceProfile | None:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
     if not files:
         return None
+    if all(p.suffix.lower() in IMAGE_FILES for p in files):
+        return SourceProfile(folder.name, "binaryFile", len(files), [], images=profile_images(folder, files))
     suffix = files[0].suffix.lower().lstrip(".")
     paths = [str(p) for p in files]
     if suffix in ("csv", "tsv", "txt"):
@@ -242,22 +317,34 @@ def write_starter(
     """Profile each source folder under ``landing`` and write the starter conf under
     ``conf_dir/base``; returns the profiles. Existing files are kept unless ``force``."""
     base = conf_dir / "base"
-    targets = [base / name for name in ("ingest.yaml", "clean.yaml", "validate.yaml")]
-    existing = [p for p in targets if p.exists()]
-    if existing and not force:
-        raise FileExistsError(f"{existing[0]} exists; pass --force to overwrite the starter conf")
+    if (base / "ingest.yaml").exists() and not force:  # before the profiling: it takes a while
+        raise FileExistsError(f"{base / 'ingest.yaml'} exists; pass --force to overwrite the starter conf")
     folders = sorted(f for f in landing.iterdir() if f.is_dir()) if landing.is_dir() else []
     profiles = [profile for profile in map(lambda f: profile_source(spark, f), folders) if profile]
     if not profiles:
-        raise FileNotFoundError(f"{landing}: no source folders with csv, json or parquet files found")
+        raise FileNotFoundError(f"{landing}: no source folders with csv, json, parquet or image files found")
     project = conf_dir.resolve().parent
     data_root = project / "data"
     landing_dir = os.path.relpath(landing.resolve(), data_root)
-    ingest = {"landing_dir": str(landing_dir), "sources": {p.name: p.source() for p in profiles}}
-    clean = {"datasets": {p.name: p.cleaning() for p in profiles}}
-    validate = {"suites": {p.name: p.suite() for p in profiles}}
+    tables = [p for p in profiles if p.images is None]
+    labelled = [p for p in profiles if p.images and p.images.classes]
+    sections = {
+        "ingest.yaml": {"landing_dir": str(landing_dir), "sources": {p.name: p.source() for p in profiles}},
+        "clean.yaml": {"datasets": {p.name: p.cleaning() for p in tables}} if tables else None,
+        "validate.yaml": {"suites": {p.name: p.suite() for p in tables}} if tables else None,
+        "train.yaml": {
+            "datasets": {p.name: p.images.dataset(p.name) for p in labelled},
+            "models": {f"{p.name}_cnn": p.images.model(p.name) for p in labelled},
+        }
+        if labelled
+        else None,
+    }
+    existing = [base / name for name, section in sections.items() if section and (base / name).exists()]
+    if existing and not force:
+        raise FileExistsError(f"{existing[0]} exists; pass --force to overwrite the starter conf")
     base.mkdir(parents=True, exist_ok=True)
-    for path, section in zip(targets, (ingest, clean, validate), strict=True):
-        text = yaml.safe_dump(section, sort_keys=False, width=100, default_flow_style=None)
-        path.write_text(HEADER + text, encoding="utf-8")
+    for name, section in sections.items():
+        if section is not None:
+            text = yaml.safe_dump(section, sort_keys=False, width=100, default_flow_style=None)
+            (base / name).write_text(HEADER + text, encoding="utf-8")
     return profiles

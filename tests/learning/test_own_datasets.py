@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -388,6 +389,19 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
     new_pets = tables.read("gold.new_pets").filter("problem IS NULL").collect()
     assert {r.path: r.prediction for r in new_pets} == by_stage
     assert {r.predicted_class for r in new_pets} <= {"cat", "dog"}
+    # Files outside class folders take their folder's name, which is no class: left out of the
+    # accuracy, and said so.
+    incoming = tmp_path / "incoming"
+    (incoming / "cat").mkdir(parents=True)
+    cats = sorted((landed.landing_root / "pets" / "cat").glob("*.png"))[:4]
+    for n, path in enumerate(cats):
+        shutil.copy(path, incoming / "cat" / path.name if n % 2 else incoming / path.name)
+    mixed = predict_new(run, "pet_mlp", str(incoming))
+    assert (mixed.rows, mixed.measured_on, mixed.foreign) == (4, 2, {"incoming": 2})
+    assert mixed.lines()[1] == (
+        "  no accuracy on 2 labelled row(s): their labels ('incoming') are not classes of the model "
+        "(cat, dog)"
+    )
 
 
 def test_the_shipped_conf_names_its_datasets():

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from pyspark.sql.types import ArrayType, FloatType, IntegerType, StructField, St
 
 from deepspark.config import Config, PredictConfig
 from deepspark.lineage import MANIFEST, MODELS_TABLE, read_manifest
-from deepspark.recipes import PROBLEM, new_examples
+from deepspark.recipes import IMAGE_FILES, PROBLEM, new_examples
 from deepspark.run import Run, StageResult, skipped
 from deepspark.tables import TABLE_NAME, Tables
 from deepspark.tensors import InputShape, tf_keras
@@ -180,7 +180,6 @@ def predict(run: Run) -> StageResult:
 
 # -- new rows: `deepspark predict --model NAME[:VERSION] --input TABLE|FILES` -------------------
 
-IMAGE_FILES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 ROW_FILES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -198,6 +197,8 @@ class Scored:
     agreement: float | None  # with the label, where the new rows have one
     measure: str  # accuracy | rmse
     measured_on: int  # labelled rows scored
+    foreign: dict[str, int] = field(default_factory=dict)  # labels that are not the model's classes
+    classes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         said = [
@@ -208,6 +209,12 @@ class Scored:
             top = "; ".join(f"{problem} ({n})" for problem, n in list(self.unscored.items())[:3])
             said.append(
                 f"  not scored: {sum(self.unscored.values())} row(s), in {self.output} with a problem: {top}"
+            )
+        if self.foreign:
+            labels = ", ".join(repr(label) for label in list(self.foreign)[:3])
+            said.append(
+                f"  no {self.measure} on {sum(self.foreign.values())} labelled row(s): their labels "
+                f"({labels}) are not classes of the model ({', '.join(self.classes)})"
             )
         if self.agreement is not None:
             said.append(
@@ -298,9 +305,15 @@ def predict_new(run: Run, model: str, source: str, output: str | None = None) ->
     table = run.tables.read(output, version=written.version)
     problems = table.filter(F.col(PROBLEM).isNotNull()).groupBy(PROBLEM).count().orderBy(F.desc("count"))
     unscored = {row[PROBLEM]: row["count"] for row in problems.collect()}
-    agreement, measured = None, 0
+    agreement, measured, foreign, names = None, 0, {}, []
     if "label" in table.columns:
         said = "predicted_class" if "predicted_class" in table.columns else "prediction"
+        if not inputs.regression:  # a folder named "new" is no class: it measures nothing
+            names = manifest.get("classes") or [str(i) for i in range(inputs.classes)]
+            label = F.col("label").cast("string")
+            counted = table.filter(label.isNotNull() & ~label.isin(names)).groupBy(label.alias("l")).count()
+            foreign = {r["l"]: r["count"] for r in counted.orderBy(F.desc("count"), "l").collect()}
+            table = table.filter(label.isin(names))
         agreement, measured = against_label(table, inputs.regression, said)
     return Scored(
         name,
@@ -313,6 +326,8 @@ def predict_new(run: Run, model: str, source: str, output: str | None = None) ->
         agreement,
         "rmse" if inputs.regression else "accuracy",
         measured,
+        foreign,
+        names,
     )
 
 
