@@ -111,3 +111,42 @@ def test_init_on_image_files_lands_them_and_trains_by_class_folder(spark, tmp_pa
     assert list(train.datasets) == ["pets"] and train.datasets["pets"].label == "_folder"
     assert train.datasets["pets"].images.size == (30, 40) and train.datasets["pets"].images.channels == 3
     assert train.models["pets_cnn"].cnn.conv == [16, 32, 64]  # 30 pixels fit three layers
+
+
+def test_init_on_text_files_in_class_folders_trains_an_rnn_and_keeps_a_txt_table_a_table(spark, tmp_path):
+    landing, conf = tmp_path / "landing", tmp_path / "conf"
+    for label, word in (("pos", "great"), ("neg", "awful")):
+        (landing / "reviews" / label).mkdir(parents=True)
+        for i in range(10):
+            (landing / "reviews" / label / f"{i}.txt").write_text(" ".join([word, "film"] * (5 + i)) + "\n")
+    (landing / "prose").mkdir()
+    (landing / "prose" / "note.txt").write_text("A note with no delimiter\nover two lines\n")
+    (landing / "export").mkdir()
+    (landing / "export" / "rows.txt").write_text("id\tscore\n1\t2.5\n2\t3.5\n")  # a table as .txt
+
+    profiles = {p.name: p for p in write_starter(spark, landing, conf)}
+    assert profiles["reviews"].summary() == (
+        "reviews: 20 text files, 26 words kept per text; 2 class folders (neg, pos): "
+        "train.yaml trains reviews_rnn"
+    )
+    assert (
+        profiles["prose"]
+        .summary()
+        .endswith("; no class folders, so no train dataset (label them: train.datasets.<name>.labels)")
+    )
+    sources = yaml.safe_load((conf / "base" / "ingest.yaml").read_text())["sources"]
+    assert (
+        sources["reviews"] == {"format": "text", "path": "reviews"} and sources["prose"]["format"] == "text"
+    )
+    assert sources["export"]["format"] == "csv" and sources["export"]["options"] == {"sep": "\t"}
+    config = load_config(conf, environ={})
+    assert list(config.clean.datasets) == ["export"]
+    reviews = config.train.datasets["reviews"]
+    assert (reviews.kind, reviews.input, reviews.key, reviews.label) == (
+        "text",
+        "bronze.reviews",
+        "_source_file",
+        "_folder",
+    )
+    assert reviews.text.column == "value" and reviews.text.max_len == 26
+    assert config.train.models["reviews_rnn"].kind == "rnn"

@@ -187,7 +187,7 @@ def predict(
     source: Annotated[
         str | None,
         typer.Option(
-            "--input", help="the new rows: a table (layer.name), or files (csv, json, parquet, images)"
+            "--input", help="the new rows: a table (layer.name), or files (csv, json, parquet, txt, images)"
         ),
     ] = None,
     output: Annotated[

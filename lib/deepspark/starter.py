@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,28 @@ class ImageProfile:
 
 
 @dataclass
+class TextProfile:
+    """A folder of text files, one example each: its class folders and the words they hold."""
+
+    classes: list[str]  # the class folders' names; empty when the files are not in two or more
+    max_len: int  # words kept per text: most sampled texts fit whole
+    vocab_size: int
+
+    def dataset(self, name: str) -> dict:
+        text = {"column": "value", "vocab_size": self.vocab_size, "max_len": self.max_len}
+        return {
+            "kind": "text",
+            "input": f"bronze.{name}",
+            "key": "_source_file",
+            "label": FOLDER,
+            "text": text,
+        }
+
+    def model(self, name: str) -> dict:
+        return {"kind": "rnn", "dataset": name, "epochs": 10, "rnn": {"cell": "lstm", "units": 32}}
+
+
+@dataclass
 class SourceProfile:
     name: str
     format: str
@@ -85,9 +108,18 @@ class SourceProfile:
     null_values: list[str] = field(default_factory=list)
     key: str | None = None
     images: ImageProfile | None = None
+    texts: TextProfile | None = None
+
+    @property
+    def examples(self) -> ImageProfile | TextProfile | None:
+        """What a network trains on, for a folder of files that are one example each."""
+        return self.images or self.texts
 
     def summary(self) -> str:
         """One line for the console: what was found, and what the starter conf makes of it."""
+        if self.texts is not None:
+            found = f"{self.name}: {self.rows} text files, {self.texts.max_len} words kept per text"
+            return _trains(found, self.name, self.texts.classes, "rnn")
         if self.images is None:
             key = self.key or f"none unique: surrogate_key {self.name}_id"
             return f"{self.name}: {self.format}, {self.rows} rows, key {key}"
@@ -96,15 +128,12 @@ class SourceProfile:
         found = f"{self.name}: {self.rows} image files, read at {height}x{width}x{images.channels}"
         if images.unreadable:
             found += f" ({images.unreadable} sampled file(s) not images: training quarantines them)"
-        if not images.classes:
-            return (
-                f"{found}; no class folders, so no train dataset (label them: train.datasets.<name>.labels)"
-            )
-        shown = ", ".join(images.classes[:5]) + (", ..." if len(images.classes) > 5 else "")
-        return f"{found}; {len(images.classes)} class folders ({shown}): train.yaml trains {self.name}_cnn"
+        return _trains(found, self.name, images.classes, "cnn")
 
     def source(self) -> dict:
         entry: dict = {"format": self.format, "path": self.name}
+        if self.format == "text":
+            return entry  # one row per file, its text in ``value``
         if self.format == "csv":
             entry["columns"] = [c.name for c in self.columns]
         if self.ddl:
@@ -162,6 +191,13 @@ class SourceProfile:
         return expectations
 
 
+def _trains(found: str, name: str, classes: list[str], kind: str) -> str:
+    if not classes:
+        return f"{found}; no class folders, so no train dataset (label them: train.datasets.<name>.labels)"
+    shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    return f"{found}; {len(classes)} class folders ({shown}): train.yaml trains {name}_{kind}"
+
+
 def sniff_csv(sample: bytes) -> dict[str, str]:
     """Reader options for a CSV sample: its delimiter, ``comment: "#"`` when a line starting
     with ``#`` comes before the header (a vendor's note), and multiLine when a quoted value spans
@@ -180,6 +216,15 @@ def sniff_csv(sample: bytes) -> dict[str, str]:
     if any("\n" in value for record in records for value in record):
         options["multiLine"] = "true"
     return options
+
+
+def _is_table(path: Path) -> bool:
+    """Whether a .txt file reads as delimited records (a header and rows), not as prose."""
+    try:
+        sniff_csv(path.read_bytes()[:SAMPLE_BYTES])
+    except csv.Error:  # no delimiter found
+        return False
+    return True
 
 
 def _is_utf8(sample: bytes) -> bool:
@@ -249,12 +294,31 @@ def find_key(df: DataFrame, rows: int, columns: list[Column]) -> str | None:
     return None
 
 
+def class_folders(folder: Path, files: list[Path]) -> list[str]:
+    """The names of the folders the files sit in, when they all sit in one of two or more."""
+    parents = {p.parent for p in files}
+    return sorted(p.name for p in parents) if len(parents) > 1 and folder not in parents else []
+
+
+def profile_texts(folder: Path, files: list[Path]) -> TextProfile:
+    """Words per text (a sample's 90th percentile, 16 to 256, kept whole) and a vocabulary of
+    half the distinct words sampled (100 to 10,000)."""
+    lengths, words = [], set()
+    for path in files[:: max(1, len(files) // SAMPLE_IMAGES)]:
+        found = re.findall(r"\w+", path.read_bytes()[:SAMPLE_BYTES].decode("utf-8", "replace").lower())
+        lengths.append(len(found))
+        words.update(found)
+    longest = sorted(lengths)[int(0.9 * (len(lengths) - 1))] if lengths else 16
+    return TextProfile(
+        class_folders(folder, files), min(256, max(16, longest)), min(10_000, max(100, len(words) // 2))
+    )
+
+
 def profile_images(folder: Path, files: list[Path]) -> ImageProfile:
     """Class folders from the files' paths; size and colour from the headers of a sample."""
     from PIL import Image, UnidentifiedImageError
 
-    parents = {p.parent for p in files}
-    classes = sorted(p.name for p in parents) if len(parents) > 1 and folder not in parents else []
+    classes = class_folders(folder, files)
     sizes: Counter[tuple[int, int]] = Counter()
     colour, unreadable = False, 0
     step = max(1, len(files) // SAMPLE_IMAGES)
@@ -285,6 +349,8 @@ def profile_source(spark: SparkSession, folder: Path) -> SourceProfile | None:
         return SourceProfile(folder.name, "binaryFile", len(files), [], images=profile_images(folder, files))
     suffix = files[0].suffix.lower().lstrip(".")
     paths = [str(p) for p in files]
+    if suffix == "txt" and (class_folders(folder, files) or not _is_table(files[0])):
+        return SourceProfile(folder.name, "text", len(files), [], texts=profile_texts(folder, files))
     if suffix in ("csv", "tsv", "txt"):
         options = sniff_csv(files[0].read_bytes()[:SAMPLE_BYTES])
         df = spark.read.options(header="true", **options).csv(paths)
@@ -326,15 +392,16 @@ def write_starter(
     project = conf_dir.resolve().parent
     data_root = project / "data"
     landing_dir = os.path.relpath(landing.resolve(), data_root)
-    tables = [p for p in profiles if p.images is None]
-    labelled = [p for p in profiles if p.images and p.images.classes]
+    tables = [p for p in profiles if p.examples is None]
+    labelled = [p for p in profiles if p.examples and p.examples.classes]
+    kinds = {p.name: "cnn" if p.images else "rnn" for p in labelled}
     sections = {
         "ingest.yaml": {"landing_dir": str(landing_dir), "sources": {p.name: p.source() for p in profiles}},
         "clean.yaml": {"datasets": {p.name: p.cleaning() for p in tables}} if tables else None,
         "validate.yaml": {"suites": {p.name: p.suite() for p in tables}} if tables else None,
         "train.yaml": {
-            "datasets": {p.name: p.images.dataset(p.name) for p in labelled},
-            "models": {f"{p.name}_cnn": p.images.model(p.name) for p in labelled},
+            "datasets": {p.name: p.examples.dataset(p.name) for p in labelled},
+            "models": {f"{p.name}_{kinds[p.name]}": p.examples.model(p.name) for p in labelled},
         }
         if labelled
         else None,

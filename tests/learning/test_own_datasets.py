@@ -374,6 +374,12 @@ def test_two_image_and_two_text_datasets_train_four_models_in_one_run(spark, con
     assert (fresh.output, fresh.rows, fresh.agreement) == ("gold.mood_rnn_scored", 2, None)
     said = {r.text: r.predicted_class for r in tables.read("gold.mood_rnn_scored").collect()}
     assert said == {"great tasty fresh thing": "happy", "stale awful stuff": "sad"}
+    for n, text in enumerate(said):  # the same texts as text files, one each
+        (notes.parent / "files" / f"{n}.txt").parent.mkdir(exist_ok=True)
+        (notes.parent / "files" / f"{n}.txt").write_text(text)
+    files = predict_new(run, "mood_rnn", str(notes.parent / "files"), "gold.moods_from_files")
+    from_files = tables.read("gold.moods_from_files").collect()
+    assert files.rows == 2 and {r.text: r.predicted_class for r in from_files} == said
 
     # Image files straight from a folder: any size, fitted to the model's input; the broken file
     # is a row with its problem, and the class folders give the labels it is measured against.

@@ -233,15 +233,16 @@ def parse_model(reference: str) -> tuple[str, int | None]:
 
 def read_new_rows(run: Run, source: str, recipe: dict) -> DataFrame:
     """A table (layer.name) at its current version, or files: a file or a folder (searched
-    recursively) of one kind, CSV with a header, JSON lines, parquet or images. Rows from files
-    carry ``_source_file``, as landed rows do; image files come as the dataset's binary column."""
+    recursively) of one kind, CSV with a header, JSON lines, parquet, text files or images. Rows
+    from files carry ``_source_file``, as landed rows do; image files come as the dataset's
+    binary column, and a text file as one row, its text in the dataset's text column."""
     if TABLE_NAME.match(source) and run.tables.exists(source):
         return run.tables.read(source)
     path = Path(source)
     if not path.exists():
         raise LookupError(
             f"--input {source!r}: no such table or path; expected a table (layer.name, see "
-            "`deepspark tables`) or files (csv, json, parquet or images)"
+            "`deepspark tables`) or files (csv, json, parquet, txt or images)"
         )
     files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
     suffixes = {f.suffix.lower() for f in files if not f.name.startswith((".", "_"))}
@@ -256,11 +257,17 @@ def read_new_rows(run: Run, source: str, recipe: dict) -> DataFrame:
         frame = reader.format("binaryFile").load(str(path))
         frame = frame.filter(F.lower(F.regexp_extract("path", r"(\.[^./]+)$", 1)).isin(*IMAGE_FILES))
         return frame.withColumnRenamed("content", images["column"]).withColumn("_source_file", F.col("path"))
+    if suffixes == {".txt"}:  # one text each, as a text source lands them
+        column = (recipe.get("text") or {}).get("column")
+        if column is None:
+            raise ValueError(f"--input {source!r}: text files, but the model does not read text")
+        frame = reader.text(str(path), wholetext=True).withColumnRenamed("value", column)
+        return frame.select("*", F.col("_metadata.file_path").alias("_source_file"))
     kinds = {ROW_FILES.get(s) for s in suffixes}
     if len(kinds) != 1 or None in kinds:
         raise ValueError(
             f"--input {source!r}: holds {sorted(suffixes) or 'no files'}; expected files of one "
-            f"kind: {', '.join(ROW_FILES)} or images ({', '.join(sorted(IMAGE_FILES))})"
+            f"kind: {', '.join(ROW_FILES)}, .txt (a text each) or images ({', '.join(sorted(IMAGE_FILES))})"
         )
     (kind,) = kinds
     frame = reader.option("header", "true").format(kind).load(str(path))
