@@ -9,7 +9,7 @@ import yaml
 from deepspark.config import load_config
 from deepspark.pipeline import run_pipeline
 from deepspark.run import Run
-from deepspark.starter import sniff_csv, write_starter
+from deepspark.starter import profile_frame, sniff_csv, write_starter
 from deepspark.tables import Tables
 from PIL import Image
 
@@ -27,6 +27,14 @@ def test_the_dialect_is_sniffed_from_a_sample():
     assert sniff_csv(PEOPLE.encode()) == {"sep": ";", "multiLine": "true"}
     assert sniff_csv(TEXTS.encode()) == {"comment": "#"}
     assert sniff_csv(TEXTS.partition("\n")[2].encode()) == {}
+
+
+def test_dates_as_spreadsheets_export_them_are_dates(spark):
+    frame = spark.createDataFrame(
+        [("19-Sep-03", "Sep 19, 2003"), ("2-Jan-03", "Jan 2, 2003")], "a string, b string"
+    )
+    _, columns, _ = profile_frame(frame)
+    assert [(c.type, c.formats) for c in columns] == [("date", ["d-MMM-yy"]), ("date", ["MMM d, yyyy"])]
 
 
 @pytest.fixture

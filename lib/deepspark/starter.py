@@ -35,7 +35,17 @@ from deepspark.recipes import FOLDER, IMAGE_FILES
 from deepspark.stages.clean.stage import comma_decimal
 
 NULL_TOKENS = ["NA", "N/A", "n/a", "NaN", "null", "NULL", "None", "-", "?"]
-DATE_FORMATS = ["yyyy-MM-dd", "dd/MM/yyyy", "MM/dd/yyyy", "dd.MM.yyyy"]
+DATE_FORMATS = [
+    "yyyy-MM-dd",
+    "dd/MM/yyyy",
+    "MM/dd/yyyy",
+    "dd.MM.yyyy",
+    "yyyy/MM/dd",
+    "d-MMM-yy",  # 19-Sep-03, as spreadsheets export dates
+    "d-MMM-yyyy",
+    "d MMM yyyy",
+    "MMM d, yyyy",
+]
 TIMESTAMP_FORMATS = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ssXXX"]
 SAMPLE_BYTES = 1 << 16
 SAMPLE_IMAGES = 500  # files whose headers give the size and colour of a folder of images

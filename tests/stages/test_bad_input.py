@@ -150,6 +150,21 @@ def test_comment_and_blank_lines_before_the_header_are_skipped_as_spark_skips_th
     assert plain[0]["_ingest_rule"].endswith("set options: {comment: '#'}")
 
 
+def test_column_names_with_a_dot_or_a_star_land_and_clean_under_their_own_names(spark, config, tables, land):
+    land("quotes/a.csv", "Date,Adj. Close*\n2003-09-19,29.79\n2003-09-18,29.34\n")
+    quotes = SourceConfig(format="csv", path="quotes", columns=["Date", "Adj. Close*"])
+    rules = DatasetCleaning.model_validate({"keys": ["Date"], "columns": {"Adj. Close*": {"type": "double"}}})
+    narrowed = config.model_copy(
+        update={
+            "ingest": IngestConfig(sources={"quotes": quotes}),
+            "clean": CleanConfig(datasets={"quotes": rules}),
+        }
+    )
+    run_pipeline(Run(narrowed, spark, tables, "quotes-1"), ["ingest", "clean"])
+    silver = tables.read("silver.quotes").select("Date", "`Adj. Close*`").collect()
+    assert sorted(tuple(r) for r in silver) == [("2003-09-18", 29.34), ("2003-09-19", 29.79)]
+
+
 def test_a_byte_order_mark_does_not_reach_the_data(land, run_stages, tables):
     land("people/a.csv", "\ufeff" + HEADER + "1,Anna,3.5,1990-01-01\n")
     run = run_stages()

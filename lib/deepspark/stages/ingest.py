@@ -194,7 +194,7 @@ def csv_to_bronze(
             df = read_csv_files(spark, paths, declared, source, is_utf8)
             frames.append(
                 df.select(
-                    *declared,
+                    *[F.col(f"`{c}`") for c in declared],
                     F.col(CORRUPT).alias("_raw_record"),
                     F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED)).alias("_ingest_issue"),
                     F.when(
@@ -314,7 +314,7 @@ def add_ingest_metadata(df: DataFrame, batch_id: str) -> DataFrame:
     """Tag rows with their batch and ingest time, and a hash of their content."""
     content = [c for c in df.columns if c not in METADATA and c not in ("_ingest_issue", "_ingest_rule")]
     return df.select(
-        *[c for c in df.columns if c not in METADATA],
+        *[F.col(f"`{c}`") for c in df.columns if c not in METADATA],
         "_source_file",
         F.lit(batch_id).alias("_batch_id"),
         F.current_timestamp().alias("_ingested_at"),
