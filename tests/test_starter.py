@@ -4,6 +4,8 @@ written, every row accounted for."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from deepspark.config import load_config
@@ -158,3 +160,29 @@ def test_init_on_text_files_in_class_folders_trains_an_rnn_and_keeps_a_txt_table
     )
     assert reviews.text.column == "value" and reviews.text.max_len == 26
     assert config.train.models["reviews_rnn"].kind == "rnn"
+
+
+def test_init_on_json_leaves_broken_lines_out_of_the_contract_and_finds_the_key(spark, tmp_path):
+    landing, conf = tmp_path / "landing", tmp_path / "conf"
+    (landing / "orders").mkdir(parents=True)
+    records = [
+        {"order_id": f"o{i}", "customer": {"id": i % 40}, "items": ["tea"] * (1 + i % 3), "unit price": i / 4}
+        for i in range(300)
+    ]
+    lines = [json.dumps(r) for r in records] + ['{"order_id": "cut off", ']
+    (landing / "orders" / "orders.jsonl").write_text("\n".join(lines) + "\n")
+
+    (profile,) = write_starter(spark, landing, conf)
+    assert (
+        profile.summary()
+        == "orders: json, 300 rows, key order_id; 1 malformed line(s), which ingest quarantines"
+    )
+    source = yaml.safe_load((conf / "base" / "ingest.yaml").read_text())["sources"]["orders"]
+    assert source["ddl"] == (
+        "customer struct<id:bigint>, items array<string>, order_id string, `unit price` double"
+    )
+    config = load_config(conf, environ={})
+    done = Run(config, spark, Tables(spark, config), "first")
+    run_pipeline(done, ["ingest", "clean"])
+    orders = done.results["clean"].metrics["orders"]
+    assert (orders["rows_in"], orders["rows_out"], orders["rows_quarantined"]) == (301, 300, 1)
