@@ -251,7 +251,7 @@ def test_a_successful_cli_run_is_quiet_and_its_log_holds_the_rest(cli_run):
         "resolved config",
     ]:
         assert noise not in console, noise
-    assert len(done.stderr.splitlines()) <= 30  # one screen: run line, stages, bars, paths
+    assert len(done.stderr.splitlines()) <= 34  # one screen: run line, stages and their parts, bars, paths
     log = Path(re.search(r"^log: (.+)$", done.stderr, re.M).group(1))
     assert log.parent.name == "logs" and log.name == "run.log"
     text = log.read_text(encoding="utf-8", errors="replace")

@@ -106,6 +106,15 @@ def test_a_rerun_on_the_same_inputs_keeps_the_results_and_new_data_or_config_red
     assert tables.version("gold.association_rules") == first.tables["gold.association_rules"]
     kept, made = again.metrics["rules"], first.metrics["rules"]
     assert kept["top_by_lift"] == made["top_by_lift"] and kept["rules"] == made["rules"] > 0
+    top = made["top_by_lift"][0]
+    assert (
+        first.details
+        == again.details
+        == [  # the console's line, kept results alike
+            f"rules: {made['rules']} rule(s) from {made['itemsets']} frequent itemset(s) in 100 baskets; "
+            f"top lift {top['lift']:.2f}: {', '.join(top['antecedent'])} -> {', '.join(top['consequent'])}"
+        ]
+    )
     (plot,) = kept["plots"]  # copied into this run's own folder, the same picture
     assert Path(plot).parent == tmp_path / "runs" / "again" / "analytics"
     assert Path(plot).read_bytes() == Path(made["plots"][0]).read_bytes()
@@ -137,6 +146,10 @@ def test_a_tree_that_is_one_leaf_is_a_warning_saying_what_to_try_also_when_kept(
     first = analyze(Run(config, spark, tables, "one-leaf", parts=("trees",)))
     again = analyze(Run(config, spark, tables, "kept", parts=("trees",)))
     assert first.metrics["trees"]["flat"]["leaves"] == 1
+    scores = first.metrics["trees"]["flat"]["metrics"]
+    assert first.details == [
+        f"tree flat: test RMSE {scores['rmse']:.4g} (R² {scores['r2']:.3f}), 1 leaf, 40 rows"
+    ]
     (warning,) = first.notes
     assert first.status == again.status == "warning" and warning in again.notes
     assert warning.startswith(

@@ -83,7 +83,34 @@ def analyze(run: Run) -> StageResult:
                 log.warning(result.notes[-1])
     if not result.metrics:
         return skipped(f"nothing configured in conf analytics for {', '.join(sorted(wanted))}")
+    result.details += outcome_lines(result.metrics)
     return result
+
+
+def outcome_lines(metrics: dict) -> list[str]:
+    """A line for the console per analysis: what it found, in its own measure."""
+    lines = []
+    if "kmeans" in metrics:
+        km = metrics["kmeans"]
+        lines.append(f"kmeans: k={km['k']} (silhouette {km['silhouette']:.4f}, inertia {km['inertia']:g})")
+    if "rules" in metrics:
+        rl = metrics["rules"]
+        found = f"{rl['rules']} rule(s) from {rl['itemsets']} frequent itemset(s)"
+        line = f"rules: {found} in {rl['baskets']} baskets"
+        if rl.get("top_by_lift"):
+            top = rl["top_by_lift"][0]
+            sides = f"{', '.join(top['antecedent'])} -> {', '.join(top['consequent'])}"
+            line += f"; top lift {top['lift']:.2f}: {sides}"
+        lines.append(line)
+    for name, summary in metrics.get("trees", {}).items():
+        scores = summary["metrics"]
+        if summary["kind"] == "regressor":
+            measured = f"test RMSE {scores['rmse']:.4g} (R² {scores['r2']:.3f})"
+        else:
+            measured = f"test accuracy {scores['accuracy']:.4f}"
+        leaves = f"{summary['leaves']} leaf" if summary["leaves"] == 1 else f"{summary['leaves']} leaves"
+        lines.append(f"tree {name}: {measured}, {leaves}, {summary['rows']} rows")
+    return lines
 
 
 def single_leaf(name: str, summary: TreeSummary) -> str:
