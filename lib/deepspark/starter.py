@@ -8,11 +8,13 @@ included), a number, a date or a timestamp, and which common null tokens (``NA``
 ``null``, ...) occur. From that it writes ``ingest.yaml`` (the contract), ``clean.yaml`` (types,
 nulls and a key: a column found unique and never null, else a surrogate key over every column)
 and ``validate.yaml`` (a Great Expectations suite: row count, not-null, unique key, observed
-numeric ranges as warnings). A folder of image files lands as ``binaryFile``; when its files sit
-in class folders (``cat/``, ``dog/``) it also writes ``train.yaml``: an images dataset labelled
-by folder, at the files' most common size (the longer side at most 64 pixels), and a CNN that
-fits that size. Great Expectations 1.x has no profiler any more (its rule-based
-profilers and data assistants were removed in 1.0), so the profile is Spark's.
+numeric ranges as warnings). A folder of image files lands as ``binaryFile``, and a folder of
+``.txt`` files that do not read as a table as ``text`` (one row per file); when such files sit
+in class folders (``cat/``, ``dog/``) it also writes ``train.yaml``: a dataset labelled by
+folder and a network for it (images: at most files' size, else the median, the longer side at
+most 64 pixels, and a CNN that fits it; texts: the words most of them hold, and an LSTM).
+Great Expectations 1.x has no profiler any more (its rule-based profilers and data assistants
+were removed in 1.0), so the profile is Spark's.
 
 Everything written is a starting point to read and edit: the file says so at its top.
 """
