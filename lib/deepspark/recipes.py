@@ -317,6 +317,11 @@ def window_steps(steps: DataFrame, spec: SequenceInput, scaling: dict[str, dict[
     return steps.withColumn("values", F.flatten(window)).drop("_step")
 
 
+def series_of_window(window_id: F.Column) -> F.Column:
+    """The series part of a window's key (``<series>|<last step>``, see :func:`numeric_steps`)."""
+    return F.regexp_extract(window_id, r"^(.*)\|[^|]*$", 1)
+
+
 def series_of(spec: SequenceInput) -> F.Column:
     """What identifies a window's series (the splits go by it), or the window itself."""
     series = [F.col(f"`{c}`").cast("string") for c in spec.series]

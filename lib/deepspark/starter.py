@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from deepspark.recipes import FOLDER, IMAGE_FILES
 from deepspark.stages.clean.stage import comma_decimal
+from deepspark.stages.ingest import CORRUPT
 
 NULL_TOKENS = ["NA", "N/A", "n/a", "NaN", "null", "NULL", "None", "-", "?"]
 DATE_FORMATS = [
@@ -50,8 +51,7 @@ DATE_FORMATS = [
 ]
 TIMESTAMP_FORMATS = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ssXXX"]
 SAMPLE_BYTES = 1 << 16
-CORRUPT = "_corrupt_record"  # Spark's column for lines its JSON reader could not parse
-SAMPLE_IMAGES = 500  # files whose headers give the size and colour of a folder of images
+SAMPLE_FILES = 500  # files of a folder of images or texts read for their size, colour or words
 LONGEST_SIDE = 64  # the starter's network input: larger images are scaled down to it
 HEADER = "# Written by `deepspark init` from the files it found: a starting point, read and edit it.\n"
 
@@ -76,6 +76,7 @@ class ImageProfile:
     size: tuple[int, int]  # [height, width]: most files' size, else the median, scaled to LONGEST_SIDE
     channels: int  # 3 when any sampled file is in colour
     unreadable: int  # sampled files that are not images
+    network = "cnn"  # the kind of the starter's model: a class attribute, not a field
 
     def dataset(self, name: str) -> dict:
         images = {"column": "content", "channels": self.channels, "size": list(self.size), "fit": "pad"}
@@ -85,7 +86,7 @@ class ImageProfile:
         """A small CNN: each 3x3 convolution takes 2 pixels, each pooling between two halves."""
         side = min(self.size)
         conv = [16, 32, 64] if side >= 18 else [16, 32] if side >= 8 else [16]
-        return {"kind": "cnn", "dataset": name, "epochs": 10, "cnn": {"conv": conv, "dense": [32]}}
+        return {"kind": self.network, "dataset": name, "epochs": 10, "cnn": {"conv": conv, "dense": [32]}}
 
 
 @dataclass
@@ -95,6 +96,7 @@ class TextProfile:
     classes: list[str]  # the class folders' names; empty when the files are not in two or more
     max_len: int  # words kept per text: most sampled texts fit whole
     vocab_size: int
+    network = "rnn"
 
     def dataset(self, name: str) -> dict:
         text = {"column": "value", "vocab_size": self.vocab_size, "max_len": self.max_len}
@@ -107,7 +109,7 @@ class TextProfile:
         }
 
     def model(self, name: str) -> dict:
-        return {"kind": "rnn", "dataset": name, "epochs": 10, "rnn": {"cell": "lstm", "units": 32}}
+        return {"kind": self.network, "dataset": name, "epochs": 10, "rnn": {"cell": "lstm", "units": 32}}
 
 
 @dataclass
@@ -133,7 +135,7 @@ class SourceProfile:
         """One line for the console: what was found, and what the starter conf makes of it."""
         if self.texts is not None:
             found = f"{self.name}: {self.rows} text files, {self.texts.max_len} words kept per text"
-            return _trains(found, self.name, self.texts.classes, "rnn")
+            return self._trains(found)
         if self.images is None:
             key = self.key or f"none unique: surrogate_key {self.name}_id"
             broken = (
@@ -145,7 +147,22 @@ class SourceProfile:
         found = f"{self.name}: {self.rows} image files, read at {height}x{width}x{images.channels}"
         if images.unreadable:
             found += f" ({images.unreadable} sampled file(s) not images: training quarantines them)"
-        return _trains(found, self.name, images.classes, "cnn")
+        return self._trains(found)
+
+    @property
+    def model_name(self) -> str:
+        """The starter's model for a folder of examples: ``<source>_cnn`` or ``<source>_rnn``."""
+        return f"{self.name}_{self.examples.network}"
+
+    def _trains(self, found: str) -> str:
+        """``found``, then what train.yaml makes of the class folders, or why it has nothing."""
+        classes = self.examples.classes
+        if not classes:
+            return (
+                f"{found}; no class folders, so no train dataset (label them: train.datasets.<name>.labels)"
+            )
+        shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+        return f"{found}; {len(classes)} class folders ({shown}): train.yaml trains {self.model_name}"
 
     def source(self) -> dict:
         entry: dict = {"format": self.format, "path": self.name}
@@ -206,13 +223,6 @@ class SourceProfile:
                     }
                 )
         return expectations
-
-
-def _trains(found: str, name: str, classes: list[str], kind: str) -> str:
-    if not classes:
-        return f"{found}; no class folders, so no train dataset (label them: train.datasets.<name>.labels)"
-    shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
-    return f"{found}; {len(classes)} class folders ({shown}): train.yaml trains {name}_{kind}"
 
 
 def sniff_csv(sample: bytes) -> dict[str, str]:
@@ -318,6 +328,11 @@ def find_key(df: DataFrame, rows: int, columns: list[Column]) -> str | None:
     return None
 
 
+def _sample(files: list[Path]) -> list[Path]:
+    """About SAMPLE_FILES of ``files``, spread over all of them."""
+    return files[:: max(1, len(files) // SAMPLE_FILES)]
+
+
 def class_folders(folder: Path, files: list[Path]) -> list[str]:
     """The names of the folders the files sit in, when they all sit in one of two or more."""
     parents = {p.parent for p in files}
@@ -328,7 +343,7 @@ def profile_texts(folder: Path, files: list[Path]) -> TextProfile:
     """Words per text (a sample's 90th percentile, 16 to 256, kept whole) and a vocabulary of
     half the distinct words sampled (100 to 10,000)."""
     lengths, words = [], set()
-    for path in files[:: max(1, len(files) // SAMPLE_IMAGES)]:
+    for path in _sample(files):
         found = re.findall(r"\w+", path.read_bytes()[:SAMPLE_BYTES].decode("utf-8", "replace").lower())
         lengths.append(len(found))
         words.update(found)
@@ -345,8 +360,7 @@ def profile_images(folder: Path, files: list[Path]) -> ImageProfile:
     classes = class_folders(folder, files)
     sizes: Counter[tuple[int, int]] = Counter()
     colour, unreadable = False, 0
-    step = max(1, len(files) // SAMPLE_IMAGES)
-    for path in files[::step]:
+    for path in _sample(files):
         try:
             with Image.open(path) as image:
                 sizes[(image.height, image.width)] += 1
@@ -381,7 +395,8 @@ def profile_source(spark: SparkSession, folder: Path) -> SourceProfile | None:
         rows, columns, tokens = profile_frame(df)
         profile = SourceProfile(folder.name, "csv", rows, columns, options, null_values=tokens)
     elif suffix in ("json", "jsonl", "ndjson"):
-        inferred, malformed = spark.read.json(paths).cache(), 0  # cached: Spark will not filter raw
+        reader = spark.read.option("columnNameOfCorruptRecord", CORRUPT)
+        inferred, malformed = reader.json(paths).cache(), 0  # cached: Spark will not filter raw
         if CORRUPT in inferred.columns:  # lines that are not JSON records: not part of the contract
             malformed = inferred.filter(F.col(CORRUPT).isNotNull()).count()
             inferred = inferred.filter(F.col(CORRUPT).isNull()).drop(CORRUPT)
@@ -391,8 +406,9 @@ def profile_source(spark: SparkSession, folder: Path) -> SourceProfile | None:
         for column, spark_field in zip(columns, inferred.schema.fields, strict=True):
             if spark_field.dataType.simpleString() != "string":
                 column.type, column.formats = None, []  # JSON already typed it
-        profile = SourceProfile(folder.name, "json", rows, columns, ddl=ddl, null_values=tokens)
-        profile.malformed = malformed
+        profile = SourceProfile(
+            folder.name, "json", rows, columns, ddl=ddl, null_values=tokens, malformed=malformed
+        )
         df = text
     elif suffix == "parquet":
         df = spark.read.parquet(*paths)
@@ -422,14 +438,13 @@ def write_starter(
     landing_dir = os.path.relpath(landing.resolve(), data_root)
     tables = [p for p in profiles if p.examples is None]
     labelled = [p for p in profiles if p.examples and p.examples.classes]
-    kinds = {p.name: "cnn" if p.images else "rnn" for p in labelled}
     sections = {
         "ingest.yaml": {"landing_dir": str(landing_dir), "sources": {p.name: p.source() for p in profiles}},
         "clean.yaml": {"datasets": {p.name: p.cleaning() for p in tables}} if tables else None,
         "validate.yaml": {"suites": {p.name: p.suite() for p in tables}} if tables else None,
         "train.yaml": {
             "datasets": {p.name: p.examples.dataset(p.name) for p in labelled},
-            "models": {f"{p.name}_{kinds[p.name]}": p.examples.model(p.name) for p in labelled},
+            "models": {p.model_name: p.examples.model(p.name) for p in labelled},
         }
         if labelled
         else None,

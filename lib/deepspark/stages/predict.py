@@ -262,15 +262,15 @@ def read_new_rows(run: Run, source: str, recipe: dict) -> DataFrame:
         if column is None:
             raise ValueError(f"--input {source!r}: text files, but the model does not read text")
         frame = reader.text(str(path), wholetext=True).withColumnRenamed("value", column)
-        return frame.select("*", F.col("_metadata.file_path").alias("_source_file"))
-    kinds = {ROW_FILES.get(s) for s in suffixes}
-    if len(kinds) != 1 or None in kinds:
-        raise ValueError(
-            f"--input {source!r}: holds {sorted(suffixes) or 'no files'}; expected files of one "
-            f"kind: {', '.join(ROW_FILES)}, .txt (a text each) or images ({', '.join(sorted(IMAGE_FILES))})"
-        )
-    (kind,) = kinds
-    frame = reader.option("header", "true").format(kind).load(str(path))
+    else:
+        kinds = {ROW_FILES.get(s) for s in suffixes}
+        if len(kinds) != 1 or None in kinds:
+            raise ValueError(
+                f"--input {source!r}: holds {sorted(suffixes) or 'no files'}; expected files of one kind: "
+                f"{', '.join(ROW_FILES)}, .txt (a text each) or images ({', '.join(sorted(IMAGE_FILES))})"
+            )
+        (kind,) = kinds
+        frame = reader.option("header", "true").format(kind).load(str(path))
     return frame.select("*", F.col("_metadata.file_path").alias("_source_file"))
 
 

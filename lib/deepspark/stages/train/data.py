@@ -66,6 +66,7 @@ from deepspark.recipes import (
     image_source,
     numeric_steps,
     series_of,
+    series_of_window,
     to_training_images,
     tokenize,
     window_steps,
@@ -509,7 +510,7 @@ def require_test_rows(tables: Tables, pinned: PinnedTable, dataset: DatasetConfi
     series = dataset.kind == "sequences" and bool(dataset.sequences.series)
     if series:  # a window's key is its series, then its last step
         units = tables.read(pinned.table, version=pinned.version).select(
-            "split", F.regexp_extract(WINDOW_KEY, r"^(.*)\|[^|]*$", 1).alias("series")
+            "split", series_of_window(F.col(WINDOW_KEY)).alias("series")
         )
         counts = {
             r["split"]: r["n"]
